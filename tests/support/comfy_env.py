@@ -1,0 +1,62 @@
+"""Find ComfyUI and bring it up in-process, the way ComfyUI itself would load this pack.
+
+ComfyUI is located through ``COMFYUI_PATH`` (default: ``../shared/ComfyUI`` beside the repository). Nothing
+here mocks ComfyUI: the real ``comfy`` package is imported from that tree.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACK_MODULE_NAME = "vmdiff_pack"
+
+
+def comfy_path() -> Path:
+    path = Path(os.environ.get("COMFYUI_PATH", REPO_ROOT.parent / "shared" / "ComfyUI")).resolve()
+    if not (path / "comfy").is_dir() or not (path / "main.py").is_file():
+        raise RuntimeError(
+            f"ComfyUI not found at {path}. Set COMFYUI_PATH to a ComfyUI v0.8.0 checkout "
+            f"(scripts/setup_env.sh fetches one when neither COMFYUI_PATH nor ../shared/ComfyUI exists)."
+        )
+    return path
+
+
+_booted = False
+
+
+def boot_comfy_inprocess() -> None:
+    """Import ComfyUI's packages on the CPU and register its built-in extra nodes (idempotent)."""
+    global _booted
+    if _booted:
+        return
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    sys.dont_write_bytecode = True
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    root = str(comfy_path())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from comfy.cli_args import args  # noqa: E402  (must precede comfy.model_management)
+
+    args.cpu = True
+    import nodes  # ComfyUI's nodes.py
+
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    _booted = True
+
+
+def load_pack():
+    """Import this repository as a package named ``vmdiff_pack`` (ComfyUI imports custom node folders the same way)."""
+    if PACK_MODULE_NAME in sys.modules:
+        return sys.modules[PACK_MODULE_NAME]
+    spec = importlib.util.spec_from_file_location(
+        PACK_MODULE_NAME, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK_MODULE_NAME] = module
+    spec.loader.exec_module(module)
+    return module

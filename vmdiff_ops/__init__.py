@@ -1,0 +1,12 @@
+"""VMDiff's equations as pure torch functions (no ComfyUI import), one named function per concept of the paper."""
+from .schedule import flux_mu, time_shift, flow_sigma_grid, t_den_sigma
+from .tokens import scale_concat, mix_tokens, lerp_tokens, slerp_tokens, official_mix_tokens, MIX_RULES
+from .integrator import NFECounter, integrate_flow, INVERSION_RULES
+from .blending import blending_noise, mixing_denoise
+
+__all__ = [
+    "flux_mu", "time_shift", "flow_sigma_grid", "t_den_sigma",
+    "scale_concat", "mix_tokens", "lerp_tokens", "slerp_tokens", "official_mix_tokens", "MIX_RULES",
+    "NFECounter", "integrate_flow", "INVERSION_RULES",
+    "blending_noise", "mixing_denoise",
+]
