@@ -1,0 +1,16 @@
+"""ComfyUI-VMDiff: fuse two object images into one hybrid object on FLUX.1 + Redux (VMDiff, ICLR 2026).
+
+Import-light on purpose: ComfyUI imports this at start-up; the nodes are imported when ComfyUI asks for them.
+"""
+
+
+async def comfy_entrypoint():
+    from comfy_api.latest import ComfyExtension
+
+    from .nodes import NODES
+
+    class VMDiffExtension(ComfyExtension):
+        async def get_node_list(self):
+            return list(NODES)
+
+    return VMDiffExtension()
