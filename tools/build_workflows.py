@@ -1,0 +1,153 @@
+"""Writes the pack's example workflows (UI format, what ComfyUI's "Open" loads) from one compact description.
+
+Run after changing a node's inputs: ``python tools/build_workflows.py``. The node definitions (input order, which
+inputs are widgets, output types) are read from the real node classes, in-process. The API twins in
+``workflows/api/`` are made from the UI files by ``tools/workflow_convert.py`` (a test keeps them in sync).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = REPO_ROOT / "workflows"
+PRIMITIVES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+# node key: (class_type, column, row, {input: value | ("@", node key, output slot)}, title)
+MANUAL = {
+    "unet": ("UNETLoader", 0, 0, {"unet_name": "flux1-krea-dev.safetensors", "weight_dtype": "default"}, None),
+    "clip": ("CLIPLoader", 0, 1, {"clip_name": "clip_l.safetensors", "type": "stable_diffusion"},
+             "Load CLIP-L only (no T5 needed)"),
+    "clip_vision": ("CLIPVisionLoader", 0, 2, {"clip_name": "sigclip_vision_patch14_384.safetensors"}, None),
+    "redux": ("StyleModelLoader", 0, 3, {"style_model_name": "flux1-redux-dev.safetensors"}, None),
+    "vae": ("VAELoader", 0, 4, {"vae_name": "ae.safetensors"}, None),
+    "image_1": ("LoadImage", 1, 0, {"image": "vmdiff_object_1.png"}, "Object image 1"),
+    "image_2": ("LoadImage", 1, 2, {"image": "vmdiff_object_2.png"}, "Object image 2"),
+    "tokens_1": ("VMDiffReduxEncode", 2, 0, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
+                                             "image": ("@", "image_1", 0), "resize": "squash"}, None),
+    "tokens_2": ("VMDiffReduxEncode", 2, 1, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
+                                             "image": ("@", "image_2", 0), "resize": "squash"}, None),
+    "prompt": ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), "label_1": "owl", "label_2": "jar",
+                                            "template": "A photo of {T1} creatively fused with {T2}."}, None),
+    "blend": ("VMDiffBlendingNoise", 3, 0, {
+        "model": ("@", "unet", 0), "tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
+        "conditioning": ("@", "prompt", 0), "seed": 42, "width": 512, "height": 512, "steps": 20, "t_den_step": 10,
+        "guidance_denoise": 5.0, "guidance_invert": 0.0, "beta_1": 1.0, "beta_2": 1.0, "inversion": "lagged",
+        "context": "redux_only"}, None),
+    "mix": ("VMDiffMixingDenoise", 4, 0, {
+        "model": ("@", "unet", 0), "eps_b": ("@", "blend", 0), "tokens_1": ("@", "tokens_1", 0),
+        "tokens_2": ("@", "tokens_2", 0), "conditioning": ("@", "prompt", 0), "alpha": 0.5, "guidance": 4.0,
+        "steps": 20, "mix_rule": "official", "context": "redux_only"}, None),
+    "decode": ("VAEDecode", 5, 0, {"samples": ("@", "mix", 0), "vae": ("@", "vae", 0)}, None),
+    "save": ("SaveImage", 6, 0, {"images": ("@", "decode", 0), "filename_prefix": "vmdiff_manual"}, None),
+    "decode_preview": ("VAEDecode", 5, 2, {"samples": ("@", "blend", 2), "vae": ("@", "vae", 0)},
+                       "Decode t_den preview"),
+    "preview": ("PreviewImage", 6, 2, {"images": ("@", "decode_preview", 0)}, "What ε_b carries (t_den)"),
+}
+
+COLUMN_X = [0, 380, 760, 1140, 1560, 1960, 2260]
+ROW_H = 230
+
+
+def node_definitions() -> dict:
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+
+    boot_comfy_inprocess()
+    load_pack()
+
+    import nodes
+    from vmdiff_pack.nodes import NODES
+
+    classes = dict(nodes.NODE_CLASS_MAPPINGS)
+    classes.update({n.define_schema().node_id: n for n in NODES})
+    return classes
+
+
+def _input_spec(cls) -> list[tuple[str, str, dict]]:
+    types = cls.INPUT_TYPES()
+    out = []
+    for section in ("required", "optional"):
+        for name, spec in types.get(section, {}).items():
+            kind = spec[0] if isinstance(spec[0], str) else "COMBO"
+            out.append((name, kind, spec[1] if len(spec) > 1 and spec[1] else {}))
+    return out
+
+
+def _outputs(cls) -> list[tuple[str, str]]:
+    types = cls.RETURN_TYPES
+    names = getattr(cls, "RETURN_NAMES", None) or types
+    return list(zip(names, types))
+
+
+def build_ui(graph: dict, classes: dict) -> dict:
+    ids = {key: i + 1 for i, key in enumerate(graph)}
+    links, ui_nodes = [], []
+    out_links: dict[tuple[int, int], list[int]] = {}
+    for key, (class_type, col, row, values, title) in graph.items():
+        cls = classes[class_type]
+        inputs, widgets = [], []
+        for name, kind, opts in _input_spec(cls):
+            value = values.get(name)
+            if isinstance(value, tuple):
+                link_id = len(links) + 1
+                src = ids[value[1]]
+                src_cls = classes[graph[value[1]][0]]
+                link_type = _outputs(src_cls)[value[2]][1]
+                links.append([link_id, src, value[2], ids[key], len(inputs), link_type])
+                out_links.setdefault((src, value[2]), []).append(link_id)
+                entry = {"name": name, "type": kind, "link": link_id}
+                if kind in PRIMITIVES:
+                    entry["widget"] = {"name": name}
+                inputs.append(entry)
+            elif kind in PRIMITIVES:
+                if value is None:
+                    if opts.get("advanced") or name not in values:
+                        continue
+                widgets.append(value)
+                if opts.get("control_after_generate"):
+                    widgets.append("fixed")
+                if opts.get("image_upload"):
+                    widgets.append("image")
+            else:
+                raise ValueError(f"{key}.{name} ({kind}) is not connected")
+        node = {"id": ids[key], "type": class_type, "pos": [COLUMN_X[col], row * ROW_H], "size": [340, 160],
+                "flags": {}, "order": 0, "mode": 0, "inputs": inputs, "outputs": [],
+                "properties": {"Node name for S&R": class_type}, "widgets_values": widgets}
+        if title:
+            node["title"] = title
+        ui_nodes.append(node)
+    for node in ui_nodes:
+        cls = classes[node["type"]]
+        node["outputs"] = [{"name": name, "type": kind, "links": out_links.get((node["id"], slot), []),
+                            "slot_index": slot} for slot, (name, kind) in enumerate(_outputs(cls))]
+    order = _topological_order(ui_nodes, links)
+    for node in ui_nodes:
+        node["order"] = order[node["id"]]
+    return {"last_node_id": len(ui_nodes), "last_link_id": len(links), "nodes": ui_nodes, "links": links,
+            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [40, 40]}}, "version": 0.4}
+
+
+def _topological_order(ui_nodes, links) -> dict[int, int]:
+    deps = {n["id"]: {l[1] for l in links if l[3] == n["id"]} for n in ui_nodes}
+    order, done = {}, set()
+    while len(done) < len(deps):
+        for node_id in sorted(deps):
+            if node_id not in done and deps[node_id] <= done:
+                order[node_id] = len(done)
+                done.add(node_id)
+    return order
+
+
+def main() -> int:
+    classes = node_definitions()
+    for name, graph in {"vmdiff_manual": MANUAL}.items():
+        path = WORKFLOWS / f"{name}.json"
+        path.write_text(json.dumps(build_ui(graph, classes), indent=1) + "\n")
+        print("wrote", path.relative_to(REPO_ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
