@@ -4,3 +4,35 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # `import vmdiff_ops` and `import tests.support…` / `import tools…`
+
+
+# --- real ComfyUI server fixtures (tools/comfy_server.py) ---
+import pytest  # noqa: E402
+
+from tools.comfy_server import ComfyServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def comfy_server_factory():
+    """``get(models_dir=None, extra_custom_nodes=())`` → a started ComfyServer, one per distinct arguments."""
+    servers: dict[tuple, ComfyServer] = {}
+
+    def get(models_dir: Path | None = None, extra_custom_nodes=()) -> ComfyServer:
+        key = (str(models_dir) if models_dir else None, tuple(str(p) for p in extra_custom_nodes))
+        if key not in servers:
+            srv = ComfyServer(models_dir, list(extra_custom_nodes))
+            srv.start()
+            print(f"\n[comfy_server] {key} started in {srv.startup_seconds:.1f} s (pid {srv.pid}, {srv.url})")
+            servers[key] = srv
+        return servers[key]
+
+    yield get
+    for srv in servers.values():
+        srv.stop()
+        srv.cleanup()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_server_factory) -> ComfyServer:
+    """A server with no model folders: enough for workflows of core nodes that load no model."""
+    return comfy_server_factory()
