@@ -1,0 +1,98 @@
+"""Golden-section search and EAA orchestration against their definitions, on synthetic scores."""
+import pytest
+
+from vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment, golden_section_maximize,
+                        golden_section_maximize_on_grid, stronger_side)
+
+
+class Counted:
+    def __init__(self, f):
+        self.f, self.xs = f, []
+
+    def __call__(self, x):
+        self.xs.append(x)
+        return self.f(x)
+
+
+@pytest.mark.parametrize("peak", [0.4123, 0.47, 0.5, 0.537, 0.5999])
+def test_golden_section_finds_the_maximiser_to_tolerance_in_11_evaluations(peak):
+    f = Counted(lambda x: -(x - peak) ** 2)
+    best, value, evaluations = golden_section_maximize(f, 0.4, 0.6, tol=0.002, max_iter=15, digits=5)
+    assert abs(best - peak) <= 0.002
+    # 10 brackets (0.2·0.618^10 < 0.002): 2 points for the first, 1 new point each after (reference: 20)
+    assert evaluations == 11 == len(f.xs) == len(set(f.xs))
+    assert value == max(f.f(x) for x in f.xs)
+
+
+def test_golden_section_on_an_asymmetric_unimodal_function():
+    f = Counted(lambda x: -abs(x - 0.3) if x < 0.3 else -3 * (x - 0.3))
+    best, _, evaluations = golden_section_maximize(f, 0.0, 1.0, tol=1e-4)
+    assert abs(best - 0.3) < 1e-4
+    assert evaluations == 1 + 20  # ceil(log(1e4)/log φ) = 20 brackets
+
+
+def test_golden_section_first_points_match_the_reference():
+    f = Counted(lambda x: 0.0)
+    golden_section_maximize(f, 0.4, 0.6, tol=0.002, digits=5)
+    assert f.xs[:2] == [0.47639, 0.52361]
+
+
+def test_beta_grid_is_the_reference_grid():
+    assert beta_grid(0.5, 3.5, 0.2) == [round(0.5 + 0.2 * k, 6) for k in range(15)]
+    assert beta_grid(0.5, 3.5, 0.2)[-1] == 3.3
+
+
+@pytest.mark.parametrize("peak", [0.5, 1.3, 2.1, 3.3])
+def test_grid_search_finds_the_grid_maximiser_without_repeats(peak):
+    f = Counted(lambda b: -(b - peak) ** 2)
+    best, _, evaluations = golden_section_maximize_on_grid(f, beta_grid(0.5, 3.5, 0.2), 0.5, 3.5, tol=0.5)
+    assert len(f.xs) == len(set(f.xs)) == evaluations
+    assert evaluations <= 8
+    assert abs(best - peak) <= 0.2 + 1e-9  # within one grid step of the peak
+
+
+def test_stronger_side_uses_the_reference_weight():
+    assert stronger_side({"D1": 0.6, "T1": 0.20, "D2": 0.5, "T2": 0.22}, 3.13) == 1  # 1.226 > 1.1886
+    assert stronger_side({"D1": 0.5, "T1": 0.20, "D2": 0.5, "T2": 0.22}, 3.13) == 2
+
+
+def scripted(score_fn):
+    calls = []
+
+    def evaluate(alpha, b1, b2, seed):
+        calls.append((alpha, b1, b2, seed))
+        s = score_fn(alpha, b1, b2, seed)
+        return s, {"D1": 0.5, "T1": 0.3, "D2": 0.4, "T2": 0.3}, None
+    return evaluate, calls
+
+
+def test_eaa_stops_after_the_alpha_stage_when_the_score_clears_the_threshold():
+    evaluate, calls = scripted(lambda a, b1, b2, s: 2.5 - (a - 0.55) ** 2)
+    best, history = efficient_adaptive_adjustment(evaluate, 42, PRESETS["official"])
+    assert len(calls) == 11 and all(c[1:] == (1.0, 1.0, 42) for c in calls)
+    assert abs(best.alpha - 0.55) <= 0.002 and best.stage == "alpha"
+
+
+def test_eaa_official_searches_the_weaker_side_beta_with_the_stronger_at_half():
+    evaluate, calls = scripted(lambda a, b1, b2, s: 1.0 - (a - 0.5) ** 2 + (0.2 - 0.1 * (b2 - 2.0) ** 2) * (b1 == 0.5))
+    best, history = efficient_adaptive_adjustment(evaluate, 42, PRESETS["official"])
+    beta_calls = [c for c in calls if c[1:3] != (1.0, 1.0)]
+    assert beta_calls and all(c[1] == 0.5 and c[0] == pytest.approx(best.alpha) for c in beta_calls)  # side 1 stronger
+    assert len(beta_calls) == len(set(beta_calls))
+    assert best.stage == "beta" and abs(best.beta_2 - 2.0) <= 0.2 + 1e-9
+    assert {c[3] for c in calls} == {42}  # official: one ε, no resampling
+    assert [e.record()["stage"] for e in history][:11] == ["alpha"] * 11
+
+
+def test_eaa_paper_runs_three_rounds_with_resampled_noise_and_keeps_the_best():
+    evaluate, calls = scripted(lambda a, b1, b2, s: 1.0 + 0.1 * (s == 43) - (a - 0.5) ** 2)
+    best, history = efficient_adaptive_adjustment(evaluate, 42, PRESETS["paper"])
+    assert [s for s in sorted({c[3] for c in calls})] == [42, 43, 44]
+    assert {e.round for e in history} == {1, 2, 3}
+    assert all(c[1] == 1.0 for c in calls if c[1:3] != (1.0, 1.0))  # paper: stronger side held at 1
+    assert best.seed == 43
+
+
+def test_options_are_explicit_dataclass_fields():
+    assert PRESETS["official"] == SearchOptions()
+    assert PRESETS["paper"].rounds == 3 and PRESETS["paper"].beta_stronger == 1.0

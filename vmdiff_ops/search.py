@@ -1,0 +1,202 @@
+"""Efficient Adaptive Adjustment (EAA, the paper's Auto-Tune): golden-section search on α, then on the weaker
+side's β, in rounds with ε resampled (spec §6, Part A §1). Pure orchestration over an ``evaluate`` callable."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+INV_PHI = (math.sqrt(5.0) - 1.0) / 2.0  # 1/φ ≈ 0.618
+
+
+def golden_section_maximize(f: Callable[[float], float], lo: float, hi: float, tol: float, max_iter: int = 50,
+                            digits: Optional[int] = None) -> tuple[float, float, int]:
+    """Golden-section maximisation of a unimodal f on [lo, hi] until the bracket is ≤ tol (or max_iter brackets).
+
+    The interior point kept by each shrink is reused, so every iteration after the first costs one evaluation of f
+    (the reference evaluates both points anew: 20 evaluations for the defaults [0.4, 0.6], tol 0.002, vs 11 here).
+    Ties keep the upper point, as the reference does. ``digits`` rounds the evaluated x (reference: 5).
+    Returns (best x, f(best x), evaluations).
+    """
+    evaluated: list[tuple[float, float]] = []
+
+    def point(x: float) -> tuple[float, float]:
+        x = round(x, digits) if digits is not None else x
+        value = f(x)
+        evaluated.append((x, value))
+        return x, value
+
+    a, b = lo, hi
+    c, d = b - INV_PHI * (b - a), a + INV_PHI * (b - a)
+    fc = fd = None
+    iteration = 0
+    while b - a > tol and iteration < max_iter:
+        if fc is None:
+            c, fc = point(c)
+        if fd is None:
+            d, fd = point(d)
+        if fd >= fc:  # the maximum lies in [c, b]; d becomes the new lower point
+            a, c, fc = c, d, fd
+            d, fd = a + INV_PHI * (b - a), None
+        else:  # the maximum lies in [a, d]; c becomes the new upper point
+            b, d, fd = d, c, fc
+            c, fc = b - INV_PHI * (b - a), None
+        iteration += 1
+    best_x, best_value = max(evaluated, key=lambda xv: xv[1])
+    return best_x, best_value, len(evaluated)
+
+
+def beta_grid(beta_min: float, beta_max: float, step: float) -> list[float]:
+    """The candidate β values β_min, β_min + step, … below β_max (reference: 0.5, 0.7, …, 3.3)."""
+    count = int(math.floor((beta_max - beta_min) / step - 1e-9)) + 1
+    return [round(beta_min + k * step, 6) for k in range(count)]
+
+
+def golden_section_maximize_on_grid(f: Callable[[float], float], grid: list[float], lo: float, hi: float,
+                                    tol: float, max_iter: int = 15) -> tuple[float, float, int]:
+    """Golden-section maximisation over the discrete ``grid`` inside [lo, hi]: each golden point snaps to the
+    nearest grid value not yet evaluated; no value is ever evaluated twice (the reference re-runs some, spec §6).
+    Stops when hi − lo ≤ tol, after max_iter brackets, or when no grid value is left to try.
+    Returns (best value of the grid, f there, evaluations)."""
+    cache: dict[float, float] = {}
+
+    def nearest_new(target: float, low: float, high: float, exclude: set) -> Optional[float]:
+        inside = [g for g in grid if low - 1e-9 <= g <= high + 1e-9 and g not in exclude]
+        return min(inside, key=lambda g: (abs(g - target), g)) if inside else None
+
+    iteration = 0
+    while hi - lo > tol and iteration < max_iter:
+        upper_target, lower_target = lo + INV_PHI * (hi - lo), hi - INV_PHI * (hi - lo)
+        upper = nearest_new(upper_target, lo, hi, set())
+        lower = nearest_new(lower_target, lo, hi, {upper})
+        if upper is None or lower is None:
+            break
+        if lower > upper:
+            lower, upper = upper, lower
+        fresh = [g for g in (lower, upper) if g not in cache]
+        if not fresh and iteration > 0:
+            break
+        for g in fresh:
+            cache[g] = f(g)
+        if cache[upper] >= cache[lower]:
+            lo = lower
+        else:
+            hi = upper
+        iteration += 1
+    if not cache:
+        raise ValueError(f"no β candidate on the grid inside [{lo}, {hi}]")
+    best = max(cache, key=lambda g: cache[g])
+    return best, cache[best], len(cache)
+
+
+@dataclass
+class SearchOptions:
+    """Every knob of EAA; the presets only fill these defaults (spec Part A §1)."""
+
+    alpha_min: float = 0.4
+    alpha_max: float = 0.6
+    alpha_tol: float = 0.002
+    alpha_max_iter: int = 15
+    alpha_digits: int = 5
+    beta_min: float = 0.5
+    beta_max: float = 3.5
+    beta_step: float = 0.2
+    beta_tol: float = 0.5
+    beta_max_iter: int = 15
+    beta_stronger: float = 0.5  # β of the stronger side during the β stage: 0.5 official, 1.0 paper
+    threshold: float = 2.4
+    rounds: int = 1  # K: 1 official (no ε resampling), 3 paper
+    text_weight: float = 3.13  # weaker-side rule D + w·T on the raw CLIP similarity (reference)
+
+
+PRESETS = {
+    "official": SearchOptions(),
+    "paper": SearchOptions(beta_stronger=1.0, rounds=3),
+}
+
+
+@dataclass
+class Evaluation:
+    """One candidate: its parameters, score S and the score's terms; ``payload`` is whatever the caller keeps."""
+
+    alpha: float
+    beta_1: float
+    beta_2: float
+    seed: int
+    score: float
+    terms: dict = field(default_factory=dict)
+    round: int = 1
+    stage: str = "alpha"
+    payload: Any = field(default=None, repr=False)
+
+    def record(self) -> dict:
+        out = asdict(self)
+        out.pop("payload")
+        return out
+
+
+def stronger_side(terms: dict, text_weight: float) -> int:
+    """1 if image 1 dominates the fusion (D1 + w·T1 > D2 + w·T2, reference rule), else 2."""
+    return 1 if terms["D1"] + text_weight * terms["T1"] > terms["D2"] + text_weight * terms["T2"] else 2
+
+
+Evaluate = Callable[[float, float, float, int], tuple[float, dict, Any]]
+
+
+def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: SearchOptions,
+                                  next_seed: Callable[[int, int], int] = lambda seed, r: seed + r,
+                                  on_evaluation: Optional[Callable[[Evaluation], None]] = None
+                                  ) -> tuple[Evaluation, list[Evaluation]]:
+    """EAA: for round r = 1…K (ε from seed_r): golden-section search on α ∈ [α_min, α_max] with β1 = β2 = 1; stop
+    if S > threshold; else fix α, hold the stronger side's β at β_stronger and golden-search the weaker side's β on
+    its grid; stop if S > threshold; else resample ε (next round). Returns the best evaluation and all of them.
+
+    ``evaluate(α, β1, β2, seed) -> (S, terms, payload)``; repeated arguments are served from a cache, so no
+    candidate is generated twice.
+    """
+    history: list[Evaluation] = []
+    cache: dict[tuple, Evaluation] = {}
+    context = {"round": 1, "stage": "alpha"}
+
+    def run(alpha: float, beta_1: float, beta_2: float, seed_r: int) -> float:
+        key = (round(alpha, 6), round(beta_1, 4), round(beta_2, 4), seed_r)
+        if key not in cache:
+            score, terms, payload = evaluate(alpha, beta_1, beta_2, seed_r)
+            cache[key] = Evaluation(alpha, beta_1, beta_2, seed_r, float(score), dict(terms), context["round"],
+                                    context["stage"], payload)
+            history.append(cache[key])
+            if on_evaluation is not None:
+                on_evaluation(cache[key])
+        return cache[key].score
+
+    def best() -> Evaluation:
+        return max(history, key=lambda e: e.score)
+
+    seed_r = seed
+    for r in range(1, options.rounds + 1):
+        context.update(round=r, stage="alpha")
+        if r > 1:
+            seed_r = next_seed(seed, r - 1)
+        golden_section_maximize(lambda a: run(a, 1.0, 1.0, seed_r), options.alpha_min, options.alpha_max,
+                                options.alpha_tol, options.alpha_max_iter, options.alpha_digits)
+        if best().score > options.threshold:
+            break
+        context["stage"] = "beta"
+        best_alpha = best_alpha_stage(history, r)
+        side = stronger_side(best_alpha.terms, options.text_weight)
+        fixed = options.beta_stronger
+
+        def score_beta(beta: float) -> float:
+            return run(best_alpha.alpha, fixed, beta, seed_r) if side == 1 else run(best_alpha.alpha, beta, fixed,
+                                                                                   seed_r)
+
+        golden_section_maximize_on_grid(score_beta, beta_grid(options.beta_min, options.beta_max, options.beta_step),
+                                        options.beta_min, options.beta_max, options.beta_tol, options.beta_max_iter)
+        if best().score > options.threshold:
+            break
+    return best(), history
+
+
+def best_alpha_stage(history: list[Evaluation], round_: int) -> Evaluation:
+    """The best α-stage evaluation of a round (the β stage starts from its α and its terms)."""
+    return max((e for e in history if e.round == round_ and e.stage == "alpha"), key=lambda e: e.score)
