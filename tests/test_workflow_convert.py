@@ -78,5 +78,12 @@ def test_unknown_class_and_wrong_widget_count_are_errors(object_info):
     with pytest.raises(KeyError, match="NotInstalled"):
         ui_to_api({"nodes": [{"id": 1, "type": "NotInstalled", "mode": 0}], "links": []}, object_info)
     with pytest.raises(ValueError, match="widget values"):
-        ui_to_api({"nodes": [{"id": 1, "type": "LoadImage", "mode": 0, "widgets_values": ["a.png"]}], "links": []},
+        ui_to_api({"nodes": [{"id": 1, "type": "SaveImage", "mode": 0, "widgets_values": ["a", "b"]}], "links": []},
                   object_info)
+
+
+def test_missing_trailing_widgets_get_defaults(object_info):
+    # CLIPLoader grew an optional "device" widget; a workflow saved before that has two values
+    api = ui_to_api({"nodes": [{"id": 1, "type": "CLIPLoader", "mode": 0,
+                                "widgets_values": ["clip_l.safetensors", "stable_diffusion"]}], "links": []}, object_info)
+    assert api["1"]["inputs"] == {"clip_name": "clip_l.safetensors", "type": "stable_diffusion", "device": "default"}

@@ -121,11 +121,15 @@ def main(argv=None) -> int:
 
     models_dir = args.models_dir
     if args.tiny:
-        from tools.tiny_models import default_tiny_models_dir, write_real_loader_models
+        import subprocess
+
+        from tools.tiny_models import default_tiny_models_dir
 
         models_dir = Path(default_tiny_models_dir())
         t0 = time.monotonic()
-        write_real_loader_models(models_dir)
+        # in a child process: it imports ComfyUI in-process, and its memory is returned before the server starts
+        subprocess.run([sys.executable, "-c", "from tools.tiny_models import default_tiny_models_dir as d, "
+                        "write_real_loader_models as w; w(d(), verbose=True)"], cwd=REPO_ROOT, check=True)
         print(f"[run_workflow] tiny stand-in models in {models_dir} ({time.monotonic() - t0:.1f} s)")
         if not (args.image1 and args.image2):
             args.image1, args.image2 = synthetic_objects(args.out / "inputs")

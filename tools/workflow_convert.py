@@ -9,6 +9,8 @@ frontend does for plain graphs, using /object_info to know each node class's inp
 * an INT/FLOAT with ``control_after_generate`` (or an INT named seed/noise_seed) is followed by its control value
   ("fixed", "randomize", ...); a COMBO with it by two values (control and filter list);
 * a node with an ``image_upload``/``video_upload`` input gets an extra "upload" widget after its required inputs;
+* a node saved with fewer widget values than its class now has gets the defaults for the missing last ones
+  (the frontend does the same when it loads an older workflow);
 * muted (mode 2) and bypassed (mode 4) nodes are left out; a link from a bypassed node or a Reroute is followed
   back to the input of the same type; links from a PrimitiveNode are dropped (its value is already in the target's
   widgets_values); Note/MarkdownNote nodes are skipped.
@@ -67,6 +69,18 @@ def widget_slots(node_def: dict) -> list[str | None]:
     return slots
 
 
+def _default(node_def: dict, name: str):
+    """The value the frontend gives a new widget: its default, else a combo's first option, else 0 / ""."""
+    spec = next(spec for n, spec, _ in _ordered_inputs(node_def) if n == name)
+    typ, opts = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+    if "default" in opts:
+        return opts["default"]
+    options = typ if isinstance(typ, list) else opts.get("options", [])
+    if options:
+        return options[0]
+    return {"INT": 0, "FLOAT": 0.0, "BOOLEAN": False}.get(typ, "")
+
+
 def _links(ui: dict) -> dict[int, tuple[int, int, int, int, str]]:
     """link id -> (from_node, from_slot, to_node, to_slot, type); accepts array and object links."""
     out = {}
@@ -117,9 +131,12 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
             inputs.update({k: v for k, v in values.items() if not k.startswith("_")})
         else:
             slots = widget_slots(object_info[ctype])
-            if len(values) != len(slots):
+            if len(values) > len(slots):
                 raise ValueError(f"node {node['id']} ({ctype}): {len(values)} widget values for widget slots {slots}")
             inputs.update({name: val for name, val in zip(slots, values) if name is not None})
+            for name in slots[len(values):]:  # saved before the node grew these widgets: the frontend's default
+                if name is not None:
+                    inputs[name] = _default(object_info[ctype], name)
         for inp in node.get("inputs") or []:
             src = source(inp.get("link"))
             if src is not None:
