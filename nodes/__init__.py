@@ -1,7 +1,10 @@
 """ComfyUI glue: one file per VMDiff stage."""
+from .auto_tune import VMDiffAutoTune
 from .blending_noise import VMDiffBlendingNoise
 from .mixing_denoise import VMDiffMixingDenoise
 from .prompt import VMDiffFusionPrompt
 from .redux_encode import VMDiffReduxEncode
+from .save_image import VMDiffSaveImage
 
-NODES = [VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise]
+NODES = [VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune,
+         VMDiffSaveImage]

@@ -25,7 +25,7 @@ def initial_noise(seed: int, channels: int, width: int, height: int) -> torch.Te
 
 def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, height, steps=20, t_den_step=10,
                        guidance_denoise=5.0, guidance_invert=0.0, beta_1=1.0, beta_2=1.0, inversion="lagged",
-                       context="redux_only") -> dict:
+                       context="redux_only", callback=None) -> dict:
     """ε_b for one (β1, β2, seed); returns ε_b, the t_den preview latent, the σ grid and the NFE count."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
@@ -57,7 +57,7 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, hei
         return {"x": eps_b, "preview": preview["x0"]}
 
     eps = initial_noise(seed, info["latent_channels"], width, height)
-    out = run_flow_program(model, phases, eps, program, sigmas, 2 * (t_den_step + 1), seed)
+    out = run_flow_program(model, phases, eps, program, sigmas, 2 * (t_den_step + 1), seed, callback)
     out.update(sigmas=sigmas, nfe=counter.samples)
     return out
 

@@ -17,6 +17,8 @@ from comfy_api.latest import io
 
 #: ComfyUI socket type of a Redux token set (one image's z_k).
 ReduxTokensType = io.Custom("VMDIFF_REDUX_TOKENS")
+#: ComfyUI socket type of a scorer: an object with ``score(images) -> list[dict]`` (S and its terms per image).
+ScorerType = io.Custom("VMDIFF_SCORER")
 
 #: Marker on a LATENT dict whose "samples" hold a model-space noise tensor at σ = 1 (ε_b), not a VAE latent.
 NOISE_SPACE_KEY = "vmdiff_noise_space"
@@ -130,16 +132,21 @@ class BlendedNoise:
 
 
 class PhaseGuider(comfy.samplers.CFGGuider):
-    """A one-pass (cfg 1) guider holding one conditioning per named phase, so that a multi-phase program
-    (BNoise: γ_den then γ_inv) loads the model once and runs under one progress bar."""
+    """A guider holding one conditioning per named phase, so that a multi-phase program (BNoise: γ_den then γ_inv)
+    loads the model once and runs under one progress bar. One pass (cfg 1) unless a negative and a cfg ≠ 1 are
+    given (classifier-free guidance of ε-prediction models such as SD1.5; the negative is shared by all phases)."""
 
-    def set_phase_conds(self, phases: dict[str, list]) -> None:
-        self.inner_set_conds(phases)
+    NEGATIVE = "negative"
+
+    def set_phase_conds(self, phases: dict[str, list], negative: list | None = None, cfg: float = 1.0) -> None:
+        self.inner_set_conds(dict(phases, **({self.NEGATIVE: negative} if negative is not None else {})))
+        self.cfg = cfg
         self.phase = next(iter(phases))
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
-        return comfy.samplers.sampling_function(self.inner_model, x, timestep, None, self.conds[self.phase], 1.0,
-                                                model_options=model_options, seed=seed)
+        return comfy.samplers.sampling_function(self.inner_model, x, timestep, self.conds.get(self.NEGATIVE),
+                                                self.conds[self.phase], self.cfg, model_options=model_options,
+                                                seed=seed)
 
 
 #: program(velocity_for_phase, x_start, on_step) -> dict of output tensors, with the final state under "x"
@@ -150,13 +157,14 @@ class FlowProgramSampler(comfy.samplers.Sampler):
     """Runs a vmdiff_ops program as a ComfyUI Sampler: velocities come from the guider's x0 prediction,
     v = (x − x̂0)/σ (CONST), and no noise scaling is applied at either end (σ = 1 is a valid end point)."""
 
-    def __init__(self, program: FlowProgram):
+    def __init__(self, program: FlowProgram, total_steps: int | None = None):
         self.program = program
+        self.total_steps = total_steps
         self.outputs: dict = {}
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
-        total = len(sigmas) - 1
+        total = self.total_steps or len(sigmas) - 1
 
         def velocity_for(phase: str):
             def velocity(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -175,16 +183,43 @@ class FlowProgramSampler(comfy.samplers.Sampler):
 
 
 def run_flow_program(model, phases: dict[str, list], x_start: torch.Tensor, program: FlowProgram,
-                     sigmas: torch.Tensor, total_steps: int, seed: int) -> dict:
+                     sigmas: torch.Tensor, total_steps: int, seed: int, callback=None, negative: list | None = None,
+                     cfg: float = 1.0) -> dict:
     """Run ``program`` on ``model`` from the model-space state ``x_start``; returns the program's outputs
     (model space) plus "latent": the final state in VAE-latent space. ``sigmas`` is the program's grid (it only
-    fills transformer_options["sample_sigmas"] for model patches); ``total_steps`` sizes the progress bar."""
+    fills transformer_options["sample_sigmas"] for model patches); ``total_steps`` sizes the progress bar.
+    ``callback(step, x0, x, total)`` replaces the default progress bar + latent preview (Auto-Tune keeps one bar).
+    ``negative`` + ``cfg`` ≠ 1: classifier-free guidance in every phase (two model evaluations per velocity)."""
     guider = PhaseGuider(model)
-    guider.set_phase_conds(phases)
-    sampler = FlowProgramSampler(program)
-    callback = latent_preview.prepare_callback(model, total_steps)
+    guider.set_phase_conds(phases, negative, cfg)
+    sampler = FlowProgramSampler(program, total_steps)
+    if callback is None:
+        callback = latent_preview.prepare_callback(model, total_steps)
     latent = guider.sample(x_start, torch.zeros_like(x_start), sampler, sigmas, callback=callback,
                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
     outputs = {k: v.to(comfy.model_management.intermediate_device()) for k, v in sampler.outputs.items()}
     outputs["latent"] = latent.to(comfy.model_management.intermediate_device())
     return outputs
+
+
+MODEL_FILE_SUFFIXES = (".safetensors", ".sft", ".gguf", ".pth", ".pt", ".ckpt", ".bin")
+
+
+def upstream_model_files(prompt: dict | None, node_id: str | None) -> dict:
+    """The model files feeding ``node_id`` in an API prompt: {"<class_type>.<input>": file name} of every upstream
+    node input whose value names a model file (for the replay metadata of a result)."""
+    if not prompt or node_id is None or str(node_id) not in prompt:
+        return {}
+    found, seen, stack = {}, set(), [str(node_id)]
+    while stack:
+        current = stack.pop()
+        if current in seen or current not in prompt:
+            continue
+        seen.add(current)
+        node = prompt[current]
+        for name, value in node.get("inputs", {}).items():
+            if isinstance(value, list) and len(value) == 2:
+                stack.append(str(value[0]))
+            elif isinstance(value, str) and value.lower().endswith(MODEL_FILE_SUFFIXES):
+                found[f"{node['class_type']}.{name}"] = value
+    return dict(sorted(found.items()))

@@ -9,7 +9,7 @@ from .common import (CONTEXT_MODES, ReduxTokensType, VMDiffInputError, check_tok
 
 
 def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5, guidance=4.0, steps=20,
-                       mix_rule="official", context="redux_only", seed=0) -> dict:
+                       mix_rule="official", context="redux_only", seed=0, callback=None) -> dict:
     """The fused latent for one α from the noise-space tensor ε_b; returns the VAE latent and the NFE count."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
@@ -29,7 +29,7 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5
     def program(velocity_for, x, on_step):
         return {"x": mixing_denoise(x, sigmas, velocity_for("mix"), counter=counter, on_step=on_step)}
 
-    out = run_flow_program(model, phases, eps_b, program, sigmas, steps, seed)
+    out = run_flow_program(model, phases, eps_b, program, sigmas, steps, seed, callback)
     out.update(nfe=counter.samples)
     if mix_rule == "official":
         out["slerp_fraction"] = official_mix_tokens(tokens_1.tokens, tokens_2.tokens, alpha)[1]

@@ -36,3 +36,12 @@ def comfy_server_factory():
 def comfy_server(comfy_server_factory) -> ComfyServer:
     """A server with no model folders: enough for workflows of core nodes that load no model."""
     return comfy_server_factory()
+
+
+@pytest.fixture(autouse=True)
+def _inference_mode():
+    """Nodes run under torch.inference_mode in ComfyUI's executor; run them the same way here."""
+    import torch
+
+    with torch.inference_mode():
+        yield

@@ -43,6 +43,10 @@ def boot_comfy_inprocess() -> None:
     from comfy.cli_args import args  # noqa: E402  (must precede comfy.model_management)
 
     args.cpu = True
+    # As ComfyUI's main.py does: import its top-level ``utils`` package before nodes.py puts ComfyUI/comfy first on
+    # sys.path (where comfy/utils.py would shadow it and comfy_extras/nodes_images.py would fail to import).
+    import utils.extra_config  # noqa: F401
+    import utils.install_util  # noqa: F401
     import nodes  # ComfyUI's nodes.py
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))

@@ -1,0 +1,264 @@
+"""VMDiff Auto-Tune (EAA): searches α, then the weaker side's β (and ε, in paper mode) for the best Similarity Score,
+by calling the same stage functions as the Blending Noise / Mixing Denoise nodes."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+import comfy.model_management
+import comfy.utils
+from comfy_api.latest import io, ui
+
+from ..vmdiff_ops import (INVERSION_RULES, MIX_RULES, PRESETS, SearchOptions, beta_grid,
+                          efficient_adaptive_adjustment)
+from ..vmdiff_ops.search import INV_PHI
+from .blending_noise import run_blending_noise
+from .common import CONTEXT_MODES, ReduxTokensType, ScorerType, VMDiffInputError, upstream_model_files
+from .mixing_denoise import run_mixing_denoise
+from .plots import candidate_grid, search_plot, to_pil
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """The stage options shared by every candidate (the manual nodes' widgets)."""
+
+    width: int = 512
+    height: int = 512
+    steps: int = 20
+    t_den_step: int = 10
+    guidance_denoise: float = 5.0
+    guidance_invert: float = 0.0
+    guidance: float = 4.0
+    mix_rule: str = "official"
+    inversion: str = "lagged"
+    context: str = "redux_only"
+
+    def at_steps(self, steps: int) -> "StageSettings":
+        """The same settings on a coarser grid (search_steps): t_den keeps its place along the schedule."""
+        if steps == self.steps:
+            return self
+        t_den = min(max(0, round(self.t_den_step * steps / self.steps)), steps - 2)
+        return replace(self, steps=steps, t_den_step=t_den)
+
+
+class CandidateRenderer:
+    """Renders (α, β1, β2, seed) to a decoded image; ε_b is computed once per (β1, β2, seed, grid) and reused."""
+
+    def __init__(self, model, tokens_1, tokens_2, conditioning, vae, callback=None):
+        self.model, self.tokens, self.conditioning, self.vae = model, (tokens_1, tokens_2), conditioning, vae
+        self.callback = callback
+        self.eps_cache: dict[tuple, torch.Tensor] = {}
+        self.nfe = 0
+
+    def eps_b(self, beta_1: float, beta_2: float, seed: int, s: StageSettings) -> torch.Tensor:
+        key = (beta_1, beta_2, seed, s.steps, s.t_den_step)
+        if key not in self.eps_cache:
+            out = run_blending_noise(self.model, *self.tokens, self.conditioning, seed, s.width, s.height, s.steps,
+                                     s.t_den_step, s.guidance_denoise, s.guidance_invert, beta_1, beta_2,
+                                     s.inversion, s.context, callback=self.callback)
+            self.nfe += out["nfe"]
+            self.eps_cache[key] = out["x"]
+        return self.eps_cache[key]
+
+    def render(self, alpha: float, beta_1: float, beta_2: float, seed: int, s: StageSettings):
+        eps_b = self.eps_b(beta_1, beta_2, seed, s)
+        out = run_mixing_denoise(self.model, eps_b, *self.tokens, self.conditioning, alpha, s.guidance, s.steps,
+                                 s.mix_rule, s.context, seed, callback=self.callback)
+        self.nfe += out["nfe"]
+        latent = out["latent"]
+        return latent, self.vae.decode(latent)[:1]
+
+
+def expected_evaluations(o: SearchOptions) -> tuple[int, int]:
+    """Upper bounds of α-stage and β-stage candidates per round (sizes the progress bar)."""
+    brackets = min(o.alpha_max_iter, math.ceil(math.log(o.alpha_tol / (o.alpha_max - o.alpha_min)) / math.log(INV_PHI)))
+    return brackets + 1, len(beta_grid(o.beta_min, o.beta_max, o.beta_step))
+
+
+def auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed: int, options: SearchOptions,
+              settings: StageSettings, search_steps: int = 0, node_id=None) -> dict:
+    """EAA over rendered, scored candidates; the winner is re-rendered at full steps if the search used fewer."""
+    search = settings.at_steps(search_steps) if search_steps else settings
+    n_alpha, n_beta = expected_evaluations(options)
+    bnoise = 2 * (search.t_den_step + 1)
+    most_steps = options.rounds * (bnoise + n_alpha * search.steps + n_beta * (bnoise + search.steps))
+    if search is not settings:
+        most_steps += 2 * (settings.t_den_step + 1) + settings.steps
+    pbar = comfy.utils.ProgressBar(most_steps, node_id=node_id)  # an upper bound; filled at the end
+    renderer = CandidateRenderer(model, tokens_1, tokens_2, conditioning, vae,
+                                 callback=lambda *_: pbar.update(1))
+    images: list[torch.Tensor] = []
+
+    def evaluate(alpha, beta_1, beta_2, seed_r):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        latent, image = renderer.render(alpha, beta_1, beta_2, seed_r, search)
+        terms = scorer.score(image)[0]
+        images.append(image[0])
+        pbar.update_absolute(pbar.current, preview=("JPEG", to_pil(image[0]), 512))
+        _send_text(node_id, f"candidate {len(images)}: α = {alpha:.4f}, β = ({beta_1:g}, {beta_2:g}), "
+                            f"seed {seed_r} → S = {terms['score']:.3f}")
+        return terms["score"], terms, (latent, image)
+
+    best, history = efficient_adaptive_adjustment(evaluate, seed, options)
+    latent, image = best.payload
+    final_terms = best.terms
+    if search.steps != settings.steps:  # the search ran on a coarser grid: render the winner for real
+        latent, image = renderer.render(best.alpha, best.beta_1, best.beta_2, best.seed, settings)
+        final_terms = scorer.score(image)[0]
+    records = [dict(e.record(), index=i, searched_beta=_searched_beta(e, options)) for i, e in enumerate(history)]
+    best_index = history.index(best)
+    pbar.update_absolute(pbar.total)
+    return {"best": best, "latent": latent, "image": image, "final_terms": final_terms, "records": records,
+            "best_index": best_index, "images": images, "nfe": renderer.nfe, "search": search}
+
+
+def _searched_beta(e, options: SearchOptions):
+    if e.stage != "beta":
+        return None
+    return e.beta_2 if e.beta_1 == options.beta_stronger else e.beta_1
+
+
+def _send_text(node_id, text: str) -> None:
+    try:
+        from server import PromptServer
+        if node_id is not None and PromptServer.instance is not None:
+            PromptServer.instance.send_progress_text(text, node_id)
+    except (ImportError, AttributeError):
+        pass  # in-process use without a server
+
+
+OPTION_INPUTS = [  # (SearchOptions field, widget factory)
+    ("alpha_min", lambda d: io.Float.Input("alpha_min", default=d, min=0.0, max=1.0, step=0.001,
+                                           tooltip="Lower end of the α search (official 0.4).")),
+    ("alpha_max", lambda d: io.Float.Input("alpha_max", default=d, min=0.0, max=1.0, step=0.001,
+                                           tooltip="Upper end of the α search (official 0.6).")),
+    ("alpha_tol", lambda d: io.Float.Input("alpha_tol", default=d, min=0.0001, max=0.5, step=0.0001,
+                                           tooltip="Golden-section stops when the α bracket is this narrow.")),
+    ("beta_min", lambda d: io.Float.Input("beta_min", default=d, min=0.01, max=10.0, step=0.01,
+                                          tooltip="Smallest β tried for the weaker side.")),
+    ("beta_max", lambda d: io.Float.Input("beta_max", default=d, min=0.01, max=10.0, step=0.01,
+                                          tooltip="β search bound (the grid stops one step below).")),
+    ("beta_step", lambda d: io.Float.Input("beta_step", default=d, min=0.01, max=5.0, step=0.01,
+                                           tooltip="Spacing of the β grid.")),
+    ("beta_tol", lambda d: io.Float.Input("beta_tol", default=d, min=0.01, max=10.0, step=0.01,
+                                          tooltip="β search stops when its bracket is this narrow.")),
+    ("beta_stronger", lambda d: io.Float.Input("beta_stronger", default=d, min=0.01, max=10.0, step=0.01,
+                                               tooltip="β of the stronger side during the β stage: 0.5 official "
+                                                       "(reference code), 1.0 paper.")),
+    ("threshold", lambda d: io.Float.Input("threshold", default=d, min=-10.0, max=10.0, step=0.01,
+                                           tooltip="Stop once the score exceeds this (2.4).")),
+    ("rounds", lambda d: io.Int.Input("rounds", default=d, min=1, max=10,
+                                      tooltip="K: rounds with ε resampled (seed + r) when the score stays below "
+                                              "the threshold; 1 official, 3 paper.")),
+]
+
+
+class VMDiffAutoTune(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        defaults = PRESETS["official"]
+        return io.Schema(
+            node_id="VMDiffAutoTune",
+            display_name="VMDiff Auto-Tune",
+            category="VMDiff",
+            description="Efficient Adaptive Adjustment: golden-section search of α (β1 = β2 = 1), then of the weaker "
+                        "side's β if the score stays under the threshold (and new ε in further rounds). Every "
+                        "candidate is Blending Noise → Mixing Denoise → VAE decode → Similarity Score.",
+            inputs=[
+                io.Model.Input("model"),
+                ReduxTokensType.Input("tokens_1"),
+                ReduxTokensType.Input("tokens_2"),
+                io.Conditioning.Input("conditioning"),
+                io.Vae.Input("vae"),
+                ScorerType.Input("scorer", tooltip="From VMDiff Scorer (sources, labels and scorer models)."),
+                io.Int.Input("seed", default=42, min=0, max=0xffffffffffffffff, control_after_generate=True),
+                io.Combo.Input("preset", options=["official", "paper", "custom"], default="official",
+                               tooltip="Which defaults the search widgets below follow. The widgets are always "
+                                       "what runs; the log says where they depart from the named preset."),
+                io.Int.Input("width", default=512, min=16, max=4096, step=16),
+                io.Int.Input("height", default=512, min=16, max=4096, step=16),
+                io.Int.Input("steps", default=20, min=2, max=200, tooltip="Steps of the final image."),
+                io.Int.Input("search_steps", default=0, min=0, max=200,
+                             tooltip="Steps while searching (0 = same as steps). Fewer steps make the search "
+                                     "cheaper; the winner is re-rendered at full steps."),
+                io.Int.Input("t_den_step", default=10, min=0, max=198),
+                io.Float.Input("guidance_denoise", default=5.0, min=0.0, max=100.0, step=0.1),
+                io.Float.Input("guidance_invert", default=0.0, min=0.0, max=100.0, step=0.1),
+                io.Float.Input("guidance", default=4.0, min=0.0, max=100.0, step=0.1),
+                io.Combo.Input("mix_rule", options=list(MIX_RULES), default="official"),
+                io.Combo.Input("inversion", options=list(INVERSION_RULES), default="lagged"),
+                io.Combo.Input("context", options=list(CONTEXT_MODES), default="redux_only"),
+                *[make(getattr(defaults, name)) for name, make in OPTION_INPUTS],
+            ],
+            outputs=[
+                io.Image.Output(display_name="image"),
+                io.Latent.Output(display_name="latent"),
+                io.Float.Output(display_name="alpha"),
+                io.Float.Output(display_name="beta_1"),
+                io.Float.Output(display_name="beta_2"),
+                io.Int.Output(display_name="seed"),
+                io.Float.Output(display_name="score"),
+                io.String.Output(display_name="params", tooltip="JSON for VMDiff Save Image and replay."),
+                io.String.Output(display_name="log", tooltip="JSON: every candidate with all score terms."),
+                io.Image.Output(display_name="plot"),
+                io.Image.Output(display_name="grid"),
+            ],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
+        )
+
+    @classmethod
+    def validate_inputs(cls, steps, t_den_step, alpha_min, alpha_max, beta_min, beta_max):
+        if t_den_step > steps - 2:
+            return f"t_den_step {t_den_step} is outside the {steps}-step grid; use 0…{steps - 2}"
+        if alpha_min >= alpha_max:
+            return f"alpha_min ({alpha_min}) must be below alpha_max ({alpha_max})"
+        if beta_min >= beta_max:
+            return f"beta_min ({beta_min}) must be below beta_max ({beta_max})"
+        return True
+
+    @classmethod
+    def execute(cls, model, tokens_1, tokens_2, conditioning, vae, scorer, seed, preset="official", width=512,
+                height=512, steps=20, search_steps=0, t_den_step=10, guidance_denoise=5.0, guidance_invert=0.0,
+                guidance=4.0, mix_rule="official", inversion="lagged", context="redux_only",
+                **search_widgets) -> io.NodeOutput:
+        if not callable(getattr(scorer, "score", None)):
+            raise VMDiffInputError("scorer: expected the output of VMDiff Scorer")
+        options = SearchOptions(**{**asdict(PRESETS["official"]), **search_widgets})
+        settings = StageSettings(width, height, steps, t_den_step, guidance_denoise, guidance_invert, guidance,
+                                 mix_rule, inversion, context)
+        node_id = cls.hidden.unique_id if cls.hidden else None
+        prompt = cls.hidden.prompt if cls.hidden else None
+        result = auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed, options, settings,
+                           search_steps, node_id)
+        best = result["best"]
+        departures = _preset_departures(preset, options, mix_rule)
+        params = {"alpha": best.alpha, "beta_1": best.beta_1, "beta_2": best.beta_2, "seed": best.seed,
+                  "score": result["final_terms"]["score"], "search_score": best.score, "preset": preset,
+                  "preset_departures": departures, "stage_settings": asdict(settings), "search_steps": search_steps,
+                  "search_options": asdict(options), "models": upstream_model_files(prompt, node_id),
+                  "candidates": len(result["records"]), "sample_nfe": result["nfe"]}
+        log = {"params": params, "candidates": result["records"], "final_terms": result["final_terms"]}
+        captions = [f"{r['index'] + 1}: a={r['alpha']:.3f} b=({r['beta_1']:g},{r['beta_2']:g}) S={r['score']:.2f}"
+                    for r in result["records"]]
+        best_record = result["records"][result["best_index"]]
+        plot = search_plot(result["records"], best_record, options.threshold)
+        grid = candidate_grid(result["images"], captions, result["best_index"])
+        summary = (f"best S = {params['score']:.3f} at α = {best.alpha:.4f}, β = ({best.beta_1:g}, {best.beta_2:g}), "
+                   f"seed {best.seed} — {len(result['records'])} candidates, {result['nfe']} sample-NFE"
+                   + (f"; preset {preset} with {', '.join(departures)} changed" if departures else ""))
+        return io.NodeOutput(result["image"], {"samples": result["latent"]}, best.alpha, best.beta_1, best.beta_2,
+                             best.seed, params["score"], json.dumps(params), json.dumps(log), plot, grid,
+                             ui=ui.PreviewText(summary))
+
+
+def _preset_departures(preset: str, options: SearchOptions, mix_rule: str) -> list[str]:
+    if preset not in PRESETS:
+        return []
+    named = asdict(PRESETS[preset])
+    changed = [k for k, v in asdict(options).items() if named[k] != v]
+    if mix_rule != {"official": "official", "paper": "slerp"}[preset]:
+        changed.append("mix_rule")
+    return changed

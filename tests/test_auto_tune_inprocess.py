@@ -1,0 +1,150 @@
+"""VMDiff Auto-Tune in-process on the tiny stand-ins, with scorers whose outcomes are forced."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+
+boot_comfy_inprocess()
+load_pack()
+from tools import tiny_models  # noqa: E402
+
+from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune  # noqa: E402
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
+from vmdiff_pack.nodes.common import upstream_model_files  # noqa: E402
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
+from vmdiff_pack.nodes.save_image import VMDiffSaveImage  # noqa: E402
+
+STAGE = dict(width=32, height=32, steps=6, t_den_step=2)
+
+
+class ForcedScorer:
+    """Scores by a script over the call index (the search's branches are then known in advance)."""
+
+    def __init__(self, script):
+        self.script, self.calls = script, 0
+
+    def score(self, images):
+        out = []
+        for _ in range(images.shape[0]):
+            s = self.script(self.calls)
+            self.calls += 1
+            out.append({"score": s, "D1": 0.5, "D2": 0.4, "T1": 0.3, "T2": 0.3, "n1": 0.5, "n2": 0.5})
+        return out
+
+
+class ForwardCounter:
+    def __init__(self, model):
+        self.model, self.calls = model.clone(), 0
+        self.model.set_model_unet_function_wrapper(self)
+
+    def __call__(self, apply_model, args):
+        self.calls += 1
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+
+@pytest.fixture(scope="module")
+def setup():
+    clip_vision, style = tiny_models.tiny_clip_vision(), tiny_models.tiny_style_model()
+    imgs = [torch.rand(1, 40, 40, 3, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    tokens = [VMDiffReduxEncode.execute(clip_vision, style, i).result[0] for i in imgs]
+    return {"model": tiny_models.tiny_flux(), "tokens": tokens, "cond": tiny_models.tiny_flux_conditioning(),
+            "vae": tiny_models.tiny_vae()}
+
+
+def tune(setup, scorer, model=None, **kw):
+    args = dict(seed=7, **STAGE)
+    args.update(kw)
+    return VMDiffAutoTune.execute(model or setup["model"], *setup["tokens"], setup["cond"], setup["vae"], scorer,
+                                  **args)
+
+
+def test_score_above_threshold_stops_after_11_alpha_candidates(setup):
+    counter = ForwardCounter(setup["model"])
+    out = tune(setup, ForcedScorer(lambda i: 3.0), model=counter.model)
+    image, latent, alpha, b1, b2, seed, score, params, log, plot, grid = out.result
+    params, log = json.loads(params), json.loads(log)
+    assert len(log["candidates"]) == 11 and {c["stage"] for c in log["candidates"]} == {"alpha"}
+    # one ε_b (3 + 3 passes at t_den step 2) reused by 11 Mixing Denoise runs of 6 steps
+    assert params["sample_nfe"] == counter.calls == 6 + 11 * 6
+    assert (b1, b2, seed) == (1.0, 1.0, 7) and 0.4 <= alpha <= 0.6
+    assert image.shape == (1, 32, 32, 3) and latent["samples"].shape == (1, 16, 4, 4)
+    assert plot.shape[-1] == 3 and grid.shape[0] == 1 and grid.shape[1] >= 2 * 160
+
+
+def test_low_scores_run_the_beta_stage_with_one_blending_noise_per_beta(setup):
+    counter = ForwardCounter(setup["model"])
+    out = tune(setup, ForcedScorer(lambda i: 1.0), model=counter.model)
+    params, log = json.loads(out.result[7]), json.loads(out.result[8])
+    beta = [c for c in log["candidates"] if c["stage"] == "beta"]
+    assert beta and len({(c["beta_1"], c["beta_2"]) for c in beta}) == len(beta)
+    assert all(c["beta_1"] == 0.5 for c in beta)  # D1 + 3.13·T1 > D2 + 3.13·T2: image 1 is the stronger side
+    assert params["sample_nfe"] == counter.calls == (1 + len(beta)) * 6 + len(log["candidates"]) * 6
+
+
+def test_paper_rounds_resample_the_noise(setup):
+    out = tune(setup, ForcedScorer(lambda i: 1.0), preset="paper", rounds=3, beta_stronger=1.0, alpha_tol=0.05,
+               beta_tol=2.0)
+    log = json.loads(out.result[8])
+    assert {c["seed"] for c in log["candidates"]} == {7, 8, 9}
+    assert json.loads(out.result[7])["preset_departures"] == ["alpha_tol", "beta_tol", "mix_rule"]
+
+
+def test_search_steps_render_the_winner_at_full_steps_and_replay_reproduces_it(setup):
+    scorer = ForcedScorer(lambda i: 1.0 + 0.01 * (i == 4))  # the 5th candidate wins
+    out = tune(setup, scorer, search_steps=3, alpha_tol=0.01)
+    image, latent, alpha, b1, b2, seed = out.result[:6]
+    params = json.loads(out.result[7])
+    assert params["search_steps"] == 3 and params["candidates"] >= 5
+    # replay through the manual nodes with the recorded values
+    eps_b = VMDiffBlendingNoise.execute(setup["model"], *setup["tokens"], setup["cond"], seed=seed, beta_1=b1,
+                                        beta_2=b2, **STAGE).result[0]
+    replay = VMDiffMixingDenoise.execute(setup["model"], eps_b, *setup["tokens"], setup["cond"], alpha=alpha,
+                                         steps=STAGE["steps"]).result[0]
+    assert torch.equal(replay["samples"], latent["samples"])
+    assert torch.equal(setup["vae"].decode(replay["samples"]), image)
+
+
+def test_save_image_writes_the_replay_parameters_into_the_png(setup, tmp_path):
+    import folder_paths
+
+    folder_paths.set_output_directory(str(tmp_path))
+    out = tune(setup, ForcedScorer(lambda i: 3.0), alpha_tol=0.05)
+    saved = VMDiffSaveImage.execute(out.result[0], out.result[7], "replay_test")
+    name = saved.ui["images"][0]["filename"]
+    meta = json.loads(Image.open(tmp_path / name).text["vmdiff"])
+    assert meta["alpha"] == out.result[2] and meta["seed"] == 7 and meta["preset"] == "official"
+    pixels = np.asarray(Image.open(tmp_path / name), dtype=np.float32) / 255
+    assert pixels.shape == (32, 32, 3)
+
+
+def test_upstream_model_files_walks_the_prompt_graph():
+    prompt = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-krea-dev.safetensors", "weight_dtype": "fp8"}},
+        "2": {"class_type": "StyleModelLoader", "inputs": {"style_model_name": "flux1-redux-dev.safetensors"}},
+        "3": {"class_type": "VMDiffReduxEncode", "inputs": {"style_model": ["2", 0]}},
+        "4": {"class_type": "VMDiffAutoTune", "inputs": {"model": ["1", 0], "tokens_1": ["3", 0], "seed": 1}},
+        "5": {"class_type": "VAELoader", "inputs": {"vae_name": "unrelated.safetensors"}},
+    }
+    assert upstream_model_files(prompt, "4") == {"StyleModelLoader.style_model_name": "flux1-redux-dev.safetensors",
+                                                  "UNETLoader.unet_name": "flux1-krea-dev.safetensors"}
+
+
+def test_interrupt_stops_the_search_within_one_model_step(setup):
+    import comfy.model_management as mm
+
+    counter = ForwardCounter(setup["model"])
+
+    def interrupt_on_third_candidate(i):
+        if i == 2:
+            mm.interrupt_current_processing(True)
+        return 1.0
+
+    with pytest.raises(mm.InterruptProcessingException):
+        tune(setup, ForcedScorer(interrupt_on_third_candidate), model=counter.model)
+    mm.interrupt_current_processing(False)
+    assert counter.calls == 6 + 3 * 6  # no model step ran after the interrupt
