@@ -1,6 +1,7 @@
 """ComfyUI glue: one file per VMDiff stage."""
 from .auto_tune import VMDiffAutoTune
 from .blending_noise import VMDiffBlendingNoise
+from .magicmix import VMDiffMagicMix
 from .mixing_denoise import VMDiffMixingDenoise
 from .prompt import VMDiffFusionPrompt
 from .redux_encode import VMDiffReduxEncode
@@ -8,3 +9,4 @@ from .save_image import VMDiffSaveImage
 
 NODES = [VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune,
          VMDiffSaveImage]
+NODES.append(VMDiffMagicMix)

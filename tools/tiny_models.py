@@ -4,10 +4,12 @@ Real weights (FLUX.1-dev, SigLIP-so400m, Redux, the Flux VAE, CLIP-L) cannot be 
 run, so this module makes random-weight replacements that ComfyUI treats exactly like the real thing:
 
 A. In-process stand-ins (milliseconds per call) for node tests: ``tiny_flux``, ``tiny_clip_vision``,
-   ``tiny_style_model``, ``tiny_vae``, ``tiny_flux_conditioning``. They return ComfyUI's real objects
+   ``tiny_style_model``, ``tiny_vae``, ``tiny_flux_conditioning``; an SD1.5-class UNet for MagicMix:
+   ``tiny_sd15``, ``tiny_sd15_conditioning``. They return ComfyUI's real objects
    (ModelPatcher, ClipVisionModel, StyleModel, VAE, CONDITIONING), never mocks.
 B. Real-loader files (``write_real_loader_models``): the smallest safetensors files that ComfyUI's own
-   loader nodes (UNETLoader, CLIPVisionLoader, StyleModelLoader, VAELoader, CLIPLoader) accept, for the
+   loader nodes (UNETLoader, CLIPVisionLoader, StyleModelLoader, VAELoader, CLIPLoader, CheckpointLoaderSimple
+   for an SD1.5 UNet + 4-channel TAESD checkpoint without text encoder) accept, for the
    end-to-end server test and the ``--tiny`` demo. Generated once per recipe into a cache folder, never
    committed.
 
@@ -41,6 +43,7 @@ REAL_LOADER_FILES = {
     "style_models": "flux1-redux-dev.safetensors",
     "vae": "ae.safetensors",
     "text_encoders": "clip_l.safetensors",
+    "checkpoints": "v1-5-pruned-emaonly-fp16.safetensors",
 }
 
 TINY_FLUX_CONFIG = dict(
@@ -54,6 +57,16 @@ REAL_FLUX_CONFIG = dict(
     num_heads=24, axes_dim=[16, 56, 56], mlp_ratio=4.0, depth=1, depth_single_blocks=0, theta=10000,
     patch_size=2, qkv_bias=True, guidance_embed=True, txt_ids_dims=[],
 )
+# SD1.5's UNet (openaimodel.UNetModel: ε-prediction, cross-attention to CLIP-L) with one resolution level and one
+# ResBlock + transformer per block; 32 channels in-process.
+TINY_SD15_UNET_CONFIG = dict(
+    use_checkpoint=False, image_size=32, use_spatial_transformer=True, legacy=False, adm_in_channels=None,
+    in_channels=4, out_channels=4, model_channels=32, num_res_blocks=[1], channel_mult=[1], transformer_depth=[1],
+    transformer_depth_output=[1, 1], transformer_depth_middle=1, use_linear_in_transformer=False, context_dim=32,
+    use_temporal_resblock=False, use_temporal_attention=False,
+)
+# The checkpoint file: ComfyUI detects SD1.5 by model_channels 320 and context_dim 768 (25.8 M params).
+REAL_SD15_UNET_CONFIG = dict(TINY_SD15_UNET_CONFIG, model_channels=320, context_dim=768)
 TINY_SIGLIP_CONFIG = {
     "num_channels": 3, "hidden_act": "gelu_pytorch_tanh", "hidden_size": 32, "image_size": 56,
     "intermediate_size": 64, "model_type": "siglip_vision_model", "num_attention_heads": 2,
@@ -61,7 +74,9 @@ TINY_SIGLIP_CONFIG = {
 }
 # Parameters set to constants by key: the Flux latent scale/shift, and the TAESD decoder's last conv bias so that
 # random latents decode to mid-grey images instead of half of the pixels clamping to black.
-CONSTANT_PARAMS = {"vae_scale": 0.3611, "vae_shift": 0.1159, "taesd_decoder.19.bias": 0.5}
+CONSTANT_PARAMS = {"vae_scale": 0.3611, "vae_shift": 0.1159, "taesd_decoder.19.bias": 0.5,
+                   "first_stage_model.vae_scale": 1.0, "first_stage_model.vae_shift": 0.0,
+                   "first_stage_model.taesd_decoder.19.bias": 0.5}
 
 
 def ensure_comfy() -> None:
@@ -188,15 +203,16 @@ def tiny_style_model(seed: int = 0, redux_dim: int = 32, context_dim: int = 64):
     return comfy.sd.StyleModel(_fill_(encoder, seed, "tiny_style_model"))
 
 
-def tiny_vae(seed: int = 0):
+def tiny_vae(seed: int = 0, latent_channels: int = 16):
     """Replaces the FLUX.1 VAE (``VAELoader``'s VAE): ``comfy.sd.VAE`` in the TAESD layout with 16 latent channels
-    (8x down/up-scale, vae_scale 0.3611, vae_shift 0.1159), built from an in-memory state dict."""
+    (8x down/up-scale, vae_scale 0.3611, vae_shift 0.1159), built from an in-memory state dict.
+    ``latent_channels=4``: an SD1.5-shaped VAE."""
     ensure_comfy()
     import comfy.sd
     import comfy.taesd.taesd
 
     with torch.device("meta"):
-        shapes = comfy.taesd.taesd.TAESD(latent_channels=16)
+        shapes = comfy.taesd.taesd.TAESD(latent_channels=latent_channels)
     return comfy.sd.VAE(sd=_random_state_dict(shapes, seed, "vae"))
 
 
@@ -210,6 +226,27 @@ def tiny_flux_conditioning(seed: int = 0, vec_dim: int = 32, text_tokens: int = 
     return [[tokens, {"pooled_output": torch.randn((1, vec_dim), generator=gen)}]]
 
 
+def tiny_sd15(seed: int = 0, context_dim: int = 32):
+    """Replaces an SD1.5 checkpoint's MODEL: a real ``comfy.model_base.BaseModel`` of ``supported_models.SD15``
+    (ModelSamplingDiscrete + EPS, SD15 latent format) around a 32-channel UNetModel, in a ModelPatcher."""
+    ensure_comfy()
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    model_config = comfy.supported_models.SD15(dict(TINY_SD15_UNET_CONFIG, context_dim=context_dim))
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model({})
+    _fill_(model.diffusion_model, seed, "tiny_sd15")
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def tiny_sd15_conditioning(seed: int = 0, tokens: int = 77, context_dim: int = 32):
+    """Replaces ``CLIPTextEncode`` on SD1.5's CLIP-L: CONDITIONING ``[[(1, tokens, context_dim), {}]]``."""
+    return [[torch.randn((1, tokens, context_dim), generator=_generator(seed, "tiny_sd15_conditioning")), {}]]
+
+
 # --------------------------------------------------------------------------------------------------
 # B. files for ComfyUI's own loaders
 
@@ -218,6 +255,7 @@ def _real_loader_recipes() -> dict:
     import comfy.clip_model
     import comfy.ldm.flux.model
     import comfy.ldm.flux.redux
+    import comfy.ldm.modules.diffusionmodules.openaimodel
     import comfy.ops
     import comfy.taesd.taesd
 
@@ -225,6 +263,13 @@ def _real_loader_recipes() -> dict:
 
     def json_config(name):
         return json.loads((comfy_dir / name).read_text())
+
+    def sd15_checkpoint():  # CheckpointLoaderSimple: model.diffusion_model.* (UNet) + first_stage_model.* (TAESD)
+        ckpt, ckpt.model = torch.nn.Module(), torch.nn.Module()
+        ckpt.model.diffusion_model = comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel(
+            **REAL_SD15_UNET_CONFIG, num_heads=8, num_head_channels=-1, operations=comfy.ops.disable_weight_init)
+        ckpt.first_stage_model = comfy.taesd.taesd.TAESD(latent_channels=4)
+        return ckpt
 
     return {
         "diffusion_models": lambda: comfy.ldm.flux.model.Flux(operations=comfy.ops.disable_weight_init,
@@ -235,6 +280,7 @@ def _real_loader_recipes() -> dict:
         "vae": lambda: comfy.taesd.taesd.TAESD(latent_channels=16),
         "text_encoders": lambda: comfy.clip_model.CLIPTextModel(
             json_config("sd1_clip_config.json"), torch.float32, None, comfy.ops.manual_cast),
+        "checkpoints": sd15_checkpoint,
     }
 
 
@@ -258,7 +304,8 @@ def recipe_hash(seed: int = 0) -> str:
     recipe = [_generator, _init_value, _random_tensors, _random_state_dict, _real_loader_recipes,
               write_real_loader_models]
     text = "".join(inspect.getsource(f) for f in recipe)
-    text += repr((REAL_LOADER_FILES, REAL_FLUX_CONFIG, CONSTANT_PARAMS, _comfyui_version(), seed))
+    text += repr((REAL_LOADER_FILES, REAL_FLUX_CONFIG, REAL_SD15_UNET_CONFIG, CONSTANT_PARAMS, _comfyui_version(),
+                  seed))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
