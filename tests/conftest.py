@@ -45,3 +45,23 @@ def _inference_mode():
 
     with torch.inference_mode():
         yield
+
+
+@pytest.fixture(scope="session")
+def real_models_dir() -> Path:
+    """The real-loader stand-in files (tools/tiny_models.write_real_loader_models), generated once and cached.
+
+    Generated in a child process, so the ~2.5 GB it takes to build them is returned before any server starts."""
+    import subprocess
+
+    from tools.tiny_models import default_tiny_models_dir
+
+    subprocess.run([sys.executable, "-c", "from tools.tiny_models import default_tiny_models_dir as d, "
+                    "write_real_loader_models as w; w(d())"], cwd=REPO_ROOT, check=True)
+    return Path(default_tiny_models_dir())
+
+
+@pytest.fixture(scope="session")
+def vmdiff_server(comfy_server_factory, real_models_dir) -> ComfyServer:
+    """One real ComfyUI server with the pack and all real-loader stand-ins, shared by the server tests."""
+    return comfy_server_factory(real_models_dir)

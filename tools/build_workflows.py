@@ -2,7 +2,8 @@
 
 Run after changing a node's inputs: ``python tools/build_workflows.py``. The node definitions (input order, which
 inputs are widgets, output types) are read from the real node classes, in-process. The API twins in
-``workflows/api/`` are made from the UI files by ``tools/workflow_convert.py`` (a test keeps them in sync).
+``workflows/api/`` are then made from the UI files by ``tools/workflow_convert.py`` with the object_info of a real
+ComfyUI server it starts (a test keeps both in sync).
 """
 from __future__ import annotations
 
@@ -44,6 +45,47 @@ MANUAL = {
     "decode_preview": ("VAEDecode", 5, 2, {"samples": ("@", "blend", 2), "vae": ("@", "vae", 0)},
                        "Decode t_den preview"),
     "preview": ("PreviewImage", 6, 2, {"images": ("@", "decode_preview", 0)}, "What ε_b carries (t_den)"),
+}
+
+# MagicMix (VMDiffMagicMix) on Flux: layout = image 1 (VAE-encoded), content = image 2's Redux tokens; the σ grid of
+# ModelSamplingFlux at 512² is VMDiff's (μ from the size), the fusion prompt gives the pooled vector, FluxGuidance γ.
+MAGICMIX_ARGS = {"seed": 42, "steps": 20, "scheduler": "simple", "k_max": 0.6, "k_min": 0.3, "nu": 0.5, "cfg": 1.0,
+                 "width": 512, "height": 512, "reweight_scale": 1.0, "reweight_tokens": ""}
+MAGICMIX_FLUX_NODES = {
+    "model_sampling": ("ModelSamplingFlux", 2, 3, {"model": ("@", "unet", 0), "max_shift": 1.15, "base_shift": 0.5,
+                                                   "width": 512, "height": 512}, "Flux σ grid at 512² (as VMDiff)"),
+    "guidance": ("FluxGuidance", 3, 3, {"conditioning": ("@", "prompt", 0), "guidance": 4.0}, None),
+    "magicmix": ("VMDiffMagicMix", 4, 3, {
+        "model": ("@", "model_sampling", 0), "content": ("@", "guidance", 0), "layout_image": ("@", "image_1", 0),
+        "vae": ("@", "vae", 0), "content_tokens": ("@", "tokens_2", 0), **MAGICMIX_ARGS},
+        "MagicMix: layout of image 1, content of image 2"),
+    "decode_magicmix": ("VAEDecode", 5, 3, {"samples": ("@", "magicmix", 0), "vae": ("@", "vae", 0)}, None),
+    "save_magicmix": ("SaveImage", 6, 3, {"images": ("@", "decode_magicmix", 0),
+                                          "filename_prefix": "vmdiff_magicmix_flux"}, None),
+}
+MAGICMIX_FLUX = {k: MANUAL[k] for k in ("unet", "clip", "clip_vision", "redux", "vae", "image_1", "image_2",
+                                        "tokens_2", "prompt")}
+MAGICMIX_FLUX.update(MAGICMIX_FLUX_NODES)
+# VMDiff (the manual graph) and MagicMix side by side on the same pair, model, prompt and seed.
+VMDIFF_VS_MAGICMIX = dict(MANUAL)
+VMDIFF_VS_MAGICMIX["save"] = MANUAL["save"][:3] + ({**MANUAL["save"][3], "filename_prefix": "vmdiff"}, "VMDiff")
+VMDIFF_VS_MAGICMIX.update(MAGICMIX_FLUX_NODES)
+VMDIFF_VS_MAGICMIX["save_magicmix"] = MAGICMIX_FLUX_NODES["save_magicmix"][:3] + (
+    {"images": ("@", "decode_magicmix", 0), "filename_prefix": "magicmix"}, "MagicMix")
+# MagicMix on SD1.5 (the paper's setting): layout image + text content, CFG 7.5 with a negative, 50 steps.
+MAGICMIX_SD15 = {
+    "checkpoint": ("CheckpointLoaderSimple", 0, 0, {"ckpt_name": "v1-5-pruned-emaonly-fp16.safetensors"}, None),
+    "clip": ("CLIPLoader", 0, 1, {"clip_name": "clip_l.safetensors", "type": "stable_diffusion"},
+             "CLIP-L = SD1.5's text encoder (or use the checkpoint's CLIP)"),
+    "image": ("LoadImage", 0, 2, {"image": "vmdiff_object_1.png"}, "Layout image"),
+    "content": ("CLIPTextEncode", 1, 0, {"clip": ("@", "clip", 0), "text": "a photo of a corgi"}, "Content prompt"),
+    "negative": ("CLIPTextEncode", 1, 1, {"clip": ("@", "clip", 0), "text": "blurry, low quality"}, "Negative"),
+    "magicmix": ("VMDiffMagicMix", 2, 0, {
+        "model": ("@", "checkpoint", 0), "content": ("@", "content", 0), "layout_image": ("@", "image", 0),
+        "vae": ("@", "checkpoint", 2), "negative": ("@", "negative", 0),
+        **MAGICMIX_ARGS, "steps": 50, "scheduler": "normal", "cfg": 7.5}, None),
+    "decode": ("VAEDecode", 3, 0, {"samples": ("@", "magicmix", 0), "vae": ("@", "checkpoint", 2)}, None),
+    "save": ("SaveImage", 4, 0, {"images": ("@", "decode", 0), "filename_prefix": "vmdiff_magicmix_sd15"}, None),
 }
 
 COLUMN_X = [0, 380, 760, 1140, 1560, 1960, 2260]
@@ -110,7 +152,7 @@ def build_ui(graph: dict, classes: dict) -> dict:
                     widgets.append("fixed")
                 if opts.get("image_upload"):
                     widgets.append("image")
-            else:
+            elif name not in cls.INPUT_TYPES().get("optional", {}):
                 raise ValueError(f"{key}.{name} ({kind}) is not connected")
         node = {"id": ids[key], "type": class_type, "pos": [COLUMN_X[col], row * ROW_H], "size": [340, 160],
                 "flags": {}, "order": 0, "mode": 0, "inputs": inputs, "outputs": [],
@@ -140,12 +182,33 @@ def _topological_order(ui_nodes, links) -> dict[int, int]:
     return order
 
 
+GRAPHS = {"vmdiff_manual": MANUAL}
+GRAPHS.update(vmdiff_magicmix_flux=MAGICMIX_FLUX, vmdiff_magicmix_sd15=MAGICMIX_SD15,
+              vmdiff_vs_magicmix=VMDIFF_VS_MAGICMIX)
+
+
+def write_api_twins(names) -> None:
+    """The API form of each UI workflow, converted with the object_info of a real (model-less) ComfyUI server."""
+    from tools.comfy_server import ComfyServer
+    from tools.workflow_convert import ui_to_api
+
+    with ComfyServer(None) as server:
+        info = server.object_info()
+        for name in names:
+            api = ui_to_api(json.loads((WORKFLOWS / f"{name}.json").read_text()), info)
+            path = WORKFLOWS / "api" / f"{name}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(api, indent=1) + "\n")
+            print("wrote", path.relative_to(REPO_ROOT))
+
+
 def main() -> int:
     classes = node_definitions()
-    for name, graph in {"vmdiff_manual": MANUAL}.items():
+    for name, graph in GRAPHS.items():
         path = WORKFLOWS / f"{name}.json"
         path.write_text(json.dumps(build_ui(graph, classes), indent=1) + "\n")
         print("wrote", path.relative_to(REPO_ROOT))
+    write_api_twins(GRAPHS)
     return 0
 
 

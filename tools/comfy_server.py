@@ -115,7 +115,10 @@ class ComfyClient:
             body = r.json()
             raise PromptError(body.get("error"), body.get("node_errors", {}))
         r.raise_for_status()
-        return r.json()["prompt_id"]
+        body = r.json()
+        if body.get("node_errors"):  # ComfyUI queues the outputs that validated and drops the rest: refuse that
+            raise PromptError("some outputs failed validation", body["node_errors"])
+        return body["prompt_id"]
 
     def _alive(self) -> None:
         """Hook for ComfyServer: raise if the server process died."""
@@ -256,7 +259,12 @@ class ComfyServer(ComfyClient):
                 for ref in self.image_refs(entry, types)]
 
     def __enter__(self) -> "ComfyServer":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            self.cleanup()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
