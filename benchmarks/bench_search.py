@@ -1,0 +1,213 @@
+"""Benchmark: the cost of one VMDiff fusion search, ours vs the reference code's schedule (spec §6, §8).
+
+    python benchmarks/bench_search.py [--wall] [--size 32]
+
+1. Sample-NFE (DiT forward passes per latent) of the reference schedule — α stage: 10 golden iterations × 2 fresh
+   points (batch 2) on one ε_b; β stage: per iteration 2 Blending Noise + 2 Mixing Denoise — against EAA as
+   implemented here (golden points reused, ε_b cached per β, no β evaluated twice), with and without
+   ``search_steps``. Both run against the same forced score S(α, β), so they take the same branches: "typical"
+   clears the 2.4 threshold after the α stage, "worst" does not and runs the β stage.
+2. ``--wall``: wall time of both schedules rendering every candidate for real on the tiny in-process Flux
+   (same stage functions, same forced scores), measured side by side in one run.
+The reference's wasted T5-XXL encodes and duplicate scorer encodes are not modelled (they cost no DiT pass).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from vmdiff_ops import PRESETS, SearchOptions, efficient_adaptive_adjustment  # noqa: E402
+
+PHI = (1 + math.sqrt(5)) / 2
+STEPS, T_DEN = 20, 10
+
+
+# S of the β stage on the grid 0.5, 0.7, …, 3.5: a bumpy profile under which the reference's β stage runs its
+# maximum of 6 iterations (its 926-NFE worst case, spec §8).
+WORST_BETA_PROFILE = [0.49, 0.31, 0.47, 0.81, 0.88, 0.81, 0.19, 1.0, 0.63, 0.08, 0.73, 0.99, 0.4, 0.68, 0.32, 0.21]
+
+
+def forced_score(case: str):
+    """S(α, β1, β2): unimodal in α (peak 0.53), above 2.4 in the typical case; in the worst case under 2.4
+    everywhere, with the bumpy WORST_BETA_PROFILE over the weaker side's β."""
+    if case == "typical":
+        return lambda a, b1, b2: 2.5 - (a - 0.53) ** 2
+    profile = {round(0.5 + 0.2 * k, 1): s for k, s in enumerate(WORST_BETA_PROFILE)}
+    return lambda a, b1, b2: 1.0 - (a - 0.53) ** 2 if b1 == b2 == 1.0 else 0.5 * profile[round(b2, 1)]
+
+
+TERMS = {"D1": 0.6, "T1": 0.3, "D2": 0.5, "T2": 0.3}  # image 1 is the stronger side (D + 3.13·T)
+
+
+def reference_schedule(score, render, blend):
+    """The reference code's search (run_single.py §6), re-implemented plainly: render(α, β1, β2) → S after
+    blend(β1, β2) made its ε_b. Returns the number of candidates."""
+    blend(1.0, 1.0)
+    lo, hi, n = 0.4, 0.6, 0
+    alpha, best = None, -math.inf
+    for _ in range(15):
+        if hi - lo <= 0.002:
+            break
+        m1, m2 = round(lo + (hi - lo) / PHI, 5), round(hi - (hi - lo) / PHI, 5)
+        s1, s2 = render(m1, 1.0, 1.0), render(m2, 1.0, 1.0)
+        n += 2
+        if s1 >= s2:
+            lo, offered = m2, (m1, s1)
+        else:
+            hi, offered = m1, (m2, s2)
+        if offered[1] > best:
+            alpha, best = offered
+    if best > 2.4:
+        return n
+    lo, hi, evaluated = 0.5, 3.5, set()
+    for _ in range(15):
+        if hi - lo <= 0.5:
+            break
+        grid = torch.arange(max(lo, 0.5), min(hi + 0.1, 3.5), 0.2, dtype=torch.float32).tolist()
+        candidates = [g for g in grid if g not in evaluated]
+        if not candidates:
+            break
+        t1, t2 = lo + (hi - lo) / PHI, hi - (hi - lo) / PHI
+        m1 = min(candidates, key=lambda g: abs(g - t1))
+        m2 = min(candidates, key=lambda g: abs(g - t2))
+        evaluated.update((m1, m2))
+        blend(0.5, m1)
+        blend(0.5, m2)
+        s1, s2 = render(alpha, 0.5, m1), render(alpha, 0.5, m2)
+        n += 2
+        if s1 >= s2:
+            lo = m2
+        else:
+            hi = m1
+    return n
+
+
+def nfe_table() -> list[tuple]:
+    rows = []
+    for case in ("typical", "worst"):
+        score = forced_score(case)
+        counts = {"nfe": 0}
+
+        def blend(b1, b2):
+            counts["nfe"] += 2 * (T_DEN + 1)
+
+        def render(a, b1, b2):
+            counts["nfe"] += STEPS
+            return score(a, b1, b2)
+
+        reference_n = reference_schedule(score, render, blend)
+        rows.append((case, "reference schedule", reference_n, counts["nfe"]))
+        for search_steps in (0, 8, 6):
+            rows.append((case, f"ours, search_steps={search_steps or STEPS}",
+                         *ours_nfe(score, PRESETS["official"], search_steps)))
+    return rows
+
+
+def ours_nfe(score, options: SearchOptions, search_steps: int) -> tuple[int, int]:
+    steps = search_steps or STEPS
+    t_den = min(round(T_DEN * steps / STEPS), steps - 2)
+    blended, nfe = set(), 0
+
+    def evaluate(a, b1, b2, seed):
+        nonlocal nfe
+        if (b1, b2, seed) not in blended:
+            blended.add((b1, b2, seed))
+            nfe += 2 * (t_den + 1)
+        nfe += steps
+        return score(a, b1, b2), TERMS, None
+
+    _, history = efficient_adaptive_adjustment(evaluate, 42, options)
+    if search_steps:
+        nfe += 2 * (T_DEN + 1) + STEPS  # the winner rendered at full steps
+    return len(history), nfe
+
+
+def wall_times(size: int) -> list[tuple]:
+    from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+
+    boot_comfy_inprocess()
+    load_pack()
+    import comfy.utils
+    from tools import tiny_models
+    from vmdiff_pack.nodes.auto_tune import CandidateRenderer, StageSettings, auto_tune
+    from vmdiff_pack.nodes.common import ReduxTokens
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    model, vae = tiny_models.tiny_flux(), tiny_models.tiny_vae()
+    cond = tiny_models.tiny_flux_conditioning()
+    z = [ReduxTokens(torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(s)), "bench") for s in (1, 2)]
+    settings = StageSettings(width=size, height=size)
+    rows = []
+    for case in ("typical", "worst"):
+        score = forced_score(case)
+        # reference: no ε_b cache (BNoise per β per iteration), both golden points fresh every iteration
+        renderer = CandidateRenderer(model, *z, cond, vae)
+        state = {}
+
+        def blend(b1, b2):
+            renderer.eps_cache.clear()
+            state[(b1, b2)] = renderer.eps_b(b1, b2, 42, settings)
+
+        def render(a, b1, b2):
+            renderer.eps_cache[(b1, b2, 42, settings.steps, settings.t_den_step)] = state[(b1, b2)]
+            renderer.render(a, b1, b2, 42, settings)
+            return score(a, b1, b2)
+
+        start = time.perf_counter()
+        reference_schedule(score, render, blend)
+        reference = (time.perf_counter() - start, renderer.nfe)
+
+        class ParamScorer:  # the forced score of the candidate being rendered, read from the search's own state
+            def score(self, images):
+                return [dict(TERMS, score=score(*current[:3]))]
+
+        current = [0.5, 1.0, 1.0]
+        original_render = CandidateRenderer.render
+
+        def tracking_render(self, a, b1, b2, seed, s):
+            current[:] = [a, b1, b2]
+            return original_render(self, a, b1, b2, seed, s)
+
+        CandidateRenderer.render = tracking_render
+        try:
+            for search_steps in (0, 8):
+                start = time.perf_counter()
+                result = auto_tune(model, *z, cond, vae, ParamScorer(), 42, PRESETS["official"], settings,
+                                   search_steps)
+                rows.append((case, reference, search_steps or settings.steps, time.perf_counter() - start,
+                             result["nfe"]))
+        finally:
+            CandidateRenderer.render = original_render
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--wall", action="store_true", help="also time both schedules on the tiny model")
+    parser.add_argument("--size", type=int, default=32)
+    args = parser.parse_args()
+    print(f"{'case':8} {'schedule':28} {'candidates':>10} {'sample-NFE':>10} {'vs reference':>12}")
+    reference = {}
+    for case, name, candidates, nfe in nfe_table():
+        reference.setdefault(case, nfe)
+        print(f"{case:8} {name:28} {candidates:10d} {nfe:10d} {nfe / reference[case]:11.1%}")
+    if args.wall:
+        with torch.inference_mode():
+            rows = wall_times(args.size)
+        print(f"\nwall time on the tiny Flux ({args.size}², 20 steps), one run:")
+        for case, (ref_s, ref_nfe), steps, ours_s, ours_nfe in rows:
+            print(f"{case:8} reference {ref_s:7.2f} s ({ref_nfe} NFE)   ours search_steps={steps:2d} "
+                  f"{ours_s:7.2f} s ({ours_nfe} NFE)   ratio {ours_s / ref_s:5.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Test-only ComfyUI nodes, loaded by the server tests beside the pack (never shipped to users).
+
+VMDiffTestForcedScorer: a VMDIFF_SCORER whose scores follow a script (cycled over the scorer calls), so a search
+through the real server takes known branches and its number of candidates can be asserted.
+"""
+from comfy_api.latest import ComfyExtension, io
+
+
+class ForcedScorer:
+    def __init__(self, scores):
+        self.scores, self.calls = scores, 0
+
+    def score(self, images):
+        out = []
+        for _ in range(images.shape[0]):
+            s = self.scores[self.calls % len(self.scores)]
+            self.calls += 1
+            out.append({"score": s, "D1": 0.5, "D2": 0.4, "T1": 0.3, "T2": 0.3,
+                        "n1": (0.3 - 0.15) / 0.3, "n2": (0.3 - 0.15) / 0.3})
+        return out
+
+
+class VMDiffTestForcedScorer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VMDiffTestForcedScorer",
+            category="VMDiff/testing",
+            inputs=[io.String.Input("scores", default="1.0", tooltip="Comma-separated scores, cycled per call.")],
+            outputs=[io.Custom("VMDIFF_SCORER").Output(display_name="scorer")],
+            not_idempotent=True,
+        )
+
+    @classmethod
+    def execute(cls, scores):
+        return io.NodeOutput(ForcedScorer([float(s) for s in scores.split(",")]))
+
+
+class TestExtension(ComfyExtension):
+    async def get_node_list(self):
+        return [VMDiffTestForcedScorer]
+
+
+async def comfy_entrypoint():
+    return TestExtension()
