@@ -10,3 +10,7 @@ from .save_image import VMDiffSaveImage
 NODES = [VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune,
          VMDiffSaveImage]
 NODES.append(VMDiffMagicMix)
+from .score_loaders import LOADER_NODES  # noqa: E402
+from .similarity_score import VMDiffScorer, VMDiffSimilarityScore  # noqa: E402
+
+NODES += LOADER_NODES + [VMDiffScorer, VMDiffSimilarityScore]

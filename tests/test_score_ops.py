@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, box_iou, boxes_to_pixels, cosine_similarity,
+from vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, box_iou, boxes_to_pixels, center_crop_resize,
+                              cosine_similarity,
                               crop_bounds, crop_to_box, grounding_resize_shape, mean_token_feature, neutral_fill,
                               normalise_pixels, normalise_text_similarity, select_box, similarity_score, squash_resize)
 
@@ -128,3 +129,23 @@ def test_grounding_resize_shape():
     assert grounding_resize_shape(600, 800) == (800, 1066)
     assert grounding_resize_shape(400, 800) == (666, 1332)  # long side capped at 1333
     assert grounding_resize_shape(1000, 500) == (1332, 666)
+
+
+def test_center_crop_resize_keeps_the_middle():
+    img = torch.zeros(1, 3, 100, 300)
+    img[..., 100:200] = 1.0  # the middle third is white
+    out = center_crop_resize(img, 224, 224)
+    assert out.shape == (1, 3, 224, 224)
+    assert out[0, 0, 112, 20:204].min() > 0.95  # the crop sees only the white middle
+    assert center_crop_resize(torch.rand(2, 3, 40, 30), 224, 256).shape == (2, 3, 224, 224)
+
+
+def test_label_text_modes_reproduce_the_reference_strings():
+    from vmdiff_ops.score import label_text
+
+    assert label_text("astronaut figurine") == "['A  astronaut figurine .']"
+    assert label_text("owl", "reference") == "A  owl ."
+    assert label_text("owl", "plain") == "owl"
+    assert label_text("it's", "official") == '["A  it\'s ."]'  # str(list) switches quotes, as Python does
+    with pytest.raises(ValueError, match="label text mode"):
+        label_text("owl", "fancy")

@@ -65,6 +65,17 @@ def squash_resize(images: torch.Tensor, size: int = 224) -> torch.Tensor:
     return out.clamp(0.0, 1.0)
 
 
+def center_crop_resize(images: torch.Tensor, size: int = 224, short_side: int = 256) -> torch.Tensor:
+    """The libraries' own preprocessing (not the reference's): shorter side to ``short_side`` (bicubic,
+    antialiased), then a centre crop of size × size."""
+    h, w = images.shape[-2:]
+    scale = short_side / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    out = F.interpolate(images.float(), size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return out[..., top:top + size, left:left + size].clamp(0.0, 1.0)
+
+
 def normalise_pixels(images: torch.Tensor, mean, std) -> torch.Tensor:
     """(x − mean) / std per channel."""
     mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
@@ -151,3 +162,24 @@ def grounding_resize_shape(height: int, width: int, short_side: int = 800, max_s
     if width < height:
         return int(target * height / width), int(target)
     return int(target), int(target * width / height)
+
+
+# --------------------------------------------------------------------------------------------------
+# label text given to CLIP
+
+#: official: the reference's str() of a one-element list (get_sim.py:76-78); reference: its template alone;
+#: plain: the label as typed.
+LABEL_TEXT_MODES = ("official", "reference", "plain")
+
+
+def label_text(label: str, mode: str = "official") -> str:
+    """The text CLIP embeds for label T_k: ``"['A  X .']"`` (official, brackets and quotes included),
+    ``"A  X ."`` (reference template: two spaces after A, a space before the period) or ``"X"`` (plain)."""
+    template = f"A  {label} ."
+    if mode == "official":
+        return str([template])
+    if mode == "reference":
+        return template
+    if mode == "plain":
+        return label
+    raise ValueError(f"label text mode {mode!r}: expected one of {LABEL_TEXT_MODES}")

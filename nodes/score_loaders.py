@@ -1,0 +1,146 @@
+"""Loader nodes for the Similarity Score's models (DINOv2, OpenCLIP, GroundingDINO, SAM); see score_models.py for
+the folders, the safe loading and the model management."""
+from __future__ import annotations
+
+from comfy_api.latest import io, ui
+
+from . import score_models as sm
+
+DinoType = io.Custom("VMDIFF_DINOV2")
+OpenClipType = io.Custom("VMDIFF_OPEN_CLIP")
+GroundingDinoType = io.Custom("VMDIFF_GROUNDING_DINO")
+SamType = io.Custom("VMDIFF_SAM")
+
+
+def _check(check, *args) -> bool | str:
+    """validate_inputs helper: True, or the loader's error message (folder, expected files, where to get them)."""
+    try:
+        check(*args)
+    except sm.VMDiffInputError as e:
+        return str(e)
+    return True
+
+
+def _summary(model: sm.ScorerModel) -> str:
+    params = sum(p.numel() for p in model.patcher.model.parameters())
+    return f"{model.name}: {params / 1e6:.1f} M parameters"
+
+
+class VMDiffLoadDINOv2(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        folders = sorted(sm.list_hf_folders("dinov2"))
+        return io.Schema(
+            node_id="VMDiffLoadDINOv2",
+            display_name="VMDiff Load DINOv2",
+            category="VMDiff/score",
+            description="DINOv2 for the score's identity terms D1, D2 (feature: mean of all output tokens). Hugging "
+                        "Face folders in models/dinov2 (dinov2-base: config.json + model.safetensors).",
+            inputs=[io.Combo.Input("dinov2", options=folders,
+                                   default="dinov2-base" if "dinov2-base" in folders else None,
+                                   tooltip="A folder in models/dinov2 (facebook/dinov2-base is the reference).")],
+            outputs=[DinoType.Output(display_name="dino")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, dinov2):
+        return _check(sm.resolve_hf_folder, "dinov2", dinov2)
+
+    @classmethod
+    def execute(cls, dinov2) -> io.NodeOutput:
+        model = sm.load_dinov2(dinov2)
+        return io.NodeOutput(model, ui=ui.PreviewText(_summary(model)))
+
+
+class VMDiffLoadOpenCLIP(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VMDiffLoadOpenCLIP",
+            display_name="VMDiff Load OpenCLIP",
+            category="VMDiff/score",
+            description="OpenCLIP for the score's text terms T1, T2 (image and text towers). Checkpoints in "
+                        "models/open_clip; extra model configs as models/open_clip/<name>.json.",
+            inputs=[
+                io.Combo.Input("model_name", options=sm.open_clip_model_names(), default="ViT-bigG-14",
+                               tooltip="The OpenCLIP architecture of the checkpoint (reference: ViT-bigG-14)."),
+                io.Combo.Input("checkpoint", options=sm.list_weight_files("open_clip"),
+                               tooltip="e.g. open_clip_model.safetensors of laion/CLIP-ViT-bigG-14-laion2B-39B-b160k."),
+            ],
+            outputs=[OpenClipType.Output(display_name="open_clip")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, checkpoint):
+        return _check(sm.resolve_weight_file, "open_clip", checkpoint)
+
+    @classmethod
+    def execute(cls, model_name, checkpoint) -> io.NodeOutput:
+        model = sm.load_open_clip(model_name, checkpoint)
+        return io.NodeOutput(model, ui=ui.PreviewText(_summary(model)))
+
+
+class VMDiffLoadGroundingDINO(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        bert = sorted(sm.list_hf_folders("bert-base-uncased"))
+        return io.Schema(
+            node_id="VMDiffLoadGroundingDINO",
+            display_name="VMDiff Load GroundingDINO",
+            category="VMDiff/score",
+            description="GroundingDINO (groundingdino-py) to find the object before scoring. Checkpoint in "
+                        "models/grounding-dino, its text encoder from models/bert-base-uncased (no download).",
+            inputs=[
+                io.Combo.Input("config", options=sm.grounding_dino_configs(), default=sm.BUILTIN_GDINO_CONFIG,
+                               tooltip="The model config: the built-in SwinT-OGC, or a *.cfg.py / *.json in "
+                                       "models/grounding-dino (read as literals, never executed)."),
+                io.Combo.Input("checkpoint", options=sm.list_weight_files("grounding-dino"),
+                               tooltip="groundingdino_swint_ogc.pth"),
+                io.Combo.Input("bert", options=bert,
+                               default="bert-base-uncased" if "bert-base-uncased" in bert else None,
+                               tooltip="models/bert-base-uncased (config.json, weights, vocab.txt)."),
+            ],
+            outputs=[GroundingDinoType.Output(display_name="grounding_dino")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, config, checkpoint, bert):
+        for check, args in ((sm.grounding_dino_config_path, (config,)),
+                            (sm.resolve_weight_file, ("grounding-dino", checkpoint)),
+                            (sm.resolve_hf_folder, ("bert-base-uncased", bert))):
+            result = _check(check, *args)
+            if result is not True:
+                return result
+        return True
+
+    @classmethod
+    def execute(cls, config, checkpoint, bert) -> io.NodeOutput:
+        model = sm.load_grounding_dino(config, checkpoint, bert)
+        return io.NodeOutput(model, ui=ui.PreviewText(_summary(model)))
+
+
+class VMDiffLoadSAM(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VMDiffLoadSAM",
+            display_name="VMDiff Load SAM",
+            category="VMDiff/score",
+            description="Segment Anything (vit_h / vit_l / vit_b, recognised from the file) for the 'sam' isolation: "
+                        "box → object mask. Checkpoints in models/sams.",
+            inputs=[io.Combo.Input("checkpoint", options=sm.list_weight_files("sams"),
+                                   tooltip="sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth")],
+            outputs=[SamType.Output(display_name="sam")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, checkpoint):
+        return _check(sm.resolve_weight_file, "sams", checkpoint)
+
+    @classmethod
+    def execute(cls, checkpoint) -> io.NodeOutput:
+        model = sm.load_sam(checkpoint)
+        return io.NodeOutput(model, ui=ui.PreviewText(f"{_summary(model)} ({model.info['variant']})"))
+
+
+LOADER_NODES = [VMDiffLoadDINOv2, VMDiffLoadOpenCLIP, VMDiffLoadGroundingDINO, VMDiffLoadSAM]
