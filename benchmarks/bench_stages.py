@@ -101,4 +101,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with torch.inference_mode():  # as ComfyUI's executor runs nodes
+        raise SystemExit(main())

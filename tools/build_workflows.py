@@ -47,6 +47,27 @@ MANUAL = {
     "preview": ("PreviewImage", 6, 2, {"images": ("@", "decode_preview", 0)}, "What ε_b carries (t_den)"),
 }
 
+# The manual graph plus the Similarity Score of its result: the four scorer loaders (release file names), the
+# scorer (sources, labels, the reference's box isolation) and the score of the decoded image, shown as text.
+MANUAL_SCORED = dict(MANUAL)
+MANUAL_SCORED.update({
+    "dinov2": ("VMDiffLoadDINOv2", 0, 5, {"dinov2": "dinov2-base"}, None),
+    "open_clip": ("VMDiffLoadOpenCLIP", 0, 6, {"model_name": "ViT-bigG-14",
+                                               "checkpoint": "open_clip_model.safetensors"}, None),
+    "grounding_dino": ("VMDiffLoadGroundingDINO", 1, 4, {"config": "GroundingDINO_SwinT_OGC.py (built-in)",
+                                                         "checkpoint": "groundingdino_swint_ogc.pth",
+                                                         "bert": "bert-base-uncased"}, None),
+    "sam": ("VMDiffLoadSAM", 1, 5, {"checkpoint": "sam_vit_h_4b8939.pth"}, None),
+    "scorer": ("VMDiffScorer", 2, 4, {
+        "dino": ("@", "dinov2", 0), "open_clip": ("@", "open_clip", 0), "image_1": ("@", "image_1", 0),
+        "image_2": ("@", "image_2", 0), "label_1": "owl", "label_2": "jar", "isolation": "box",
+        "detection_query": "most prominent object", "label_text": "official", "resize": "squash",
+        "source_resize": "none", "box_threshold": 0.25, "detect_size": 800,
+        "grounding_dino": ("@", "grounding_dino", 0), "sam": ("@", "sam", 0)}, "VMDiff Scorer (labels as above)"),
+    "score": ("VMDiffSimilarityScore", 5, 4, {"scorer": ("@", "scorer", 0), "images": ("@", "decode", 0)}, None),
+    "score_views": ("PreviewImage", 6, 4, {"images": ("@", "score", 3)}, "What the score saw"),
+})
+
 # MagicMix (VMDiffMagicMix) on Flux: layout = image 1 (VAE-encoded), content = image 2's Redux tokens; the σ grid of
 # ModelSamplingFlux at 512² is VMDiff's (μ from the size), the fusion prompt gives the pooled vector, FluxGuidance γ.
 MAGICMIX_ARGS = {"seed": 42, "steps": 20, "scheduler": "simple", "k_max": 0.6, "k_min": 0.3, "nu": 0.5, "cfg": 1.0,
@@ -144,9 +165,10 @@ def build_ui(graph: dict, classes: dict) -> dict:
                     entry["widget"] = {"name": name}
                 inputs.append(entry)
             elif kind in PRIMITIVES:
-                if value is None:
-                    if opts.get("advanced") or name not in values:
-                        continue
+                if value is None:  # not set in the description: the widget's default, as the frontend saves it
+                    spec = cls.INPUT_TYPES()
+                    options = {**spec.get("required", {}), **spec.get("optional", {})}[name][0]
+                    value = opts.get("default", options[0] if isinstance(options, list) else None)
                 widgets.append(value)
                 if opts.get("control_after_generate"):
                     widgets.append("fixed")
@@ -185,6 +207,7 @@ def _topological_order(ui_nodes, links) -> dict[int, int]:
 GRAPHS = {"vmdiff_manual": MANUAL}
 GRAPHS.update(vmdiff_magicmix_flux=MAGICMIX_FLUX, vmdiff_magicmix_sd15=MAGICMIX_SD15,
               vmdiff_vs_magicmix=VMDIFF_VS_MAGICMIX)
+GRAPHS.update(vmdiff_manual_scored=MANUAL_SCORED)
 
 
 def write_api_twins(names) -> None:

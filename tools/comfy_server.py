@@ -116,7 +116,8 @@ class ComfyClient:
             raise PromptError(body.get("error"), body.get("node_errors", {}))
         r.raise_for_status()
         body = r.json()
-        if body.get("node_errors"):  # ComfyUI queues the outputs that validated and drops the rest: refuse that
+        if body.get("node_errors"):  # ComfyUI queued the outputs that validated and dropped the rest: take it back
+            self.http.post(self.url + "/queue", json={"delete": [body["prompt_id"]]}, timeout=30)
             raise PromptError("some outputs failed validation", body["node_errors"])
         return body["prompt_id"]
 

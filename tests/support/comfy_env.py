@@ -16,13 +16,12 @@ PACK_MODULE_NAME = "vmdiff_pack"
 
 
 def comfy_path() -> Path:
-    path = Path(os.environ.get("COMFYUI_PATH", REPO_ROOT.parent / "shared" / "ComfyUI")).resolve()
-    if not (path / "comfy").is_dir() or not (path / "main.py").is_file():
-        raise RuntimeError(
-            f"ComfyUI not found at {path}. Set COMFYUI_PATH to a ComfyUI v0.8.0 checkout "
-            f"(scripts/setup_env.sh fetches one when neither COMFYUI_PATH nor ../shared/ComfyUI exists)."
-        )
-    return path
+    """$COMFYUI_PATH, else ../shared/ComfyUI, else .cache/ComfyUI (one rule, tools/comfy_server.find_comfyui)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from tools.comfy_server import find_comfyui
+
+    return find_comfyui()
 
 
 _booted = False
