@@ -58,6 +58,9 @@ def real_models_dir() -> Path:
 
     subprocess.run([sys.executable, "-c", "from tools.tiny_models import default_tiny_models_dir as d, "
                     "write_real_loader_models as w; w(d())"], cwd=REPO_ROOT, check=True)
+    from tools.tiny_scorers import ensure_tiny_scorers  # the scorer stand-ins too, before any server maps the folder
+
+    ensure_tiny_scorers(default_tiny_models_dir())
     return Path(default_tiny_models_dir())
 
 

@@ -1,0 +1,78 @@
+"""workflows/vmdiff_manual_scored.json through a real ComfyUI server: the manual fusion on the real-loader stand-ins,
+scored by the four scorer loaders on the tiny scorer files (tools/tiny_scorers), with the breakdown shown as text."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tools.run_workflow import apply_inputs, synthetic_objects
+from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
+from tools.workflow_convert import ui_to_api
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+SCORED_UI = REPO / "workflows" / "vmdiff_manual_scored.json"
+SCORED_API = REPO / "workflows" / "api" / "vmdiff_manual_scored.json"
+SMALL = {"VMDiffBlendingNoise": {"width": 64, "height": 48, "steps": 4, "t_den_step": 1},
+         "VMDiffMixingDenoise": {"steps": 4},
+         # the release file names of the workflow → the tiny scorer files in the same models folder
+         "VMDiffLoadDINOv2": {"dinov2": NAMES["dinov2"]},
+         "VMDiffLoadOpenCLIP": {"model_name": NAMES["open_clip_model"], "checkpoint": NAMES["open_clip"]},
+         "VMDiffLoadGroundingDINO": {"config": NAMES["grounding_dino_config"], "checkpoint": NAMES["grounding_dino"],
+                                     "bert": NAMES["bert"]},
+         "VMDiffLoadSAM": {"checkpoint": NAMES["sam"]},
+         "VMDiffScorer": {"detect_size": 224}}  # the reference's 800 px costs 4× more on the CPU
+TERMS = ("S", "D1", "D2", "T1", "T2", "n1", "n2")
+
+
+def scored_prompt(server, uploaded, **inputs):
+    api = ui_to_api(json.loads(SCORED_UI.read_text()), server.object_info())
+    apply_inputs(api, uploaded, ["owl", "jar"], [], SMALL)
+    for node in api.values():
+        for name, value in inputs.items():
+            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
+                node["inputs"][name] = value
+    return api
+
+
+def node_id(api, class_type):
+    return next(k for k, v in api.items() if v["class_type"] == class_type)
+
+
+def parse_breakdown(text):
+    values = dict(re.findall(r"(\w+) = (-?[0-9.]+)", text.splitlines()[0]))
+    return {k: float(values[k]) for k in TERMS}
+
+
+def test_api_twin_matches(vmdiff_server):
+    assert json.loads(SCORED_API.read_text()) == ui_to_api(json.loads(SCORED_UI.read_text()),
+                                                           vmdiff_server.object_info())
+
+
+def test_scored_workflow_prints_the_breakdown_and_reuses_the_scorer(vmdiff_server, tmp_path):
+    paths = synthetic_objects(tmp_path, size=96)
+    uploaded = [vmdiff_server.upload_image(p, f"vmdiff_scored_{i + 1}.png") for i, p in enumerate(paths)]
+    api = scored_prompt(vmdiff_server, uploaded, alpha=0.5)
+    entry = vmdiff_server.run(api, timeout=900)
+    score_node, scorer_node = node_id(api, "VMDiffSimilarityScore"), node_id(api, "VMDiffScorer")
+    (breakdown,) = entry["outputs"][score_node]["text"]
+    terms = parse_breakdown(breakdown)
+    assert breakdown.startswith("[0] S = ") and "box [" in breakdown  # box isolation found a box
+    assert terms["n1"] == pytest.approx((terms["T1"] - 0.15) / 0.3, abs=2e-4)
+    assert terms["S"] == pytest.approx(2 * min(terms["D1"], terms["D2"]) + 2 * min(terms["n1"], terms["n2"]),
+                                       abs=5e-4)
+    (summary,) = entry["outputs"][scorer_node]["text"]
+    assert "isolation: box" in summary and "['A  owl .']" in summary and "source 1:" in summary
+    loader_texts = [entry["outputs"][node_id(api, c)]["text"][0] for c in
+                    ("VMDiffLoadDINOv2", "VMDiffLoadOpenCLIP", "VMDiffLoadGroundingDINO", "VMDiffLoadSAM")]
+    assert all("M parameters" in t for t in loader_texts), loader_texts
+    views = vmdiff_server.output_images(entry, types=("temp",))
+    assert len(views) >= 3  # the two sources and the fused image, as the encoders saw them
+
+    # Another α: the fusion and its score run again; the loaders and the scorer (sources, labels) stay cached.
+    again = vmdiff_server.run(scored_prompt(vmdiff_server, uploaded, alpha=0.8), timeout=900)
+    cached = [n for m in again["status"]["messages"] if m[0] == "execution_cached" for n in m[1]["nodes"]]
+    assert scorer_node in cached and node_id(api, "VMDiffLoadGroundingDINO") in cached
+    assert score_node not in cached
+    assert parse_breakdown(again["outputs"][score_node]["text"][0]) != terms
