@@ -14,3 +14,7 @@ from .score_loaders import LOADER_NODES  # noqa: E402
 from .similarity_score import VMDiffScorer, VMDiffSimilarityScore  # noqa: E402
 
 NODES += LOADER_NODES + [VMDiffScorer, VMDiffSimilarityScore]
+from .mix_tokens_n import VMDiffMixTokensN  # noqa: E402
+from .random_noise import VMDiffRandomNoise  # noqa: E402
+
+NODES += [VMDiffRandomNoise, VMDiffMixTokensN]

@@ -37,7 +37,9 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, hei
     for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
         if not beta > 0:
             raise VMDiffInputError(f"{name}: must be > 0 (it scales a token set), got {beta}")
-    scat = scale_concat(tokens_1.tokens, tokens_2.tokens, beta_1, beta_2)
+    # tokens_2 None: tokens_1 is already a concatenation (VMDiff Mix Tokens N's concat), scaled by β1
+    scat = (tokens_1.tokens * beta_1 if tokens_2 is None
+            else scale_concat(tokens_1.tokens, tokens_2.tokens, beta_1, beta_2))
     phases = {
         "denoise": phase_conditioning(conditioning, scat, guidance_denoise, context, info["vec_dim"]),
         "invert": phase_conditioning(conditioning, scat, guidance_invert, context, info["vec_dim"]),
@@ -75,7 +77,9 @@ class VMDiffBlendingNoise(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="FLUX.1 dev / Krea (any format ComfyUI loads: bf16, fp8, GGUF)."),
                 ReduxTokensType.Input("tokens_1", tooltip="z1 from VMDiff Redux Encode."),
-                ReduxTokensType.Input("tokens_2", tooltip="z2 from VMDiff Redux Encode."),
+                ReduxTokensType.Input("tokens_2", optional=True,
+                                      tooltip="z2 from VMDiff Redux Encode. Leave unconnected when tokens_1 is the "
+                                              "concat output of VMDiff Mix Tokens N (N objects; β2 is not used)."),
                 io.Conditioning.Input("conditioning", tooltip="The fusion prompt; only its CLIP-L pooled vector is "
                                                               "used in redux_only context."),
                 io.Int.Input("seed", default=42, min=0, max=0xffffffffffffffff, control_after_generate=True,
@@ -115,8 +119,8 @@ class VMDiffBlendingNoise(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, model, tokens_1, tokens_2, conditioning, seed, width=512, height=512, steps=20, t_den_step=10,
-                guidance_denoise=5.0, guidance_invert=0.0, beta_1=1.0, beta_2=1.0, inversion="lagged",
+    def execute(cls, model, tokens_1, tokens_2=None, conditioning=None, seed=42, width=512, height=512, steps=20,
+                t_den_step=10, guidance_denoise=5.0, guidance_invert=0.0, beta_1=1.0, beta_2=1.0, inversion="lagged",
                 context="redux_only") -> io.NodeOutput:
         out = run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, height, steps, t_den_step,
                                  guidance_denoise, guidance_invert, beta_1, beta_2, inversion, context)

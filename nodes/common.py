@@ -65,9 +65,10 @@ def flux_model_info(model) -> dict:
     }
 
 
-def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens, model_info: dict) -> None:
-    """z1 and z2 must come from the same CLIP-vision + Redux pair and fit the model's context width."""
-    for name, t in (("tokens_1", tokens_1), ("tokens_2", tokens_2)):
+def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens | None, model_info: dict) -> None:
+    """z1 and z2 must come from the same CLIP-vision + Redux pair and fit the model's context width.
+    ``tokens_2`` None: tokens_1 is a ready condition (VMDiff Mix Tokens N) and is checked alone."""
+    for name, t in (("tokens_1", tokens_1), ("tokens_2", tokens_2))[:1 if tokens_2 is None else 2]:
         if not isinstance(t, ReduxTokens):
             raise VMDiffInputError(f"{name}: expected a VMDiff Redux Encode output, got {type(t).__name__}")
         if not torch.isfinite(t.tokens).all():
@@ -76,7 +77,8 @@ def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens, model_info: d
             raise VMDiffInputError(
                 f"{name}: tokens are {t.tokens.shape[-1]} wide but the model's context expects "
                 f"{model_info['context_dim']}; encode with the Redux model made for this Flux model")
-    if tokens_1.encoder_id != tokens_2.encoder_id or tokens_1.tokens.shape != tokens_2.tokens.shape:
+    if tokens_2 is not None and (tokens_1.encoder_id != tokens_2.encoder_id
+                                 or tokens_1.tokens.shape != tokens_2.tokens.shape):
         raise VMDiffInputError(
             f"tokens_2: made by a different CLIP vision / Redux model than tokens_1 "
             f"(encoder {tokens_2.encoder_id} vs {tokens_1.encoder_id}, shapes {tuple(tokens_2.tokens.shape)} vs "

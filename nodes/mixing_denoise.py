@@ -20,7 +20,8 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5
     if eps_b.shape[1] != info["latent_channels"]:
         raise VMDiffInputError(f"eps_b: has {eps_b.shape[1]} channels, the model's latent has "
                                f"{info['latent_channels']}")
-    sinp = mix_tokens(tokens_1.tokens, tokens_2.tokens, alpha, mix_rule)
+    # tokens_2 None: tokens_1 is already SInp (VMDiff Mix Tokens N), α and mix_rule do not apply
+    sinp = tokens_1.tokens if tokens_2 is None else mix_tokens(tokens_1.tokens, tokens_2.tokens, alpha, mix_rule)
     phases = {"mix": phase_conditioning(conditioning, sinp, guidance, context, info["vec_dim"])}
     height, width = eps_b.shape[2] * 8, eps_b.shape[3] * 8
     sigmas = flow_sigma_grid(steps, flux_mu(width, height))
@@ -31,7 +32,7 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5
 
     out = run_flow_program(model, phases, eps_b, program, sigmas, steps, seed, callback)
     out.update(nfe=counter.samples)
-    if mix_rule == "official":
+    if mix_rule == "official" and tokens_2 is not None:
         out["slerp_fraction"] = official_mix_tokens(tokens_1.tokens, tokens_2.tokens, alpha)[1]
     return out
 
@@ -49,7 +50,9 @@ class VMDiffMixingDenoise(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Latent.Input("eps_b", tooltip="ε_b from VMDiff Blending Noise."),
                 ReduxTokensType.Input("tokens_1"),
-                ReduxTokensType.Input("tokens_2"),
+                ReduxTokensType.Input("tokens_2", optional=True,
+                                      tooltip="z2. Leave unconnected when tokens_1 is a ready mix from VMDiff Mix "
+                                              "Tokens N (then α and mix_rule are not used)."),
                 io.Conditioning.Input("conditioning"),
                 io.Float.Input("alpha", default=0.5, min=0.0, max=1.0, step=0.001,
                                tooltip="α, the weight of image 2 in the token mix (0 = image 1 only)."),
@@ -64,13 +67,15 @@ class VMDiffMixingDenoise(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5, guidance=4.0, steps=20,
+    def execute(cls, model, eps_b, tokens_1, tokens_2=None, conditioning=None, alpha=0.5, guidance=4.0, steps=20,
                 mix_rule="official", context="redux_only") -> io.NodeOutput:
         noise = noise_from_latent(eps_b, "eps_b")
         seed = eps_b.get("vmdiff", {}).get("seed", 0)
         out = run_mixing_denoise(model, noise, tokens_1, tokens_2, conditioning, alpha, guidance, steps, mix_rule,
                                  context, seed)
-        text = f"α = {alpha:g} ({mix_rule}), γ = {guidance:g}, {out['nfe']} NFE"
+        text = (f"α = {alpha:g} ({mix_rule}), γ = {guidance:g}, {out['nfe']} NFE" if tokens_2 is not None else
+                f"pre-mixed tokens_1 ({tokens_1.tokens.shape[1]} tokens; α, mix_rule unused), γ = {guidance:g}, "
+                f"{out['nfe']} NFE")
         if "slerp_fraction" in out:
             text += f"; {100 * out['slerp_fraction']:.1f}% of tokens took the slerp branch"
         return io.NodeOutput({"samples": out["latent"]}, ui=ui.PreviewText(text))

@@ -1,0 +1,37 @@
+"""VMDiff Random Noise: the seeded ε that Blending Noise starts from, handed straight to Mixing Denoise.
+
+The paper's Baseline 1 (no Blending Noise): Mixing Denoise from plain random noise at α = 0.5."""
+from __future__ import annotations
+
+from comfy_api.latest import io, ui
+
+from .blending_noise import check_size, initial_noise
+from .common import noise_space_latent
+
+#: FLUX.1's latent channels (what Mixing Denoise checks eps_b against).
+FLUX_LATENT_CHANNELS = 16
+
+
+class VMDiffRandomNoise(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VMDiffRandomNoise",
+            display_name="VMDiff Random Noise",
+            category="VMDiff",
+            description="Seeded random noise ε as a noise-space LATENT for VMDiff Mixing Denoise: the same ε that "
+                        "VMDiff Blending Noise starts from at this seed and size, without blending (Baseline 1).",
+            inputs=[
+                io.Int.Input("seed", default=42, min=0, max=0xffffffffffffffff, control_after_generate=True),
+                io.Int.Input("width", default=512, min=16, max=4096, step=16),
+                io.Int.Input("height", default=512, min=16, max=4096, step=16),
+            ],
+            outputs=[io.Latent.Output(display_name="eps", tooltip="ε in noise space, for VMDiff Mixing Denoise.")],
+        )
+
+    @classmethod
+    def execute(cls, seed, width=512, height=512) -> io.NodeOutput:
+        check_size(width, height)
+        eps = initial_noise(seed, FLUX_LATENT_CHANNELS, width, height)
+        return io.NodeOutput(noise_space_latent(eps, seed=seed, width=width, height=height, source="random"),
+                             ui=ui.PreviewText(f"ε: seed {seed}, {width}×{height} (no Blending Noise)"))
