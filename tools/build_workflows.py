@@ -109,7 +109,109 @@ MAGICMIX_SD15 = {
     "save": ("SaveImage", 4, 0, {"images": ("@", "decode", 0), "filename_prefix": "vmdiff_magicmix_sd15"}, None),
 }
 
-COLUMN_X = [0, 380, 760, 1140, 1560, 1960, 2260]
+# The paper's baselines and what ComfyUI users do today, side by side on one pair, prompt and seed: Baseline 1
+# (random ε, no Blending Noise, Mixing Denoise at α 0.5), Baseline 2 (Blending Noise at β = 1 + Mixing Denoise at
+# α 0.5, i.e. the manual graph) and two StyleModelApply (Redux) chained on one prompt with core nodes only.
+FUSION_TEXT = "A photo of owl creatively fused with jar."
+CORE_TWO_REDUX_NODES = {
+    "dual_clip": ("DualCLIPLoader", 0, 5, {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors",
+                                           "type": "flux"}, "Load CLIP-L + T5 (the usual Flux text path)"),
+    "text": ("CLIPTextEncode", 1, 4, {"clip": ("@", "dual_clip", 0), "text": FUSION_TEXT}, "Fusion prompt (T5 + CLIP-L)"),
+    "vision_1": ("CLIPVisionEncode", 2, 4, {"clip_vision": ("@", "clip_vision", 0), "image": ("@", "image_1", 0),
+                                            "crop": "none"}, None),
+    "vision_2": ("CLIPVisionEncode", 2, 5, {"clip_vision": ("@", "clip_vision", 0), "image": ("@", "image_2", 0),
+                                            "crop": "none"}, None),
+    "style_1": ("StyleModelApply", 3, 4, {"conditioning": ("@", "text", 0), "style_model": ("@", "redux", 0),
+                                          "clip_vision_output": ("@", "vision_1", 0), "strength": 1.0,
+                                          "strength_type": "multiply"}, "Redux of image 1"),
+    "style_2": ("StyleModelApply", 3, 5, {"conditioning": ("@", "style_1", 0), "style_model": ("@", "redux", 0),
+                                          "clip_vision_output": ("@", "vision_2", 0), "strength": 1.0,
+                                          "strength_type": "multiply"}, "...then Redux of image 2"),
+    "flux_guidance": ("FluxGuidance", 4, 4, {"conditioning": ("@", "style_2", 0), "guidance": 3.5}, None),
+    "negative": ("ConditioningZeroOut", 4, 5, {"conditioning": ("@", "text", 0)}, None),
+    "empty": ("EmptySD3LatentImage", 4, 6, {"width": 512, "height": 512, "batch_size": 1}, None),
+    "ksampler": ("KSampler", 5, 4, {"model": ("@", "unet", 0), "seed": 42, "steps": 20, "cfg": 1.0,
+                                    "sampler_name": "euler", "scheduler": "simple", "positive": ("@", "flux_guidance", 0),
+                                    "negative": ("@", "negative", 0), "latent_image": ("@", "empty", 0), "denoise": 1.0},
+                 None),
+    "decode_core": ("VAEDecode", 6, 4, {"samples": ("@", "ksampler", 0), "vae": ("@", "vae", 0)}, None),
+    "save_core": ("SaveImage", 7, 4, {"images": ("@", "decode_core", 0), "filename_prefix": "core_two_redux"},
+                  "Two Redux on one prompt (core nodes)"),
+}
+CORE_TWO_REDUX = {k: MANUAL[k] for k in ("unet", "clip_vision", "redux", "vae", "image_1", "image_2")}
+CORE_TWO_REDUX.update(CORE_TWO_REDUX_NODES)
+BASELINES = {k: v for k, v in MANUAL.items() if k not in ("decode_preview", "preview")}
+BASELINES["save"] = MANUAL["save"][:3] + ({**MANUAL["save"][3], "filename_prefix": "vmdiff_baseline2"},
+                                          "Baseline 2: Blending Noise (β = 1) + Mixing Denoise (α = 0.5)")
+BASELINES.update({
+    "random_noise": ("VMDiffRandomNoise", 3, 2, {"seed": 42, "width": 512, "height": 512}, "Baseline 1: random ε"),
+    "mix_b1": ("VMDiffMixingDenoise", 4, 2, {**MANUAL["mix"][3], "eps_b": ("@", "random_noise", 0)}, None),
+    "decode_b1": ("VAEDecode", 5, 2, {"samples": ("@", "mix_b1", 0), "vae": ("@", "vae", 0)}, None),
+    "save_b1": ("SaveImage", 6, 2, {"images": ("@", "decode_b1", 0), "filename_prefix": "vmdiff_baseline1"},
+                "Baseline 1: random noise + Mixing Denoise (α = 0.5)"),
+    **CORE_TWO_REDUX_NODES,
+})
+# N-object fusion: three objects' token sets mixed by VMDiff Mix Tokens N (order-invariant, weights), its concat
+# into Blending Noise and its mix into Mixing Denoise (their tokens_2 left unconnected).
+THREE_OBJECTS = {k: MANUAL[k] for k in ("unet", "clip", "clip_vision", "redux", "vae", "image_1", "image_2",
+                                        "tokens_1", "tokens_2")}
+THREE_OBJECTS.update({
+    "image_3": ("LoadImage", 1, 4, {"image": "vmdiff_object_3.png"}, "Object image 3"),
+    "tokens_3": ("VMDiffReduxEncode", 2, 2, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
+                                             "image": ("@", "image_3", 0), "resize": "squash"}, None),
+    "prompt": ("VMDiffFusionPrompt", 2, 3, {"clip": ("@", "clip", 0), "label_1": "owl", "label_2": "jar and a teapot",
+                                            "template": "A photo of {T1} creatively fused with {T2}."}, None),
+    "mix_n": ("VMDiffMixTokensN", 3, 1, {"tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
+                                         "tokens_3": ("@", "tokens_3", 0), "weight_1": 1.0, "weight_2": 1.0,
+                                         "weight_3": 1.0, "weight_4": 1.0, "mix_rule": "slerp"}, None),
+    "blend": ("VMDiffBlendingNoise", 4, 0, {**{k: v for k, v in MANUAL["blend"][3].items()
+                                               if k not in ("tokens_1", "tokens_2")}, "tokens_1": ("@", "mix_n", 1)},
+              None),
+    "mix": ("VMDiffMixingDenoise", 5, 0, {**{k: v for k, v in MANUAL["mix"][3].items()
+                                             if k not in ("tokens_1", "tokens_2")}, "tokens_1": ("@", "mix_n", 0)},
+            None),
+    "decode": ("VAEDecode", 6, 0, {"samples": ("@", "mix", 0), "vae": ("@", "vae", 0)}, None),
+    "save": ("SaveImage", 7, 0, {"images": ("@", "decode", 0), "filename_prefix": "vmdiff_three_objects"}, None),
+})
+
+# The model file each loader widget names -> (ComfyUI model folder, download URL), written into the loader node's
+# properties.models in the format of ComfyUI's own Flux Redux template ({"name", "url", "directory"}), so the
+# frontend's "Missing Models" dialog offers the download. That dialog takes only .safetensors/.sft files from
+# huggingface.co or civitai.com: HF-format folders (dinov2, bert-base-uncased) and .pth checkpoints (GroundingDINO,
+# SAM) are listed in the README instead.
+MODEL_DOWNLOADS = {
+    "flux1-krea-dev.safetensors": (
+        "diffusion_models",
+        "https://huggingface.co/black-forest-labs/FLUX.1-Krea-dev/resolve/main/flux1-krea-dev.safetensors"),
+    "clip_l.safetensors": (
+        "text_encoders", "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"),
+    "t5xxl_fp16.safetensors": (
+        "text_encoders",
+        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors"),
+    "sigclip_vision_patch14_384.safetensors": (
+        "clip_vision",
+        "https://huggingface.co/Comfy-Org/sigclip_vision_384/resolve/main/sigclip_vision_patch14_384.safetensors"),
+    "flux1-redux-dev.safetensors": (
+        "style_models", "https://huggingface.co/Comfy-Org/Flux1-Redux-Dev/resolve/main/flux1-redux-dev.safetensors"),
+    "ae.safetensors": (
+        "vae",
+        "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors"),
+    "v1-5-pruned-emaonly-fp16.safetensors": (
+        "checkpoints", "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
+                       "v1-5-pruned-emaonly-fp16.safetensors"),
+    "open_clip_model.safetensors": (
+        "open_clip",
+        "https://huggingface.co/laion/CLIP-ViT-bigG-14-laion2B-39B-b160k/resolve/main/open_clip_model.safetensors"),
+}
+
+
+def model_properties(values: dict) -> list[dict]:
+    """properties.models of a loader node: one entry per widget value that names a known model file."""
+    return [{"name": v, "url": MODEL_DOWNLOADS[v][1], "directory": MODEL_DOWNLOADS[v][0]}
+            for v in values.values() if isinstance(v, str) and v in MODEL_DOWNLOADS]
+
+
+COLUMN_X = [0, 380, 760, 1140, 1560, 1960, 2260, 2560]
 ROW_H = 230
 
 
@@ -181,6 +283,8 @@ def build_ui(graph: dict, classes: dict) -> dict:
                 "properties": {"Node name for S&R": class_type}, "widgets_values": widgets}
         if title:
             node["title"] = title
+        if model_properties(values):
+            node["properties"]["models"] = model_properties(values)
         ui_nodes.append(node)
     for node in ui_nodes:
         cls = classes[node["type"]]
@@ -208,6 +312,7 @@ GRAPHS = {"vmdiff_manual": MANUAL}
 GRAPHS.update(vmdiff_magicmix_flux=MAGICMIX_FLUX, vmdiff_magicmix_sd15=MAGICMIX_SD15,
               vmdiff_vs_magicmix=VMDIFF_VS_MAGICMIX)
 GRAPHS.update(vmdiff_manual_scored=MANUAL_SCORED)
+GRAPHS.update(vmdiff_baselines=BASELINES, core_two_redux=CORE_TWO_REDUX, vmdiff_three_objects=THREE_OBJECTS)
 
 
 def write_api_twins(names) -> None:
