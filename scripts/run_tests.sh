@@ -7,4 +7,4 @@ cd "$REPO"
 bash scripts/setup_env.sh
 # ComfyUI may live in a read-only tree: never write .pyc files into it.
 export PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest tests -q -rA "$@"
+exec .venv/bin/python -m pytest tests -q -rA --durations=25 "$@"
