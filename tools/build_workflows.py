@@ -68,6 +68,23 @@ MANUAL_SCORED.update({
     "score_views": ("PreviewImage", 6, 4, {"images": ("@", "score", 3)}, "What the score saw"),
 })
 
+# The full VMDiff graph: loaders → Redux encode → fusion prompt → scorer → Auto-Tune (EAA) → saved result with its
+# replay parameters, the score-against-α/β plot and the grid of candidates.
+FULL = {k: v for k, v in MANUAL_SCORED.items()
+        if k not in ("blend", "mix", "decode", "save", "decode_preview", "preview", "score", "score_views")}
+FULL.update({
+    "auto_tune": ("VMDiffAutoTune", 3, 0, {
+        "model": ("@", "unet", 0), "tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
+        "conditioning": ("@", "prompt", 0), "vae": ("@", "vae", 0), "scorer": ("@", "scorer", 0), "seed": 42,
+        "preset": "official", "width": 512, "height": 512, "steps": 20, "search_steps": 0, "t_den_step": 10,
+        "guidance_denoise": 5.0, "guidance_invert": 0.0, "guidance": 4.0, "mix_rule": "official",
+        "inversion": "lagged", "context": "redux_only"}, None),
+    "save": ("VMDiffSaveImage", 4, 0, {"images": ("@", "auto_tune", 0), "params": ("@", "auto_tune", 7),
+                                       "filename_prefix": "vmdiff_full"}, None),
+    "plot": ("PreviewImage", 4, 2, {"images": ("@", "auto_tune", 9)}, "Score against α and β"),
+    "grid": ("PreviewImage", 4, 3, {"images": ("@", "auto_tune", 10)}, "Every candidate"),
+})
+
 # MagicMix (VMDiffMagicMix) on Flux: layout = image 1 (VAE-encoded), content = image 2's Redux tokens; the σ grid of
 # ModelSamplingFlux at 512² is VMDiff's (μ from the size), the fusion prompt gives the pooled vector, FluxGuidance γ.
 MAGICMIX_ARGS = {"seed": 42, "steps": 20, "scheduler": "simple", "k_max": 0.6, "k_min": 0.3, "nu": 0.5, "cfg": 1.0,
@@ -211,8 +228,27 @@ def model_properties(values: dict) -> list[dict]:
             for v in values.values() if isinstance(v, str) and v in MODEL_DOWNLOADS]
 
 
-COLUMN_X = [0, 380, 760, 1140, 1560, 1960, 2260, 2560]
+COLUMN_X = [0, 400, 800, 1200, 1600, 2000, 2400, 2800]  # nodes are 340 wide
 ROW_H = 230
+IMAGE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "VMDiffSaveImage"}  # they show a picture: keep room for it
+
+
+def node_height(node: dict) -> int:
+    """About the height the frontend gives a node (litegraph: 20 px per socket row, ~26 px per widget)."""
+    sockets = max(len([i for i in node["inputs"] if "widget" not in i]), len(node["outputs"]))
+    height = 30 + 20 * sockets + 26 * sum(1 for v in node["widgets_values"] if v not in ("fixed", "image"))
+    return max(160, height + (260 if node["type"] in IMAGE_NODES else 0))
+
+
+def stack_columns(ui_nodes: list[dict], gap: int = 50) -> None:
+    """Rows are a wish: within a column a node moves down until it clears the one above it."""
+    for x in {n["pos"][0] for n in ui_nodes}:
+        bottom = None
+        for node in sorted((n for n in ui_nodes if n["pos"][0] == x), key=lambda n: n["pos"][1]):
+            if bottom is not None and node["pos"][1] < bottom + gap:
+                node["pos"][1] = bottom + gap
+            node["size"][1] = node_height(node)
+            bottom = node["pos"][1] + node["size"][1]
 
 
 def node_definitions() -> dict:
@@ -293,6 +329,7 @@ def build_ui(graph: dict, classes: dict) -> dict:
     order = _topological_order(ui_nodes, links)
     for node in ui_nodes:
         node["order"] = order[node["id"]]
+    stack_columns(ui_nodes)
     return {"last_node_id": len(ui_nodes), "last_link_id": len(links), "nodes": ui_nodes, "links": links,
             "groups": [], "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [40, 40]}}, "version": 0.4}
 
@@ -311,7 +348,7 @@ def _topological_order(ui_nodes, links) -> dict[int, int]:
 GRAPHS = {"vmdiff_manual": MANUAL}
 GRAPHS.update(vmdiff_magicmix_flux=MAGICMIX_FLUX, vmdiff_magicmix_sd15=MAGICMIX_SD15,
               vmdiff_vs_magicmix=VMDIFF_VS_MAGICMIX)
-GRAPHS.update(vmdiff_manual_scored=MANUAL_SCORED)
+GRAPHS.update(vmdiff_manual_scored=MANUAL_SCORED, vmdiff_full=FULL)
 GRAPHS.update(vmdiff_baselines=BASELINES, core_two_redux=CORE_TWO_REDUX, vmdiff_three_objects=THREE_OBJECTS)
 
 

@@ -26,7 +26,6 @@ from tools.comfy_server import ComfyClient, ComfyServer, ExecutionError, PromptE
 from tools.workflow_convert import ui_to_api  # noqa: E402
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "vmdiff_manual.json"
-PROMPT_NODE = "VMDiffFusionPrompt"
 # --tiny is a smoke run on random weights at FLUX.1's full width on the CPU: keep it small (--set still wins).
 TINY_OVERRIDES = {"VMDiffBlendingNoise": {"width": 64, "height": 64, "steps": 4, "t_den_step": 2},
                   "VMDiffMixingDenoise": {"steps": 4}}
@@ -69,12 +68,12 @@ def apply_inputs(api: dict, images: list[str | None], labels: list[str | None], 
             if i >= len(loaders):
                 raise SystemExit(f"--image{i + 1} given but the workflow has {len(loaders)} LoadImage node(s)")
             api[loaders[i]]["inputs"]["image"] = name
-    prompt_nodes = [k for k, v in api.items() if v["class_type"] == PROMPT_NODE]
-    for i, label in enumerate(labels):
+    for i, label in enumerate(labels):  # the fusion prompt's labels, and the scorer's, name the same objects
         if label is not None:
-            if not prompt_nodes:
-                raise SystemExit(f"--label{i + 1} given but the workflow has no {PROMPT_NODE} node")
-            for k in prompt_nodes:
+            targets = [k for k, v in api.items() if isinstance(v["inputs"].get(f"label_{i + 1}"), str)]
+            if not targets:
+                raise SystemExit(f"--label{i + 1} given but no node of the workflow takes label_{i + 1}")
+            for k in targets:
                 api[k]["inputs"][f"label_{i + 1}"] = label
     for item in sets:
         target, _, value = item.partition("=")
