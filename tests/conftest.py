@@ -14,13 +14,14 @@ from tools.comfy_server import ComfyServer  # noqa: E402
 
 @pytest.fixture(scope="session")
 def comfy_server_factory():
-    """``get(models_dir=None, extra_custom_nodes=())`` → a started ComfyServer, one per distinct arguments."""
+    """``get(models_dir=None, extra_custom_nodes=(), frontend=False)`` → a started ComfyServer, one per distinct
+    arguments (frontend=True serves ComfyUI's real frontend)."""
     servers: dict[tuple, ComfyServer] = {}
 
-    def get(models_dir: Path | None = None, extra_custom_nodes=()) -> ComfyServer:
-        key = (str(models_dir) if models_dir else None, tuple(str(p) for p in extra_custom_nodes))
+    def get(models_dir: Path | None = None, extra_custom_nodes=(), frontend: bool = False) -> ComfyServer:
+        key = (str(models_dir) if models_dir else None, tuple(str(p) for p in extra_custom_nodes), frontend)
         if key not in servers:
-            srv = ComfyServer(models_dir, list(extra_custom_nodes))
+            srv = ComfyServer(models_dir, list(extra_custom_nodes), frontend=frontend)
             srv.start()
             print(f"\n[comfy_server] {key} started in {srv.startup_seconds:.1f} s (pid {srv.pid}, {srv.url})")
             servers[key] = srv
@@ -66,5 +67,6 @@ def real_models_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def vmdiff_server(comfy_server_factory, real_models_dir) -> ComfyServer:
-    """One real ComfyUI server with the pack and all real-loader stand-ins, shared by the server tests."""
-    return comfy_server_factory(real_models_dir)
+    """One real ComfyUI server with the pack, the test-only nodes (tests/custom_nodes) and all real-loader
+    stand-ins, shared by the server tests."""
+    return comfy_server_factory(real_models_dir, [REPO_ROOT / "tests" / "custom_nodes" / "vmdiff_test_nodes"])

@@ -170,7 +170,7 @@ class ComfyServer(ComfyClient):
 
     def __init__(self, models_dir: Path | None = None, extra_custom_nodes: list[Path] = (), port: int | None = None,
                  python: str | None = None, comfyui: Path | None = None, startup_timeout: float = 120,
-                 extra_args: list[str] = ()):
+                 extra_args: list[str] = (), frontend: bool = False):
         self.port = port or free_port()
         super().__init__(f"http://127.0.0.1:{self.port}")
         self.models_dir = Path(models_dir) if models_dir else None
@@ -179,6 +179,7 @@ class ComfyServer(ComfyClient):
         self.comfyui = Path(comfyui) if comfyui else find_comfyui()
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
+        self.frontend = frontend  # True: serve ComfyUI's own frontend (the installed comfyui-frontend-package)
         self.proc: subprocess.Popen | None = None
         self.base: Path | None = None
         self.startup_seconds: float | None = None
@@ -210,7 +211,8 @@ class ComfyServer(ComfyClient):
     def start(self) -> "ComfyServer":
         model_args = self._prepare_base()
         cmd = [self.python, str(self.comfyui / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-               "--base-directory", str(self.base), "--front-end-root", str(self.base / "empty_frontend"),
+               "--base-directory", str(self.base),
+               *([] if self.frontend else ["--front-end-root", str(self.base / "empty_frontend")]),
                "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *model_args, *self.extra_args]
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1",
                    PYTHONUNBUFFERED="1")
