@@ -5,6 +5,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 bash scripts/setup_env.sh
+bash scripts/install_chromium.sh || echo "[run_tests] no Chromium: tests/test_frontend.py will fail"
 # ComfyUI may live in a read-only tree: never write .pyc files into it.
 export PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/python -m pytest tests -q -rA --durations=25 "$@"
