@@ -96,3 +96,8 @@ def test_eaa_paper_runs_three_rounds_with_resampled_noise_and_keeps_the_best():
 def test_options_are_explicit_dataclass_fields():
     assert PRESETS["official"] == SearchOptions()
     assert PRESETS["paper"].rounds == 3 and PRESETS["paper"].beta_stronger == 1.0
+
+
+def test_a_tolerance_wider_than_the_range_still_evaluates_one_bracket():
+    assert golden_section_maximize(lambda x: -x, 0.4, 0.6, tol=0.5)[2] == 2
+    assert golden_section_maximize_on_grid(lambda b: -b, beta_grid(0.5, 3.5, 0.2), 0.5, 3.5, tol=5.0)[2] == 2

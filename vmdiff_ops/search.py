@@ -30,7 +30,7 @@ def golden_section_maximize(f: Callable[[float], float], lo: float, hi: float, t
     c, d = b - INV_PHI * (b - a), a + INV_PHI * (b - a)
     fc = fd = None
     iteration = 0
-    while b - a > tol and iteration < max_iter:
+    while iteration == 0 or (b - a > tol and iteration < max_iter):  # at least one bracket is evaluated
         if fc is None:
             c, fc = point(c)
         if fd is None:
@@ -65,7 +65,7 @@ def golden_section_maximize_on_grid(f: Callable[[float], float], grid: list[floa
         return min(inside, key=lambda g: (abs(g - target), g)) if inside else None
 
     iteration = 0
-    while hi - lo > tol and iteration < max_iter:
+    while iteration == 0 or (hi - lo > tol and iteration < max_iter):  # at least one bracket is evaluated
         upper_target, lower_target = lo + INV_PHI * (hi - lo), hi - INV_PHI * (hi - lo)
         upper = nearest_new(upper_target, lo, hi, set())
         lower = nearest_new(lower_target, lo, hi, {upper})
