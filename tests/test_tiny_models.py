@@ -79,6 +79,18 @@ def test_tiny_flux_conditioning():
     assert tiny_models.tiny_flux_conditioning(text_tokens=0, vec_dim=8, context_dim=16)[0][0].shape == (1, 0, 16)
 
 
+def test_tiny_clip_l_encodes_with_comfyui_tokenizer():
+    clip = tiny_models.tiny_clip_l(seed=0)
+    assert isinstance(clip, comfy.sd.CLIP)
+    out = clip.encode_from_tokens(clip.tokenize("A photo of owl creatively fused with jar."),
+                                  return_pooled="unprojected", return_dict=True)
+    assert out["cond"].shape == (1, 77, 32) and out["pooled_output"].shape == (1, 32)
+    _assert_useful(out["pooled_output"])
+    other = clip.encode_from_tokens(clip.tokenize("A photo of cat creatively fused with teapot."),
+                                    return_pooled="unprojected", return_dict=True)
+    assert not torch.equal(out["pooled_output"], other["pooled_output"])
+
+
 def test_tiny_flux_samples_with_stock_euler():
     model = tiny_models.tiny_flux(seed=0)
     latent = torch.zeros(1, 16, 16, 16)

@@ -4,7 +4,7 @@ Real weights (FLUX.1-dev, SigLIP-so400m, Redux, the Flux VAE, CLIP-L) cannot be 
 run, so this module makes random-weight replacements that ComfyUI treats exactly like the real thing:
 
 A. In-process stand-ins (milliseconds per call) for node tests: ``tiny_flux``, ``tiny_clip_vision``,
-   ``tiny_style_model``, ``tiny_vae``, ``tiny_flux_conditioning``; an SD1.5-class UNet for MagicMix:
+   ``tiny_style_model``, ``tiny_vae``, ``tiny_clip_l``, ``tiny_flux_conditioning``; an SD1.5-class UNet for MagicMix:
    ``tiny_sd15``, ``tiny_sd15_conditioning``. They return ComfyUI's real objects
    (ModelPatcher, ClipVisionModel, StyleModel, VAE, CONDITIONING), never mocks.
 B. Real-loader files (``write_real_loader_models``): the smallest safetensors files that ComfyUI's own
@@ -224,6 +224,29 @@ def tiny_flux_conditioning(seed: int = 0, vec_dim: int = 32, text_tokens: int = 
     gen = _generator(seed, "tiny_flux_conditioning")
     tokens = torch.randn((1, text_tokens, context_dim), generator=gen)
     return [[tokens, {"pooled_output": torch.randn((1, vec_dim), generator=gen)}]]
+
+
+TINY_CLIP_L_CONFIG = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=1,
+                          projection_dim=32)
+
+
+def tiny_clip_l(seed: int = 0):
+    """Replaces CLIP-L (``CLIPLoader`` type ``stable_diffusion``'s CLIP): a real ``comfy.sd.CLIP`` around SD1's
+    CLIP-L model with ComfyUI's own tokenizer, 32 wide and one layer, so its unprojected pooled vector is 32 wide
+    (``tiny_flux``'s vec_dim)."""
+    ensure_comfy()
+    import comfy.sd
+    import comfy.sd1_clip
+
+    class Target:
+        params = {}
+        clip = comfy.sd1_clip.SD1ClipModel
+        tokenizer = comfy.sd1_clip.SD1Tokenizer
+
+    clip = comfy.sd.CLIP(Target(), model_options={"clip_l_model_config": dict(TINY_CLIP_L_CONFIG),
+                                                  "dtype": torch.float32})
+    _fill_(clip.cond_stage_model.clip_l.transformer, seed, "tiny_clip_l")
+    return clip
 
 
 def tiny_sd15(seed: int = 0, context_dim: int = 32):
