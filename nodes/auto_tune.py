@@ -35,6 +35,7 @@ class StageSettings:
     mix_rule: str = "official"
     inversion: str = "lagged"
     context: str = "redux_only"
+    bf16_state: bool = False
 
     def at_steps(self, steps: int) -> "StageSettings":
         """The same settings on a coarser grid (search_steps): t_den keeps its place along the schedule."""
@@ -58,7 +59,7 @@ class CandidateRenderer:
         if key not in self.eps_cache:
             out = run_blending_noise(self.model, *self.tokens, self.conditioning, seed, s.width, s.height, s.steps,
                                      s.t_den_step, s.guidance_denoise, s.guidance_invert, beta_1, beta_2,
-                                     s.inversion, s.context, callback=self.callback)
+                                     s.inversion, s.context, callback=self.callback, bf16_state=s.bf16_state)
             self.nfe += out["nfe"]
             self.eps_cache[key] = out["x"]
         return self.eps_cache[key]
@@ -66,7 +67,7 @@ class CandidateRenderer:
     def render(self, alpha: float, beta_1: float, beta_2: float, seed: int, s: StageSettings):
         eps_b = self.eps_b(beta_1, beta_2, seed, s)
         out = run_mixing_denoise(self.model, eps_b, *self.tokens, self.conditioning, alpha, s.guidance, s.steps,
-                                 s.mix_rule, s.context, seed, callback=self.callback)
+                                 s.mix_rule, s.context, seed, callback=self.callback, bf16_state=s.bf16_state)
         self.nfe += out["nfe"]
         latent = out["latent"]
         return latent, self.vae.decode(latent)[:1]
@@ -191,6 +192,7 @@ class VMDiffAutoTune(io.ComfyNode):
                 io.Combo.Input("mix_rule", options=list(MIX_RULES), default="official"),
                 io.Combo.Input("inversion", options=list(INVERSION_RULES), default="lagged"),
                 io.Combo.Input("context", options=list(CONTEXT_MODES), default="redux_only"),
+                io.Boolean.Input("bf16_state", default=False, tooltip="Parity: bf16 latents between steps."),
                 *[make(getattr(defaults, name)) for name, make in OPTION_INPUTS],
             ],
             outputs=[
@@ -222,13 +224,13 @@ class VMDiffAutoTune(io.ComfyNode):
     @classmethod
     def execute(cls, model, tokens_1, tokens_2, conditioning, vae, scorer, seed, preset="official", width=512,
                 height=512, steps=20, search_steps=0, t_den_step=10, guidance_denoise=5.0, guidance_invert=0.0,
-                guidance=4.0, mix_rule="official", inversion="lagged", context="redux_only",
+                guidance=4.0, mix_rule="official", inversion="lagged", context="redux_only", bf16_state=False,
                 **search_widgets) -> io.NodeOutput:
         if not callable(getattr(scorer, "score", None)):
             raise VMDiffInputError("scorer: expected the output of VMDiff Scorer")
         options = SearchOptions(**{**asdict(PRESETS["official"]), **search_widgets})
         settings = StageSettings(width, height, steps, t_den_step, guidance_denoise, guidance_invert, guidance,
-                                 mix_rule, inversion, context)
+                                 mix_rule, inversion, context, bf16_state)
         node_id = cls.hidden.unique_id if cls.hidden else None
         prompt = cls.hidden.prompt if cls.hidden else None
         result = auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed, options, settings,

@@ -25,7 +25,7 @@ def initial_noise(seed: int, channels: int, width: int, height: int) -> torch.Te
 
 def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, height, steps=20, t_den_step=10,
                        guidance_denoise=5.0, guidance_invert=0.0, beta_1=1.0, beta_2=1.0, inversion="lagged",
-                       context="redux_only", callback=None) -> dict:
+                       context="redux_only", callback=None, bf16_state=False) -> dict:
     """ε_b for one (β1, β2, seed); returns ε_b, the t_den preview latent, the σ grid and the NFE count."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
@@ -55,10 +55,13 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, hei
             on_step(i, x_in, sigma, v, x_out)
 
         eps_b, _ = blending_noise(eps, sigmas, t_den_step, velocity_for("denoise"), velocity_for("invert"),
-                                  inversion=inversion, counter=counter, on_step=hook)
+                                  inversion=inversion, counter=counter, on_step=hook, state_dtype=state_dtype)
         return {"x": eps_b, "preview": preview["x0"]}
 
+    state_dtype = torch.bfloat16 if bf16_state else None  # parity: the reference keeps ε and latents in bf16
     eps = initial_noise(seed, info["latent_channels"], width, height)
+    if state_dtype is not None:
+        eps = eps.to(state_dtype).float()
     out = run_flow_program(model, phases, eps, program, sigmas, 2 * (t_den_step + 1), seed, callback)
     out.update(sigmas=sigmas, nfe=counter.samples)
     return out
@@ -102,6 +105,9 @@ class VMDiffBlendingNoise(io.ComfyNode):
                 io.Combo.Input("context", options=list(CONTEXT_MODES), default="redux_only",
                                tooltip="redux_only: the reference (Redux tokens only); text_and_redux: the "
                                        "prompt's text tokens first, then the Redux tokens."),
+                io.Boolean.Input("bf16_state", default=False,
+                                 tooltip="Parity with the reference code: round ε and the latent to bf16 after "
+                                         "every step (off: float32, ComfyUI's default)."),
             ],
             outputs=[
                 io.Latent.Output(display_name="eps_b", tooltip="ε_b in noise space, for VMDiff Mixing Denoise."),
@@ -121,9 +127,10 @@ class VMDiffBlendingNoise(io.ComfyNode):
     @classmethod
     def execute(cls, model, tokens_1, tokens_2=None, conditioning=None, seed=42, width=512, height=512, steps=20,
                 t_den_step=10, guidance_denoise=5.0, guidance_invert=0.0, beta_1=1.0, beta_2=1.0, inversion="lagged",
-                context="redux_only") -> io.NodeOutput:
+                context="redux_only", bf16_state=False) -> io.NodeOutput:
         out = run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, height, steps, t_den_step,
-                                 guidance_denoise, guidance_invert, beta_1, beta_2, inversion, context)
+                                 guidance_denoise, guidance_invert, beta_1, beta_2, inversion, context,
+                                 bf16_state=bf16_state)
         eps_b = out["x"]
         sigma_den = float(out["sigmas"][t_den_step])
         record = dict(seed=seed, beta_1=beta_1, beta_2=beta_2, steps=steps, t_den_step=t_den_step,

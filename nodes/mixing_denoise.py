@@ -1,6 +1,8 @@
 """VMDiff Mixing Denoise (MDeNoise): ε_b → full denoise under SInp = mix(z1, z2, α) → the fused latent."""
 from __future__ import annotations
 
+import torch
+
 from comfy_api.latest import io, ui
 
 from ..vmdiff_ops import MIX_RULES, NFECounter, flow_sigma_grid, flux_mu, mix_tokens, mixing_denoise, official_mix_tokens
@@ -9,7 +11,7 @@ from .common import (CONTEXT_MODES, ReduxTokensType, VMDiffInputError, check_tok
 
 
 def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5, guidance=4.0, steps=20,
-                       mix_rule="official", context="redux_only", seed=0, callback=None) -> dict:
+                       mix_rule="official", context="redux_only", seed=0, callback=None, bf16_state=False) -> dict:
     """The fused latent for one α from the noise-space tensor ε_b; returns the VAE latent and the NFE count."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
@@ -28,7 +30,8 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5
     counter = NFECounter()
 
     def program(velocity_for, x, on_step):
-        return {"x": mixing_denoise(x, sigmas, velocity_for("mix"), counter=counter, on_step=on_step)}
+        return {"x": mixing_denoise(x, sigmas, velocity_for("mix"), counter=counter, on_step=on_step,
+                                    state_dtype=torch.bfloat16 if bf16_state else None)}
 
     out = run_flow_program(model, phases, eps_b, program, sigmas, steps, seed, callback)
     out.update(nfe=counter.samples)
@@ -62,17 +65,19 @@ class VMDiffMixingDenoise(io.ComfyNode):
                                tooltip="official: the reference's per-token rule on raw tokens (≈ lerp); slerp: "
                                        "the paper's spherical mix of directions with norms interpolated; lerp."),
                 io.Combo.Input("context", options=list(CONTEXT_MODES), default="redux_only"),
+                io.Boolean.Input("bf16_state", default=False,
+                                 tooltip="Parity with the reference code: round the latent to bf16 after every step."),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
     def execute(cls, model, eps_b, tokens_1, tokens_2=None, conditioning=None, alpha=0.5, guidance=4.0, steps=20,
-                mix_rule="official", context="redux_only") -> io.NodeOutput:
+                mix_rule="official", context="redux_only", bf16_state=False) -> io.NodeOutput:
         noise = noise_from_latent(eps_b, "eps_b")
         seed = eps_b.get("vmdiff", {}).get("seed", 0)
         out = run_mixing_denoise(model, noise, tokens_1, tokens_2, conditioning, alpha, guidance, steps, mix_rule,
-                                 context, seed)
+                                 context, seed, bf16_state=bf16_state)
         text = (f"α = {alpha:g} ({mix_rule}), γ = {guidance:g}, {out['nfe']} NFE" if tokens_2 is not None else
                 f"pre-mixed tokens_1 ({tokens_1.tokens.shape[1]} tokens; α, mix_rule unused), γ = {guidance:g}, "
                 f"{out['nfe']} NFE")

@@ -199,3 +199,9 @@ def test_pack_registers_its_nodes_through_comfy_entrypoint():
     ext = asyncio.run(pack.comfy_entrypoint())
     ids = {n.define_schema().node_id for n in asyncio.run(ext.get_node_list())}
     assert {"VMDiffReduxEncode", "VMDiffFusionPrompt", "VMDiffBlendingNoise", "VMDiffMixingDenoise"} <= ids
+
+
+def test_bf16_state_rounds_every_latent_like_the_reference(models, tokens):
+    eps_b = blend(models, tokens, steps=6, t_den_step=2, bf16_state=True).result[0]["samples"]
+    assert torch.equal(eps_b, eps_b.to(torch.bfloat16).float())
+    assert not torch.equal(eps_b, blend(models, tokens, steps=6, t_den_step=2).result[0]["samples"])
