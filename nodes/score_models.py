@@ -371,8 +371,7 @@ def load_open_clip(model_name: str, checkpoint: str) -> OpenClipEncoder:
     except (RuntimeError, AssertionError, KeyError, ValueError) as e:  # open_clip asserts on some mismatches
         raise VMDiffInputError(f"open_clip: {path.name} is not a {model_name} checkpoint ({str(e)[:500]}). "
                                f"Expected {SCORE_FOLDERS['open_clip'][1]}.") from e
-    info = {"model": model_name, "file": str(path), "embed_dim": int(model.text_projection.shape[-1])
-            if getattr(model, "text_projection", None) is not None else None}
+    info = {"model": model_name, "file": str(path)}
     return OpenClipEncoder(model, f"{model_name} ({path.name})", info, open_clip.get_tokenizer(model_name))
 
 

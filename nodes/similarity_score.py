@@ -29,7 +29,9 @@ PREVIEW_SIZE = 224
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """Defaults are the reference's (spec §5, Part A §6/§8)."""
+    """Defaults are the reference's (spec §5, Part A §6/§8), except ``source_resize`` (its NEAREST 512² squash of
+    the sources is a parity knob, off by default like the Redux Encode node's). The reference's text_threshold
+    (0.25) only names phrases, never moves the box, so it has no option here."""
 
     isolation: str = "box"                       # none | box (GroundingDINO top-1) | sam (box → SAM mask)
     query: str = "most prominent object"         # detection caption, or "labels" (the paper's Grounded-SAM)
