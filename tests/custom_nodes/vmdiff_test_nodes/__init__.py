@@ -5,6 +5,8 @@ through the real server takes known branches and its number of candidates can be
 """
 from comfy_api.latest import ComfyExtension, io
 
+from .flux_text import NODES as FLUX_TEXT_NODES
+
 
 class ForcedScorer:
     def __init__(self, scores):
@@ -38,7 +40,7 @@ class VMDiffTestForcedScorer(io.ComfyNode):
 
 class TestExtension(ComfyExtension):
     async def get_node_list(self):
-        return [VMDiffTestForcedScorer]
+        return [VMDiffTestForcedScorer, *FLUX_TEXT_NODES]
 
 
 async def comfy_entrypoint():

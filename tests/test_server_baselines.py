@@ -1,0 +1,89 @@
+"""The baseline and N-object workflows through the real server (real-loader stand-ins, smallest sizes): Baseline 1
+(random ε + Mixing Denoise), Baseline 2 (Blending Noise + Mixing Denoise) and the core two-Redux graph side by side,
+and three-object fusion, whose result does not depend on the order of the objects."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tools.run_workflow import apply_inputs, synthetic_objects
+from tools.workflow_convert import ui_to_api
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
+         "VMDiffMixingDenoise": {"steps": 2}, "VMDiffRandomNoise": {"width": 32, "height": 32},
+         "EmptySD3LatentImage": {"width": 32, "height": 32}, "KSampler": {"steps": 2}}
+
+
+@pytest.fixture(scope="module")
+def uploaded(vmdiff_server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    paths = list(synthetic_objects(folder, size=96))
+    tree = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(tree).polygon([(48, 8), (88, 88), (8, 88)], fill=(30, 160, 40))
+    tree.save(folder / "object_3.png")
+    paths.append(folder / "object_3.png")
+    return [vmdiff_server.upload_image(p, f"vmdiff_baselines_test_{i + 1}.png") for i, p in enumerate(paths)]
+
+
+@pytest.fixture(scope="module")
+def object_info(vmdiff_server):
+    return vmdiff_server.object_info()
+
+
+def prompt_of(object_info, name, images, labels):
+    api = ui_to_api(json.loads((REPO / "workflows" / f"{name}.json").read_text()), object_info)
+    apply_inputs(api, images, labels, [], SMALL)
+    return api
+
+
+def by_class(api, class_type):
+    return [k for k, v in api.items() if v["class_type"] == class_type]
+
+
+def saved(server, entry) -> dict:
+    return {p.name.rsplit("_", 2)[0]: np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)
+            for p in server.output_images(entry)}
+
+
+def test_baselines_side_by_side(vmdiff_server, uploaded, object_info):
+    api = prompt_of(object_info, "vmdiff_baselines", uploaded[:2], ["owl", "jar"])
+    # The stand-ins have no T5-XXL: the core branch's DualCLIPLoader → CLIPTextEncode becomes the fusion prompt's
+    # CLIP-L conditioning zero-padded to Flux's 4096 (test-only node); the Redux chain and the sampler are as shipped.
+    (text,), (dual,), (fusion,) = by_class(api, "CLIPTextEncode"), by_class(api, "DualCLIPLoader"), \
+        by_class(api, "VMDiffFusionPrompt")
+    api[text] = {"class_type": "VMDiffTestFluxText", "inputs": {"conditioning": [fusion, 0], "width": 4096}}
+    del api[dual]
+    entry = vmdiff_server.run(api, timeout=900)
+    images = saved(vmdiff_server, entry)
+    assert sorted(images) == ["core_two_redux", "vmdiff_baseline1", "vmdiff_baseline2"]
+    for pixels in images.values():
+        assert pixels.shape == (32, 32, 3) and np.isfinite(pixels).all()
+    b1, b2, core = images["vmdiff_baseline1"], images["vmdiff_baseline2"], images["core_two_redux"]
+    assert np.abs(b1 - b2).max() > 0 and np.abs(b2 - core).max() > 0  # Blending Noise changes the result
+    texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
+    assert any("no Blending Noise" in t for t in texts) and any("ε_b: 2 NFE" in t for t in texts)
+    # Baseline 1 and 2 differ only in their ε, both Mixing Denoise at α 0.5 on the same tokens and prompt
+    mixes = [api[k]["inputs"] for k in by_class(api, "VMDiffMixingDenoise")]
+    assert len(mixes) == 2 and {m["alpha"] for m in mixes} == {0.5}
+    assert [{k: v for k, v in m.items() if k != "eps_b"} for m in mixes][0] == \
+        [{k: v for k, v in m.items() if k != "eps_b"} for m in mixes][1]
+
+
+def test_three_objects_fuse_in_any_order(vmdiff_server, uploaded, object_info):
+    labels = ["owl", "jar and a teapot"]
+    first = saved(vmdiff_server, vmdiff_server.run(prompt_of(object_info, "vmdiff_three_objects", uploaded, labels),
+                                                   timeout=900))["vmdiff_three_objects"]
+    assert first.shape == (32, 32, 3) and first.std() > 0
+    permuted = [uploaded[2], uploaded[0], uploaded[1]]  # equal weights: the order of the objects must not matter
+    again = saved(vmdiff_server, vmdiff_server.run(prompt_of(object_info, "vmdiff_three_objects", permuted, labels),
+                                                   timeout=900))["vmdiff_three_objects"]
+    assert np.abs(again - first).max() <= 2.0
+    two = prompt_of(object_info, "vmdiff_three_objects", uploaded, labels)
+    mix_n = by_class(two, "VMDiffMixTokensN")[0]
+    two[mix_n]["inputs"]["weight_3"] = 0.0  # the third object's weight matters
+    other = saved(vmdiff_server, vmdiff_server.run(two, timeout=900))["vmdiff_three_objects"]
+    assert np.abs(other - first).max() > 2.0
