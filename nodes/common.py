@@ -72,7 +72,8 @@ def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens | None, model_
         if not isinstance(t, ReduxTokens):
             raise VMDiffInputError(f"{name}: expected a VMDiff Redux Encode output, got {type(t).__name__}")
         if not torch.isfinite(t.tokens).all():
-            raise VMDiffInputError(f"{name}: the token set contains NaN or infinite values")
+            raise VMDiffInputError(f"{name}: the token set contains NaN or infinite values; re-encode the image "
+                                   f"with VMDiff Redux Encode (check its image and its CLIP vision / Redux models)")
         if model_info["context_dim"] is not None and t.tokens.shape[-1] != model_info["context_dim"]:
             raise VMDiffInputError(
                 f"{name}: tokens are {t.tokens.shape[-1]} wide but the model's context expects "
@@ -114,7 +115,9 @@ def noise_from_latent(latent: dict, input_name: str) -> torch.Tensor:
                                f"LATENT); a VAE latent such as Empty Latent Image cannot be used here")
     samples = latent["samples"]
     if not torch.isfinite(samples).all():
-        raise VMDiffInputError(f"{input_name}: the noise contains NaN or infinite values")
+        raise VMDiffInputError(f"{input_name}: the noise contains NaN or infinite values; connect a fresh eps_b from "
+                               f"VMDiff Blending Noise (if it made the NaN, its model overflowed: try another "
+                               f"weight_dtype)")
     return samples
 
 

@@ -18,6 +18,9 @@ def to_rgb(image: torch.Tensor, input_name: str) -> tuple[torch.Tensor, str]:
     if image.shape[0] != 1:
         raise VMDiffInputError(f"{input_name}: got a batch of {image.shape[0]} images; a token set is made from one "
                                f"image (pick one with ImageFromBatch)")
+    if not torch.isfinite(image).all():
+        raise VMDiffInputError(f"{input_name}: contains NaN or infinite pixel values; check the node that made it "
+                               f"(e.g. a VAE Decode of a broken latent) or load the image again")
     channels = image.shape[-1]
     if channels == 3:
         return image, ""
