@@ -16,7 +16,8 @@ from ..vmdiff_ops import (INVERSION_RULES, MIX_RULES, PRESETS, SearchOptions, be
                           efficient_adaptive_adjustment)
 from ..vmdiff_ops.search import INV_PHI
 from .blending_noise import run_blending_noise
-from .common import CONTEXT_MODES, ReduxTokensType, ScorerType, VMDiffInputError, upstream_model_files
+from .common import (CONTEXT_MODES, ReduxTokensType, ScorerType, VMDiffInputError, grid_problems,
+                     upstream_model_files, widget_problems)
 from .mixing_denoise import run_mixing_denoise
 from .plots import candidate_grid, search_plot, to_pil
 
@@ -212,14 +213,9 @@ class VMDiffAutoTune(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps, t_den_step, alpha_min, alpha_max, beta_min, beta_max):
-        if t_den_step > steps - 2:
-            return f"t_den_step {t_den_step} is outside the {steps}-step grid; use 0…{steps - 2}"
-        if alpha_min >= alpha_max:
-            return f"alpha_min ({alpha_min}) must be below alpha_max ({alpha_max})"
-        if beta_min >= beta_max:
-            return f"beta_min ({beta_min}) must be below beta_max ({beta_max})"
-        return True
+    def validate_inputs(cls, steps, t_den_step, search_steps, alpha_min, alpha_max, beta_min, beta_max):
+        return "; ".join(search_problems(steps, t_den_step, search_steps, alpha_min, alpha_max, beta_min,
+                                         beta_max)) or True
 
     @classmethod
     def execute(cls, model, tokens_1, tokens_2, conditioning, vae, scorer, seed, preset="official", width=512,
@@ -228,6 +224,10 @@ class VMDiffAutoTune(io.ComfyNode):
                 **search_widgets) -> io.NodeOutput:
         if not callable(getattr(scorer, "score", None)):
             raise VMDiffInputError("scorer: expected the output of VMDiff Scorer")
+        problems = search_problems(steps, t_den_step, search_steps, *(search_widgets.get(k) for k in (
+            "alpha_min", "alpha_max", "beta_min", "beta_max")))  # again: linked inputs are None at validation
+        if problems:
+            raise VMDiffInputError("; ".join(problems))
         options = SearchOptions(**{**asdict(PRESETS["official"]), **search_widgets})
         settings = StageSettings(width, height, steps, t_den_step, guidance_denoise, guidance_invert, guidance,
                                  mix_rule, inversion, context, bf16_state)
@@ -254,6 +254,21 @@ class VMDiffAutoTune(io.ComfyNode):
         return io.NodeOutput(result["image"], {"samples": result["latent"]}, best.alpha, best.beta_1, best.beta_2,
                              best.seed, params["score"], json.dumps(params), json.dumps(log), plot, grid,
                              ui=ui.PreviewText(summary))
+
+
+def search_problems(steps, t_den_step, search_steps, alpha_min, alpha_max, beta_min, beta_max) -> list[str]:
+    """What is wrong with Auto-Tune's grid and search bounds (None: not known yet, a linked input)."""
+    problems = grid_problems(steps, t_den_step) + widget_problems(
+        {"search_steps": (0, 200), "alpha_min": (0.0, 1.0), "alpha_max": (0.0, 1.0), "beta_min": (0.01, 10.0),
+         "beta_max": (0.01, 10.0)}, search_steps=search_steps, alpha_min=alpha_min, alpha_max=alpha_max,
+        beta_min=beta_min, beta_max=beta_max)
+    if search_steps == 1:
+        problems.append("search_steps: use 0 (search at the full steps) or at least 2")
+    if None not in (alpha_min, alpha_max) and alpha_min >= alpha_max:
+        problems.append(f"alpha_min: {alpha_min} must be below alpha_max ({alpha_max})")
+    if None not in (beta_min, beta_max) and beta_min >= beta_max:
+        problems.append(f"beta_min: {beta_min} must be below beta_max ({beta_max})")
+    return problems
 
 
 def _preset_departures(preset: str, options: SearchOptions, mix_rule: str) -> list[str]:

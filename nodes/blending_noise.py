@@ -8,7 +8,7 @@ from comfy_api.latest import io, ui
 
 from ..vmdiff_ops import NFECounter, blending_noise, flow_sigma_grid, flux_mu, scale_concat, INVERSION_RULES
 from .common import (CONTEXT_MODES, BlendedNoise, ReduxTokensType, VMDiffInputError, check_token_pair,
-                     flux_model_info, noise_space_latent, phase_conditioning, run_flow_program)
+                     flux_model_info, grid_problems, noise_space_latent, phase_conditioning, run_flow_program)
 
 
 def check_size(width: int, height: int) -> None:
@@ -120,9 +120,7 @@ class VMDiffBlendingNoise(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, steps, t_den_step):
-        if t_den_step > steps - 2:
-            return f"t_den_step {t_den_step} is outside the {steps}-step grid; use 0…{steps - 2}"
-        return True
+        return "; ".join(grid_problems(steps, t_den_step)) or True
 
     @classmethod
     def execute(cls, model, tokens_1, tokens_2=None, conditioning=None, seed=42, width=512, height=512, steps=20,

@@ -86,6 +86,28 @@ def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens | None, model_
             f"{tuple(tokens_1.tokens.shape)}); encode both images with the same loaders")
 
 
+def widget_problems(ranges: dict, **values) -> list[str]:
+    """For a node's ``validate_inputs``: ComfyUI skips its own min/max check of every input that validate_inputs
+    takes, so the ranges are checked here (``ranges``: name -> (min, max)). An input fed by a link arrives as None
+    at validation time and is checked when the node runs."""
+    problems = []
+    for name, value in values.items():
+        low, high = ranges.get(name, (None, None))
+        if value is not None and low is not None and value < low:
+            problems.append(f"{name}: {value} is below the minimum {low}")
+        elif value is not None and high is not None and value > high:
+            problems.append(f"{name}: {value} is above the maximum {high}")
+    return problems
+
+
+def grid_problems(steps, t_den_step, min_steps: int = 2) -> list[str]:
+    """steps / t_den_step of Blending Noise and Auto-Tune: t_den is a step index of the grid, at most steps − 2."""
+    problems = widget_problems({"steps": (min_steps, 200), "t_den_step": (0, 198)}, steps=steps, t_den_step=t_den_step)
+    if not problems and steps is not None and t_den_step is not None and t_den_step > steps - 2:
+        problems.append(f"t_den_step: {t_den_step} is outside the {steps}-step grid; use 0…{steps - 2}")
+    return problems
+
+
 def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, context_mode: str, vec_dim) -> list:
     """One phase's CONDITIONING: the visual context (SCat or SInp), the prompt's CLIP-L pooled vector and the
     phase's Flux guidance. In ``redux_only`` (the reference) the prompt's text tokens are dropped."""

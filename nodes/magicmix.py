@@ -13,7 +13,8 @@ from comfy_api.latest import io, ui
 
 from ..vmdiff_ops import NFECounter
 from ..vmdiff_ops.magicmix import layout_noises, layout_trajectory, magicmix, mixing_window
-from .common import ReduxTokens, ReduxTokensType, VMDiffInputError, flux_model_info, phase_conditioning, run_flow_program
+from .common import (ReduxTokens, ReduxTokensType, VMDiffInputError, flux_model_info, phase_conditioning,
+                     run_flow_program, widget_problems)
 
 #: Flux's guidance when the conditioning carries none (ComfyUI's model_base.Flux default)
 FLUX_DEFAULT_GUIDANCE = 3.5
@@ -235,9 +236,10 @@ class VMDiffMagicMix(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, k_max, k_min):
-        if k_min > k_max:
-            return f"k_min {k_min} must not exceed k_max {k_max}"
-        return True
+        problems = widget_problems({"k_max": (0.0, 1.0), "k_min": (0.0, 1.0)}, k_max=k_max, k_min=k_min)
+        if not problems and None not in (k_max, k_min) and k_min > k_max:
+            problems.append(f"k_min {k_min} must not exceed k_max {k_max}")
+        return "; ".join(problems) or True
 
     @classmethod
     def execute(cls, model, content, seed, steps=20, scheduler="simple", k_max=0.6, k_min=0.3, nu=0.5, cfg=1.0,

@@ -165,8 +165,11 @@ def test_bad_inputs_name_the_input(models, tokens):
         blend(models, tokens, beta_2=0.0)
     with pytest.raises(VMDiffInputError, match="t_den_step"):
         blend(models, tokens, steps=8, t_den_step=7)
-    assert "t_den_step 7" in VMDiffBlendingNoise.validate_inputs(steps=8, t_den_step=7)
+    assert "t_den_step: 7 is outside the 8-step grid" in VMDiffBlendingNoise.validate_inputs(steps=8, t_den_step=7)
     assert VMDiffBlendingNoise.validate_inputs(steps=20, t_den_step=10) is True
+    # ComfyUI skips its min/max check of the inputs validate_inputs takes; a linked input is None until it runs
+    assert "steps: 1 is below the minimum 2" in VMDiffBlendingNoise.validate_inputs(steps=1, t_den_step=0)
+    assert VMDiffBlendingNoise.validate_inputs(steps=20, t_den_step=None) is True
     with pytest.raises(VMDiffInputError, match="width"):
         blend(models, tokens, width=40)
     eps_b = blend(models, tokens, steps=4, t_den_step=1).result[0]
