@@ -19,6 +19,19 @@ def fusion_prompt(label_1: str, label_2: str, template: str = DEFAULT_TEMPLATE) 
     return template.replace("{T1}", label_1.strip()).replace("{T2}", label_2.strip())
 
 
+def check_one_clip_window(tokens: dict, label_1: str, label_2: str) -> None:
+    """VMDiff uses only CLIP-L's pooled vector, which sees the first 77-token window: a longer prompt (ComfyUI
+    splits it into windows) would silently lose its end, e.g. the second label."""
+    windows = len(tokens.get("l", ()))
+    if windows > 1:
+        name, label = max((("label_1", label_1), ("label_2", label_2)), key=lambda item: len(item[1]))
+        cause = f"{name}: its {len(label)} characters make" if len(label) >= 60 else "template: it makes"
+        raise VMDiffInputError(
+            f"{cause} the fusion prompt {windows} CLIP windows long, but VMDiff uses CLIP-L's pooled vector, which "
+            f"reads only the first 77 tokens (the rest, e.g. the other label, would be lost); name each object in a "
+            f"few words (e.g. 'owl')")
+
+
 class VMDiffFusionPrompt(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -41,6 +54,8 @@ class VMDiffFusionPrompt(io.ComfyNode):
     @classmethod
     def execute(cls, clip, label_1, label_2, template=DEFAULT_TEMPLATE) -> io.NodeOutput:
         prompt = fusion_prompt(label_1, label_2, template)
-        encoded = clip.encode_from_tokens(clip.tokenize(prompt), return_pooled="unprojected", return_dict=True)
+        tokens = clip.tokenize(prompt)
+        check_one_clip_window(tokens, label_1, label_2)
+        encoded = clip.encode_from_tokens(tokens, return_pooled="unprojected", return_dict=True)
         cond = encoded.pop("cond")
         return io.NodeOutput([[cond, encoded]], prompt, ui=ui.PreviewText(prompt))
