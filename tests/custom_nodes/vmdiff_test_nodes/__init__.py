@@ -2,10 +2,13 @@
 
 VMDiffTestForcedScorer: a VMDIFF_SCORER whose scores follow a script (cycled over the scorer calls), so a search
 through the real server takes known branches and its number of candidates can be asserted.
+tiny_loaders.py: loaders returning ComfyUI's real classes built tiny in-process, and reliability probes.
 """
 from comfy_api.latest import ComfyExtension, io
 
 from .flux_text import NODES as FLUX_TEXT_NODES
+
+from .tiny_loaders import NODES as TINY_NODES
 
 
 class ForcedScorer:
@@ -40,7 +43,7 @@ class VMDiffTestForcedScorer(io.ComfyNode):
 
 class TestExtension(ComfyExtension):
     async def get_node_list(self):
-        return [VMDiffTestForcedScorer, *FLUX_TEXT_NODES]
+        return [VMDiffTestForcedScorer, *TINY_NODES, *FLUX_TEXT_NODES]
 
 
 async def comfy_entrypoint():

@@ -1,0 +1,179 @@
+"""Test-only loaders that return ComfyUI's REAL classes built tiny in-process (tools/tiny_models), so the pack's nodes
+and shipped workflows run through a real server in milliseconds per model call; plus small probes for the
+reliability suite (bad images, a NaN latent, slow/counted model calls).
+
+Call logs: a model given ``call_log`` appends one line per call, ``<executing node id> <tag> <time.time()>``, so a
+test can tell which node made each call and how many calls came after an interrupt.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from comfy_api.latest import io
+from comfy_execution.utils import get_executing_context
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _tiny_models():
+    """tools/tiny_models.py of this repository, imported by path (the server's sys.path does not hold the repo)."""
+    name = "vmdiff_test_tiny_models"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "tiny_models.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def log_call(path: str, tag: str) -> None:
+    if path:
+        ctx = get_executing_context()
+        with open(path, "a") as f:
+            f.write(f"{ctx.node_id if ctx else '-'} {tag} {time.time():.6f}\n")
+
+
+def _seed_input():
+    return io.Int.Input("seed", default=0, min=0, max=2**31 - 1)
+
+
+class VMDiffTestTinyFlux(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VMDiffTestTinyFlux", category="VMDiff/testing",
+            inputs=[_seed_input(), io.Int.Input("context_dim", default=64, min=8, max=4096, optional=True),
+                    io.Float.Input("seconds_per_call", default=0.0, min=0.0, max=60.0, optional=True),
+                    io.String.Input("call_log", default="", optional=True)],
+            outputs=[io.Model.Output()])
+
+    @classmethod
+    def execute(cls, seed, context_dim=64, seconds_per_call=0.0, call_log=""):
+        model = _tiny_models().tiny_flux(seed, context_dim=context_dim)
+        if seconds_per_call or call_log:
+            def wrapper(apply_model, args):
+                log_call(call_log, "dit")
+                time.sleep(seconds_per_call)  # before the model: an interrupt lands here, the model's ops raise
+                return apply_model(args["input"], args["timestep"], **args["c"])
+            model.set_model_unet_function_wrapper(wrapper)
+        return io.NodeOutput(model)
+
+
+class VMDiffTestTinyClip(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestTinyClip", category="VMDiff/testing", inputs=[_seed_input()],
+                         outputs=[io.Clip.Output()])
+
+    @classmethod
+    def execute(cls, seed):
+        return io.NodeOutput(_tiny_models().tiny_clip_l(seed))
+
+
+class VMDiffTestTinyClipVision(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestTinyClipVision", category="VMDiff/testing", inputs=[_seed_input()],
+                         outputs=[io.ClipVision.Output()])
+
+    @classmethod
+    def execute(cls, seed):
+        return io.NodeOutput(_tiny_models().tiny_clip_vision(seed))
+
+
+class VMDiffTestTinyRedux(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestTinyRedux", category="VMDiff/testing",
+                         inputs=[_seed_input(), io.Int.Input("context_dim", default=64, min=8, max=4096, optional=True)],
+                         outputs=[io.StyleModel.Output()])
+
+    @classmethod
+    def execute(cls, seed, context_dim=64):
+        return io.NodeOutput(_tiny_models().tiny_style_model(seed, context_dim=context_dim))
+
+
+class VMDiffTestTinyVAE(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestTinyVAE", category="VMDiff/testing", inputs=[_seed_input()],
+                         outputs=[io.Vae.Output()])
+
+    @classmethod
+    def execute(cls, seed):
+        return io.NodeOutput(_tiny_models().tiny_vae(seed))
+
+
+class VMDiffTestImage(io.ComfyNode):
+    """A seeded IMAGE of any shape: (batch, height, width, channels); ``nan`` puts one NaN pixel in it."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VMDiffTestImage", category="VMDiff/testing",
+            inputs=[_seed_input(), io.Int.Input("width", default=64, min=1, max=4096),
+                    io.Int.Input("height", default=64, min=1, max=4096),
+                    io.Int.Input("channels", default=3, min=1, max=8), io.Int.Input("batch", default=1, min=1, max=16),
+                    io.Boolean.Input("nan", default=False, optional=True)],
+            outputs=[io.Image.Output()])
+
+    @classmethod
+    def execute(cls, seed, width, height, channels, batch, nan=False):
+        image = torch.rand((batch, height, width, channels), generator=torch.Generator().manual_seed(seed))
+        if nan:
+            image[0, height // 2, width // 2, 0] = math.nan
+        return io.NodeOutput(image)
+
+
+class VMDiffTestNaNLatent(io.ComfyNode):
+    """The LATENT it is given (every key kept, e.g. the noise-space marker) with one value set to NaN."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestNaNLatent", category="VMDiff/testing", inputs=[io.Latent.Input("latent")],
+                         outputs=[io.Latent.Output()])
+
+    @classmethod
+    def execute(cls, latent):
+        samples = latent["samples"].clone()
+        samples.view(-1)[samples.numel() // 2] = math.nan
+        return io.NodeOutput(dict(latent, samples=samples))
+
+
+def _slow_hook(module, args):
+    config = module._vmdiff_test_slow
+    log_call(config["call_log"], config["tag"])
+    time.sleep(config["seconds"])
+
+
+class VMDiffTestSlowScorerModel(io.ComfyNode):
+    """Passes a VMDiff scorer model (DINOv2 / OpenCLIP loader output) through, making each of its forward passes
+    (OpenCLIP: image tower) sleep and log a line. The hook is registered once per module; its settings follow the
+    latest run of this node."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VMDiffTestSlowScorerModel", category="VMDiff/testing",
+            inputs=[io.AnyType.Input("model"), io.Float.Input("seconds_per_call", default=0.0, min=0.0, max=60.0),
+                    io.String.Input("call_log", default=""), io.String.Input("tag", default="scorer")],
+            outputs=[io.AnyType.Output()])
+
+    @classmethod
+    def execute(cls, model, seconds_per_call, call_log, tag):
+        inner = model.patcher.model.inner
+        module = getattr(inner, "visual", inner)
+        if not hasattr(module, "_vmdiff_test_slow"):
+            module.register_forward_pre_hook(_slow_hook)
+        module._vmdiff_test_slow = {"seconds": seconds_per_call, "call_log": call_log, "tag": tag}
+        return io.NodeOutput(model)
+
+
+NODES = [VMDiffTestTinyFlux, VMDiffTestTinyClip, VMDiffTestTinyClipVision, VMDiffTestTinyRedux, VMDiffTestTinyVAE,
+         VMDiffTestImage, VMDiffTestNaNLatent, VMDiffTestSlowScorerModel]

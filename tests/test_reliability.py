@@ -1,0 +1,255 @@
+"""Reliability of the pack inside a long-lived ComfyUI server (issue 5): bad inputs, interrupts, memory over many
+prompts, untrusted model files.
+
+Everything runs through ONE cheap real server (no big model files): the shipped workflows' API twins with their
+model loaders swapped for the test-only tiny loaders (tests/custom_nodes/vmdiff_test_nodes/tiny_loaders.py, ComfyUI's
+real classes built tiny in-process); every pack node is kept. Only the cases about model FILES (missing, corrupted,
+unsafe pickles) use loader nodes, on small files written into the server's own models folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+from PIL import Image
+
+from tools.comfy_server import ExecutionError, PromptError
+from tools.run_workflow import apply_inputs, synthetic_objects
+from tools.tiny_models import default_tiny_models_dir
+from tools.tiny_scorers import TINY_SCORER_NAMES, ensure_tiny_scorers
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+TEST_NODES = REPO / "tests" / "custom_nodes" / "vmdiff_test_nodes"
+API = REPO / "workflows" / "api"
+# loader → its tiny in-process twin (same output type)
+TINY_LOADERS = {"UNETLoader": "VMDiffTestTinyFlux", "CLIPLoader": "VMDiffTestTinyClip",
+                "CLIPVisionLoader": "VMDiffTestTinyClipVision", "StyleModelLoader": "VMDiffTestTinyRedux",
+                "VAELoader": "VMDiffTestTinyVAE"}
+SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 4, "t_den_step": 1},
+         "VMDiffMixingDenoise": {"steps": 4},
+         "VMDiffAutoTune": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0, "alpha_tol": 0.1, "beta_tol": 2.0},
+         "VMDiffLoadDINOv2": {"dinov2": TINY_SCORER_NAMES["dinov2"]},
+         "VMDiffLoadOpenCLIP": {"model_name": TINY_SCORER_NAMES["open_clip_model"],
+                                "checkpoint": TINY_SCORER_NAMES["open_clip"]},
+         "VMDiffLoadGroundingDINO": {"config": TINY_SCORER_NAMES["grounding_dino_config"],
+                                     "checkpoint": TINY_SCORER_NAMES["grounding_dino"],
+                                     "bert": TINY_SCORER_NAMES["bert"]},
+         "VMDiffLoadSAM": {"checkpoint": TINY_SCORER_NAMES["sam"]},
+         "VMDiffScorer": {"detect_size": 64}}
+SCORER_FOLDERS = ("dinov2", "open_clip", "bert-base-uncased", "grounding-dino", "sams")
+
+
+# --------------------------------------------------------------------------------------------------
+# the server, its inputs and the workflows
+
+@pytest.fixture(scope="module")
+def server(comfy_server_factory):
+    """The cheap server: the pack + the test-only nodes, no model folders; small files go into <base>/models."""
+    srv = comfy_server_factory(None, [TEST_NODES])
+    models = srv.base / "models"
+    scorers = default_tiny_models_dir()
+    ensure_tiny_scorers(scorers)  # the tiny scorer files only (a few MB + a 126 MB GroundingDINO), cached
+    for name in SCORER_FOLDERS:
+        (models / name).parent.mkdir(parents=True, exist_ok=True)
+        if not (models / name).exists():
+            (models / name).symlink_to(scorers / name, target_is_directory=True)
+    return srv
+
+
+@pytest.fixture(scope="module")
+def uploaded(server, tmp_path_factory):
+    paths = synthetic_objects(tmp_path_factory.mktemp("inputs"), size=96)
+    return [server.upload_image(p, f"vmdiff_reliability_{i + 1}.png") for i, p in enumerate(paths)]
+
+
+def tiny_workflow(name: str, uploaded, **inputs) -> dict:
+    """A shipped workflow's API twin on the tiny loaders, small sizes, the uploaded images; ``inputs`` set every
+    widget of that name outside the tiny loaders (their seed picks the weights)."""
+    api = json.loads((API / f"{name}.json").read_text())
+    for node in api.values():
+        if node["class_type"] in TINY_LOADERS:
+            node["class_type"], node["inputs"] = TINY_LOADERS[node["class_type"]], {"seed": 0}
+    apply_inputs(api, uploaded, ["owl", "jar"], [], SMALL)
+    for node in api.values():
+        for key, value in inputs.items():
+            if key in node["inputs"] and not isinstance(node["inputs"][key], list) and node["class_type"] not in \
+                    TINY_LOADERS.values():
+                node["inputs"][key] = value
+    return api
+
+
+def nid(api: dict, class_type: str, nth: int = 0) -> str:
+    return sorted((k for k, v in api.items() if v["class_type"] == class_type), key=int)[nth]
+
+
+def add(api: dict, class_type: str, **inputs) -> list:
+    """Add a node; returns a link to its first output."""
+    node_id = str(max(int(k) for k in api) + 1)
+    api[node_id] = {"class_type": class_type, "inputs": inputs}
+    return [node_id, 0]
+
+
+_seed = iter(range(1000, 10**6))
+
+
+def valid_prompt(uploaded) -> dict:
+    """The manual workflow with a fresh seed, so it really runs (nothing served from the cache)."""
+    return tiny_workflow("vmdiff_manual", uploaded, seed=next(_seed))
+
+
+def texts(entry: dict) -> str:
+    return " | ".join(t for out in entry.get("outputs", {}).values() for t in out.get("text", []))
+
+
+def error_text(exc: Exception) -> str:
+    if isinstance(exc, PromptError):
+        return "; ".join(f"{v['class_type']}: " + ", ".join(f"{e['message']}: {e['details']}" for e in v["errors"])
+                         for v in exc.node_errors.values()) or str(exc.error)
+    return str(exc)
+
+
+def outcome(server, api: dict) -> tuple[str, str]:
+    """("refused", message) at validation, ("failed", message) while running, or ("handled", node texts)."""
+    try:
+        return "handled", texts(server.run(api, timeout=300))
+    except PromptError as exc:
+        return "refused", error_text(exc)
+    except ExecutionError as exc:
+        return "failed", error_text(exc)
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. bad-input matrix
+
+@dataclass
+class Case:
+    name: str
+    mutate: Callable[[dict], None]
+    expect: str                # refused | failed | handled
+    says: tuple[str, ...]      # what the message (or the handled run's texts) must contain
+    workflow: str = "vmdiff_manual"
+
+
+def set_input(class_type, **inputs):
+    def mutate(api):
+        api[nid(api, class_type)]["inputs"].update(inputs)
+    return mutate
+
+
+def image_1(**spec):
+    def mutate(api):
+        api[nid(api, "VMDiffReduxEncode")]["inputs"]["image"] = add(api, "VMDiffTestImage", **dict(
+            dict(seed=1, width=64, height=64, channels=3, batch=1), **spec))
+    return mutate
+
+
+def rgba(api):
+    load = nid(api, "LoadImage")
+    api[nid(api, "VMDiffReduxEncode")]["inputs"]["image"] = add(api, "JoinImageWithAlpha", image=[load, 0],
+                                                                 alpha=[load, 1])
+
+
+def linked(class_type, name, primitive, value):
+    def mutate(api):
+        api[nid(api, class_type)]["inputs"][name] = add(api, primitive, value=value)
+    return mutate
+
+
+def nan_eps_b(api):
+    mixing = api[nid(api, "VMDiffMixingDenoise")]["inputs"]
+    mixing["eps_b"] = add(api, "VMDiffTestNaNLatent", latent=mixing["eps_b"])
+
+
+def other_redux(api):
+    api[nid(api, "VMDiffReduxEncode", 1)]["inputs"]["style_model"] = add(api, "VMDiffTestTinyRedux", seed=1)
+
+
+def narrow_redux(api):
+    for k in (0, 1):
+        api[nid(api, "VMDiffReduxEncode", k)]["inputs"]["style_model"] = add(api, "VMDiffTestTinyRedux", seed=0,
+                                                                             context_dim=48)
+
+
+def real_loader(class_type, **inputs):
+    """Put a real ComfyUI loader back in place of its tiny twin (for the cases about model files)."""
+    def mutate(api):
+        tiny = nid(api, TINY_LOADERS[class_type])
+        api[tiny] = {"class_type": class_type, "inputs": inputs}
+    return mutate
+
+
+CASES = [
+    Case("RGBA image (Join Image with Alpha)", rgba, "handled", ("alpha channel dropped",)),
+    Case("grey image (1 channel)", image_1(channels=1), "handled", ("grey image repeated to RGB",)),
+    Case("images of different sizes (200×120 vs 96×96)", image_1(width=200, height=120), "handled",
+         ("from a 200×120 image",)),
+    Case("image size not a multiple of 16 (97×61)", image_1(width=97, height=61), "handled", ("from a 97×61 image",)),
+    Case("batch of 2 images as image 1", image_1(batch=2), "failed", ("image: got a batch of 2", "ImageFromBatch")),
+    Case("NaN pixel in image 1", image_1(nan=True), "failed", ("image:", "NaN")),
+    Case("width 100 (not a multiple of 16)", set_input("VMDiffBlendingNoise", width=100), "failed",
+         ("width: 100 is not a positive multiple of 16", "try 96")),
+    Case("α = 1.5 (widget)", set_input("VMDiffMixingDenoise", alpha=1.5), "refused", ("bigger than max of 1.0: alpha",)),
+    Case("α = -0.25 (linked Float)", linked("VMDiffMixingDenoise", "alpha", "PrimitiveFloat", -0.25), "failed",
+         ("alpha: must lie in [0, 1]",)),
+    Case("β2 = 0 (widget)", set_input("VMDiffBlendingNoise", beta_2=0.0), "refused", ("smaller than min of 0.01: beta_2",)),
+    Case("β1 = -1 (linked Float)", linked("VMDiffBlendingNoise", "beta_1", "PrimitiveFloat", -1.0), "failed",
+         ("beta_1: must be > 0",)),
+    Case("NaN in the eps_b latent", nan_eps_b, "failed", ("eps_b:", "NaN")),
+    Case("t_den_step 3 of a 4-step grid (widget)", set_input("VMDiffBlendingNoise", t_den_step=3), "refused",
+         ("t_den_step", "use 0…2")),
+    Case("t_den_step 3 of a 4-step grid (linked Int)", linked("VMDiffBlendingNoise", "t_den_step", "PrimitiveInt", 3),
+         "failed", ("t_den_step: 3 is outside the 4-step grid; use 0…2",)),
+    Case("steps 1 (widget, below the minimum 2)", set_input("VMDiffBlendingNoise", steps=1, t_den_step=0), "refused",
+         ("steps: 1 is below the minimum 2",)),
+    Case("Auto-Tune alpha_min −0.5 (widget)", set_input("VMDiffAutoTune", alpha_min=-0.5), "refused",
+         ("alpha_min: -0.5 is below the minimum 0.0",), "vmdiff_full"),
+    Case("Auto-Tune beta_min 0.5 (linked Float) ≥ beta_max 0.4", lambda api: (
+        linked("VMDiffAutoTune", "beta_min", "PrimitiveFloat", 0.5)(api),
+        set_input("VMDiffAutoTune", beta_max=0.4)(api)), "failed",
+         ("beta_min: 0.5 must be below beta_max (0.4)",), "vmdiff_full"),
+    Case("token sets from different Redux models", other_redux, "failed",
+         ("tokens_2: made by a different CLIP vision / Redux model", "same loaders")),
+    Case("Redux tokens narrower than the model's context", narrow_redux, "failed",
+         ("tokens_1: tokens are 48 wide but the model's context expects 64",)),
+    Case("label_1 empty", set_input("VMDiffFusionPrompt", label_1="  "), "failed", ("label_1: the object label is empty",)),
+    Case("label_2 of 10 000 characters", set_input("VMDiffFusionPrompt", label_2="jar " * 2500), "failed",
+         ("label_2: its 10000 characters make the fusion prompt", "77 tokens", "few words")),
+    Case("missing model file (UNETLoader)", real_loader("UNETLoader", unet_name="flux1-krea-dev.safetensors",
+                                                        weight_dtype="default"), "refused",
+         ("Value not in list: unet_name: 'flux1-krea-dev.safetensors'",)),
+]
+
+
+@pytest.fixture(scope="module")
+def matrix(request):
+    rows: list[tuple[str, str, str]] = []
+    yield rows
+    width = max(len(r[0]) for r in rows) if rows else 10
+    lines = ["", "bad-input matrix (case → outcome → message)", f"| {'case':{width}} | outcome  | message |",
+             f"|{'-' * (width + 2)}|----------|---------|"]
+    lines += [f"| {c:{width}} | {o:8} | {m[:220].replace('|', '/')} |" for c, o, m in rows]
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    for line in lines:
+        reporter.write_line(line) if reporter else print(line)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(server, uploaded, matrix, case):
+    api = tiny_workflow(case.workflow, uploaded, seed=next(_seed))
+    case.mutate(api)
+    got, message = outcome(server, api)
+    if got == "handled":  # keep the node texts that show how the input was handled
+        message = " | ".join(t for t in message.split(" | ") if any(p in t for p in case.says)) or message
+    matrix.append((case.name, got, message.replace("\n", " ")))
+    assert got == case.expect, message
+    for part in case.says:
+        assert part in message, message
+    after = server.run(valid_prompt(uploaded), timeout=300)  # the server goes on
+    assert after["status"]["status_str"] == "success"
