@@ -119,6 +119,19 @@ def resolve_hf_folder(kind: str, name: str) -> Path:
 # --------------------------------------------------------------------------------------------------
 # safe weights
 
+def check_safetensors_file(path: Path, kind: str) -> None:
+    """Read a .safetensors file's header (cheap): a corrupt or cut-off file is named here, with the fix, instead of
+    failing later inside a library with a bare parse error."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError) as e:
+        raise VMDiffInputError(f"{kind}: {Path(path).name} is not a valid safetensors file ({e}): it is corrupt or "
+                               f"incomplete, download it again. Expected {SCORE_FOLDERS[kind][1]}.") from e
+
+
 def load_weights_safely(path: Path, kind: str = "") -> dict[str, torch.Tensor]:
     """A state dict from a safetensors file, or from a pickled checkpoint read with ``weights_only=True``
     (tensors and plain containers only: a pickled Python object is refused before anything runs). Unwraps the
@@ -289,6 +302,8 @@ def load_dinov2(folder_name: str) -> DinoEncoder:
                                f"Expected {SCORE_FOLDERS['dinov2'][1]}.")
     if weights[0].suffix != ".safetensors":
         load_weights_safely(weights[0], "dinov2")
+    else:
+        check_safetensors_file(weights[0], "dinov2")
     try:
         model, loading = Dinov2Model.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as e:
@@ -356,6 +371,8 @@ def load_open_clip(model_name: str, checkpoint: str) -> OpenClipEncoder:
     except ImportError as e:
         raise VMDiffInputError("open_clip: the package is not installed; pip install open-clip-torch") from e
     path = resolve_weight_file("open_clip", checkpoint)
+    if path.suffix.lower() == ".safetensors":
+        check_safetensors_file(path, "open_clip")
     for base in map(Path, folder_paths.get_folder_paths("open_clip")):
         if (base / f"{model_name}.json").is_file():
             open_clip.add_model_config(base / f"{model_name}.json")

@@ -43,6 +43,7 @@ SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 4, "t_den_s
                                      "bert": TINY_SCORER_NAMES["bert"]},
          "VMDiffLoadSAM": {"checkpoint": TINY_SCORER_NAMES["sam"]},
          "VMDiffScorer": {"detect_size": 64}}
+CORRUPT, TRUNCATED = "vmdiff-test-corrupt.safetensors", "vmdiff-test-truncated.safetensors"
 SCORER_FOLDERS = ("dinov2", "open_clip", "bert-base-uncased", "grounding-dino", "sams")
 
 
@@ -56,10 +57,16 @@ def server(comfy_server_factory):
     models = srv.base / "models"
     scorers = default_tiny_models_dir()
     ensure_tiny_scorers(scorers)  # the tiny scorer files only (a few MB + a 126 MB GroundingDINO), cached
-    for name in SCORER_FOLDERS:
-        (models / name).parent.mkdir(parents=True, exist_ok=True)
-        if not (models / name).exists():
-            (models / name).symlink_to(scorers / name, target_is_directory=True)
+    for name in SCORER_FOLDERS:  # linked file by file: the tests add their own bad files beside them
+        (models / name).mkdir(parents=True, exist_ok=True)
+        for entry in (scorers / name).iterdir():
+            if not (models / name / entry.name).exists():
+                (models / name / entry.name).symlink_to(entry)
+    # corrupted files: garbage named .safetensors, and a real safetensors file cut in half
+    (models / "vae").mkdir(exist_ok=True)
+    (models / "vae" / CORRUPT).write_bytes(os.urandom(4096))
+    whole = (scorers / "open_clip" / TINY_SCORER_NAMES["open_clip"]).read_bytes()
+    (models / "open_clip" / TRUNCATED).write_bytes(whole[:len(whole) // 2])
     return srv
 
 
@@ -224,6 +231,13 @@ CASES = [
     Case("missing model file (UNETLoader)", real_loader("UNETLoader", unet_name="flux1-krea-dev.safetensors",
                                                         weight_dtype="default"), "refused",
          ("Value not in list: unet_name: 'flux1-krea-dev.safetensors'",)),
+    Case("missing model file (VMDiff Load SAM)", set_input("VMDiffLoadSAM", checkpoint="sam_vit_h_4b8939.pth"),
+         "refused", ("sams: file 'sam_vit_h_4b8939.pth' was not found in", "sam_vit_b_01ec64.pth",
+                     "github.com/facebookresearch/segment-anything"), "vmdiff_full"),
+    Case("corrupted .safetensors (VAELoader, random bytes)", real_loader("VAELoader", vae_name=CORRUPT), "failed",
+         ("VAELoader", "header too large")),
+    Case("truncated .safetensors (VMDiff Load OpenCLIP)", set_input("VMDiffLoadOpenCLIP", checkpoint=TRUNCATED),
+         "failed", (f"open_clip: {TRUNCATED} is not a valid safetensors file", "download it again"), "vmdiff_full"),
 ]
 
 
