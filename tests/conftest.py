@@ -18,10 +18,12 @@ def comfy_server_factory():
     arguments (frontend=True serves ComfyUI's real frontend)."""
     servers: dict[tuple, ComfyServer] = {}
 
-    def get(models_dir: Path | None = None, extra_custom_nodes=(), frontend: bool = False) -> ComfyServer:
-        key = (str(models_dir) if models_dir else None, tuple(str(p) for p in extra_custom_nodes), frontend)
+    def get(models_dir: Path | None = None, extra_custom_nodes=(), frontend: bool = False,
+            extra_args=()) -> ComfyServer:
+        key = (str(models_dir) if models_dir else None, tuple(str(p) for p in extra_custom_nodes), frontend,
+               tuple(extra_args))
         if key not in servers:
-            srv = ComfyServer(models_dir, list(extra_custom_nodes), frontend=frontend)
+            srv = ComfyServer(models_dir, list(extra_custom_nodes), frontend=frontend, extra_args=list(extra_args))
             srv.start()
             print(f"\n[comfy_server] {key} started in {srv.startup_seconds:.1f} s (pid {srv.pid}, {srv.url})")
             servers[key] = srv
@@ -68,5 +70,16 @@ def real_models_dir() -> Path:
 @pytest.fixture(scope="session")
 def vmdiff_server(comfy_server_factory, real_models_dir) -> ComfyServer:
     """One real ComfyUI server with the pack, the test-only nodes (tests/custom_nodes) and all real-loader
-    stand-ins, shared by the server tests."""
-    return comfy_server_factory(real_models_dir, [REPO_ROOT / "tests" / "custom_nodes" / "vmdiff_test_nodes"])
+    stand-ins, shared by the server tests. Its LRU cache keeps loaded models and the Redux encodes of the shared
+    object images across the tests' different workflows (the CPU stand-ins cost seconds per model call)."""
+    return comfy_server_factory(real_models_dir, [REPO_ROOT / "tests" / "custom_nodes" / "vmdiff_test_nodes"],
+                                extra_args=["--cache-lru", "200"])
+
+
+@pytest.fixture(scope="session")
+def object_images(vmdiff_server, tmp_path_factory) -> list[str]:
+    """Two synthetic object pictures uploaded once under the shipped workflows' own LoadImage names."""
+    from tools.run_workflow import synthetic_objects
+
+    paths = synthetic_objects(tmp_path_factory.mktemp("objects"), size=96)
+    return [vmdiff_server.upload_image(p, f"vmdiff_object_{i + 1}.png") for i, p in enumerate(paths)]

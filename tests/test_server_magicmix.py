@@ -8,19 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.run_workflow import apply_inputs, synthetic_objects
+from tools.run_workflow import apply_inputs
 from tools.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
-FLUX_SMALL = {"VMDiffMagicMix": {"steps": 4}, "ModelSamplingFlux": {"width": 48, "height": 48}}
+FLUX_SMALL = {"VMDiffMagicMix": {"steps": 4}, "ModelSamplingFlux": {"width": 96, "height": 96}}
 SD15_SMALL = {"VMDiffMagicMix": {"steps": 10}}
 
 
 @pytest.fixture(scope="module")
-def uploaded(vmdiff_server, tmp_path_factory):
-    paths = synthetic_objects(tmp_path_factory.mktemp("inputs"), size=48)
-    return [vmdiff_server.upload_image(p, f"magicmix_server_test_{i + 1}.png") for i, p in enumerate(paths)]
+def uploaded(object_images):
+    return object_images
 
 
 def workflow(server, name, images, overrides, prefix, **inputs):
@@ -53,14 +52,14 @@ def test_api_twins_match_the_ui_workflows(vmdiff_server):
 def test_flux_magicmix_workflow_with_redux_content(vmdiff_server, uploaded):
     api, _ = workflow(vmdiff_server, "vmdiff_magicmix_flux", uploaded, FLUX_SMALL, "mm_flux")
     pixels, texts = run(vmdiff_server, api, "mm_flux")
-    assert pixels.shape == (48, 48, 3) and np.isfinite(pixels).all() and pixels.std() > 1.0
+    assert pixels.shape == (96, 96, 3) and np.isfinite(pixels).all() and pixels.std() > 1.0
     assert any("K_max = 2" in t and "K_min = 1" in t and "2 model calls" in t for t in texts), texts
 
 
 def test_sd15_magicmix_workflow_and_its_img2img_reduction(vmdiff_server, uploaded):
     api, _ = workflow(vmdiff_server, "vmdiff_magicmix_sd15", uploaded[:1], SD15_SMALL, "mm_sd15")
     pixels, texts = run(vmdiff_server, api, "mm_sd15")
-    assert pixels.shape == (48, 48, 3) and np.isfinite(pixels).all() and pixels.std() > 1.0
+    assert pixels.shape == (96, 96, 3) and np.isfinite(pixels).all() and pixels.std() > 1.0
     assert any("6 model calls × 2 (cfg 7.5)" in t for t in texts), texts  # K_max = 6 of T = 10
     # ν = 1, K_min = K_max is the stock img2img: the same graph with VAEEncode + KSamplerAdvanced from step 4
     api, magicmix = workflow(vmdiff_server, "vmdiff_magicmix_sd15", uploaded[:1], SD15_SMALL, "mm_sd15_nu1",

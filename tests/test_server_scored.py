@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.run_workflow import apply_inputs, synthetic_objects
+from tools.run_workflow import apply_inputs
 from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
 from tools.workflow_convert import ui_to_api
 
@@ -50,9 +50,8 @@ def test_api_twin_matches(vmdiff_server):
                                                            vmdiff_server.object_info())
 
 
-def test_scored_workflow_prints_the_breakdown_and_reuses_the_scorer(vmdiff_server, tmp_path):
-    paths = synthetic_objects(tmp_path, size=96)
-    uploaded = [vmdiff_server.upload_image(p, f"vmdiff_scored_{i + 1}.png") for i, p in enumerate(paths)]
+def test_scored_workflow_prints_the_breakdown_and_reuses_the_scorer(vmdiff_server, object_images):
+    uploaded = object_images
     api = scored_prompt(vmdiff_server, uploaded, alpha=0.5)
     entry = vmdiff_server.run(api, timeout=900)
     score_node, scorer_node = node_id(api, "VMDiffSimilarityScore"), node_id(api, "VMDiffScorer")
