@@ -207,7 +207,9 @@ class ScorerModel:
         self.images = 0
 
     def ready(self) -> torch.nn.Module:
-        """Load to the compute device (evicting others if needed) and return the library model."""
+        """Load to the compute device (evicting others if needed) and return the library model. Called before every
+        pass, so Cancel stops scoring between model passes (library models have no comfy ops that check it)."""
+        comfy.model_management.throw_exception_if_processing_interrupted()
         comfy.model_management.load_model_gpu(self.patcher)
         return self.patcher.model.inner
 

@@ -267,3 +267,128 @@ def test_bad_input(server, uploaded, matrix, case):
         assert part in message, message
     after = server.run(valid_prompt(uploaded), timeout=300)  # the server goes on
     assert after["status"]["status_str"] == "success"
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. untrusted files: a pickle payload in a model folder is refused without running
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")``: a real payload that leaves a file behind if executed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_payloads_are_refused_without_running(server, uploaded, tmp_path):
+    marker = tmp_path / "payload_ran"
+    evil = "vmdiff-test-evil.pth"
+    models = server.base / "models"
+    for folder in ("vae", "sams", "open_clip"):  # ComfyUI's VAELoader, VMDiff Load SAM, VMDiff Load OpenCLIP
+        torch.save({"model": {"w": torch.zeros(2)}, "payload": _Payload(marker)}, models / folder / evil)
+    attempts = {
+        "VAELoader (ComfyUI)": (tiny_workflow("vmdiff_manual", uploaded), real_loader("VAELoader", vae_name=evil),
+                                ("Weights only load failed",)),
+        "VMDiff Load SAM": (tiny_workflow("vmdiff_full", uploaded), set_input("VMDiffLoadSAM", checkpoint=evil),
+                            (f"sams: refused to load {evil}", "could run arbitrary code", ".safetensors")),
+        "VMDiff Load OpenCLIP": (tiny_workflow("vmdiff_full", uploaded),
+                                 set_input("VMDiffLoadOpenCLIP", checkpoint=evil),
+                                 (f"open_clip: refused to load {evil}", "could run arbitrary code")),
+    }
+    for loader, (api, mutate, says) in attempts.items():
+        mutate(api)
+        got, message = outcome(server, api)
+        print(f"{loader}: {got}: {message[:300]}")
+        assert got == "failed" and all(s in message for s in says), message
+        assert not marker.exists(), f"{loader} ran the pickle payload"
+    assert server.run(valid_prompt(uploaded))["status"]["status_str"] == "success"
+    torch.load(models / "vae" / evil, weights_only=False)  # the payload is real: an unsafe load runs it
+    assert marker.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. interrupt: the prompt stops within one model step, the next prompt runs normally
+
+def calls(log: Path, node: str | None = None, tag: str | None = None) -> list[float]:
+    """The call times (time.time()) logged by the test models, optionally of one node / one tag."""
+    if not log.exists():
+        return []
+    rows = [line.split() for line in log.read_text().splitlines()]
+    return [float(t) for n, g, t in rows if (node is None or n == node) and (tag is None or g == tag)]
+
+
+def interrupt_after(server, api: dict, log: Path, node: str, n_calls: int, tag: str | None = None) -> dict:
+    """Queue ``api``, POST /interrupt as soon as ``node`` has made ``n_calls`` logged model calls (so it lands
+    during a call), wait for the end; returns what happened around the interrupt."""
+    prompt_id = server.queue(api)
+    deadline = time.monotonic() + 120
+    while len(calls(log, node, tag)) < n_calls:
+        assert time.monotonic() < deadline, f"node {node} never made {n_calls} calls: {log.read_text()[-500:]}"
+        time.sleep(0.01)
+    at = time.time()
+    server.interrupt()
+    entry = server.wait(prompt_id, timeout=120)
+    ended = max(m[1]["timestamp"] for m in entry["status"]["messages"]) / 1000
+    after = [t for t in calls(log) if t > at]
+    return {"entry": entry, "calls_after": len(after), "after": after, "stop_seconds": ended - at,
+            "calls_total": len(calls(log)), "messages": [m[0] for m in entry["status"]["messages"]]}
+
+
+def slow_flux(api: dict, log: Path, seconds: float = 0.4) -> None:
+    api[nid(api, "VMDiffTestTinyFlux")]["inputs"].update(seconds_per_call=seconds, call_log=str(log))
+
+
+INTERRUPT_REPORT: dict[str, dict] = {}
+
+
+def check_interrupted(server, uploaded, what: str, got: dict, seconds: float) -> None:
+    INTERRUPT_REPORT[what] = {k: got[k] for k in ("calls_after", "stop_seconds", "calls_total")}
+    print(f"interrupt during {what}: {got['calls_after']} model call(s) started after /interrupt, prompt ended "
+          f"{got['stop_seconds']:.2f} s after it; {got['calls_total']} calls in all")
+    assert "execution_interrupted" in got["messages"], got["messages"]
+    assert got["calls_after"] <= 1, got  # the call in flight may finish; no further model step starts
+    assert got["stop_seconds"] < 2 * seconds + 1.0, got
+    after = server.run(valid_prompt(uploaded), timeout=300)
+    assert after["status"]["status_str"] == "success"
+
+
+def test_interrupt_during_blending_noise(server, uploaded, tmp_path):
+    api = tiny_workflow("vmdiff_manual", uploaded, seed=next(_seed), steps=20, t_den_step=10)  # 22 DiT calls
+    slow_flux(api, tmp_path / "calls.log")
+    got = interrupt_after(server, api, tmp_path / "calls.log", nid(api, "VMDiffBlendingNoise"), 3)
+    assert not calls(tmp_path / "calls.log", nid(api, "VMDiffMixingDenoise"))
+    check_interrupted(server, uploaded, "Blending Noise", got, 0.4)
+
+
+def test_interrupt_during_mixing_denoise(server, uploaded, tmp_path):
+    api = tiny_workflow("vmdiff_manual", uploaded, seed=next(_seed))
+    api[nid(api, "VMDiffMixingDenoise")]["inputs"]["steps"] = 20
+    slow_flux(api, tmp_path / "calls.log")
+    got = interrupt_after(server, api, tmp_path / "calls.log", nid(api, "VMDiffMixingDenoise"), 3)
+    check_interrupted(server, uploaded, "Mixing Denoise", got, 0.4)
+
+
+def test_interrupt_during_scoring(server, uploaded, tmp_path):
+    """VMDiff Similarity Score of the scored workflow: the interrupt lands in its DINOv2 pass; the OpenCLIP image
+    pass that would follow in the same score call must not start."""
+    log = tmp_path / "calls.log"
+    api = tiny_workflow("vmdiff_manual_scored", uploaded, seed=next(_seed))
+    scorer = api[nid(api, "VMDiffScorer")]["inputs"]
+    scorer["dino"] = add(api, "VMDiffTestSlowScorerModel", model=scorer["dino"], seconds_per_call=1.0,
+                         call_log=str(log), tag="dino")
+    scorer["open_clip"] = add(api, "VMDiffTestSlowScorerModel", model=scorer["open_clip"], seconds_per_call=0.0,
+                              call_log=str(log), tag="clip_image")
+    score = nid(api, "VMDiffSimilarityScore")
+    got = interrupt_after(server, api, log, score, 1, tag="dino")
+    assert not calls(log, score, "clip_image"), log.read_text()
+    check_interrupted(server, uploaded, "scoring (Similarity Score)", got, 1.0)
+
+
+def test_interrupt_during_auto_tune(server, uploaded, tmp_path):
+    api = tiny_workflow("vmdiff_full", uploaded, seed=next(_seed))
+    slow_flux(api, tmp_path / "calls.log")
+    tune = nid(api, "VMDiffAutoTune")
+    got = interrupt_after(server, api, tmp_path / "calls.log", tune, 5)  # inside the 2nd candidate
+    check_interrupted(server, uploaded, "Auto-Tune", got, 0.4)

@@ -147,15 +147,16 @@ class VMDiffTestNaNLatent(io.ComfyNode):
 
 
 def _slow_hook(module, args):
-    config = module._vmdiff_test_slow
-    log_call(config["call_log"], config["tag"])
-    time.sleep(config["seconds"])
+    config, ctx = module._vmdiff_test_slow, get_executing_context()
+    if ctx is not None and ctx.prompt_id == config["prompt_id"]:
+        log_call(config["call_log"], config["tag"])
+        time.sleep(config["seconds"])
 
 
 class VMDiffTestSlowScorerModel(io.ComfyNode):
     """Passes a VMDiff scorer model (DINOv2 / OpenCLIP loader output) through, making each of its forward passes
-    (OpenCLIP: image tower) sleep and log a line. The hook is registered once per module; its settings follow the
-    latest run of this node."""
+    (OpenCLIP: image tower) sleep and log a line, in the prompt that ran this node only (the loader output is a
+    cached object shared with later prompts). The hook is registered once per module."""
 
     @classmethod
     def define_schema(cls):
@@ -171,7 +172,8 @@ class VMDiffTestSlowScorerModel(io.ComfyNode):
         module = getattr(inner, "visual", inner)
         if not hasattr(module, "_vmdiff_test_slow"):
             module.register_forward_pre_hook(_slow_hook)
-        module._vmdiff_test_slow = {"seconds": seconds_per_call, "call_log": call_log, "tag": tag}
+        module._vmdiff_test_slow = {"seconds": seconds_per_call, "call_log": call_log, "tag": tag,
+                                    "prompt_id": get_executing_context().prompt_id}
         return io.NodeOutput(model)
 
 
