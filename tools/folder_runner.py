@@ -259,8 +259,18 @@ def main(argv=None) -> int:
         ap.error("--server uses that server's models: drop --tiny/--models-dir")
     objects = find_objects(args.input_dir, args.labels)
     workflow = json.loads(args.workflow.read_text())
+    overrides = dict(SMALL_OVERRIDES) if args.small or args.tiny else None
+    if args.tiny:  # the stand-in scorer files have their own names (tools/tiny_scorers.py)
+        from tools.tiny_scorers import TINY_SCORER_NAMES as names
+
+        overrides.update({
+            "VMDiffLoadDINOv2": {"dinov2": names["dinov2"]},
+            "VMDiffLoadOpenCLIP": {"model_name": names["open_clip_model"], "checkpoint": names["open_clip"]},
+            "VMDiffLoadGroundingDINO": {"config": names["grounding_dino_config"], "checkpoint": names["grounding_dino"],
+                                        "bert": names["bert"]},
+            "VMDiffLoadSAM": {"checkpoint": names["sam"]}, "VMDiffScorer": {"detect_size": 224}})
     run = FolderRun(objects, args.out or args.input_dir.with_name(args.input_dir.name + "_fused"), workflow,
-                    args.set, SMALL_OVERRIDES if args.small or args.tiny else None, args.timeout)
+                    args.set, overrides, args.timeout)
     if args.server:
         failures = run.run(args.server)
     else:
@@ -272,7 +282,8 @@ def main(argv=None) -> int:
 
             models_dir = Path(default_tiny_models_dir())
             subprocess.run([sys.executable, "-c", "from tools.tiny_models import default_tiny_models_dir as d, "
-                            "write_real_loader_models as w; w(d())"], cwd=REPO_ROOT, check=True)
+                            "write_real_loader_models as w; w(d()); from tools.tiny_scorers import "
+                            "ensure_tiny_scorers as s; s(d())"], cwd=REPO_ROOT, check=True)
         # an LRU cache keeps every image's Redux encoding (and the loaded models) across all the pairs
         with ComfyServer(models_dir, extra_args=["--cache-lru", str(4 * len(objects) + 32)]) as server:
             print(f"[folder_runner] ComfyUI started at {server.url} (log: {server.log_path})")
