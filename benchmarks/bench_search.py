@@ -130,7 +130,18 @@ def ours_nfe(score, options: SearchOptions, search_steps: int) -> tuple[int, int
     return len(history), nfe
 
 
-def wall_times(size: int) -> list[tuple]:
+def timed(run, repeats: int) -> tuple[float, int]:
+    """Median wall time of ``repeats`` runs after one warm-up run, and what the run returned (its NFE)."""
+    result = run()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        seconds.append(time.perf_counter() - start)
+    return sorted(seconds)[len(seconds) // 2], result
+
+
+def wall_times(size: int, repeats: int) -> list[tuple]:
     from tests.support.comfy_env import boot_comfy_inprocess, load_pack
 
     boot_comfy_inprocess()
@@ -161,9 +172,12 @@ def wall_times(size: int) -> list[tuple]:
             renderer.render(a, b1, b2, 42, settings)
             return score(a, b1, b2)
 
-        start = time.perf_counter()
-        reference_schedule(score, render, blend)
-        reference = (time.perf_counter() - start, renderer.nfe)
+        def run_reference():
+            renderer.nfe = 0
+            reference_schedule(score, render, blend)
+            return renderer.nfe
+
+        reference = timed(run_reference, repeats)
 
         class ParamScorer:  # the forced score of the candidate being rendered, read from the search's own state
             def score(self, images):
@@ -179,11 +193,9 @@ def wall_times(size: int) -> list[tuple]:
         CandidateRenderer.render = tracking_render
         try:
             for search_steps in (0, 8):
-                start = time.perf_counter()
-                result = auto_tune(model, *z, cond, vae, ParamScorer(), 42, PRESETS["official"], settings,
-                                   search_steps)
-                rows.append((case, reference, search_steps or settings.steps, time.perf_counter() - start,
-                             result["nfe"]))
+                ours = timed(lambda: auto_tune(model, *z, cond, vae, ParamScorer(), 42, PRESETS["official"],
+                                               settings, search_steps)["nfe"], repeats)
+                rows.append((case, reference, search_steps or settings.steps, *ours))
         finally:
             CandidateRenderer.render = original_render
     return rows
@@ -193,6 +205,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wall", action="store_true", help="also time both schedules on the tiny model")
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"{'case':8} {'schedule':28} {'candidates':>10} {'sample-NFE':>10} {'vs reference':>12}")
     reference = {}
@@ -201,8 +214,8 @@ def main() -> int:
         print(f"{case:8} {name:28} {candidates:10d} {nfe:10d} {nfe / reference[case]:11.1%}")
     if args.wall:
         with torch.inference_mode():
-            rows = wall_times(args.size)
-        print(f"\nwall time on the tiny Flux ({args.size}², 20 steps), one run:")
+            rows = wall_times(args.size, args.repeats)
+        print(f"\nwall time on the tiny Flux ({args.size}², 20 steps), median of {args.repeats} runs after a warm-up:")
         for case, (ref_s, ref_nfe), steps, ours_s, ours_nfe in rows:
             print(f"{case:8} reference {ref_s:7.2f} s ({ref_nfe} NFE)   ours search_steps={steps:2d} "
                   f"{ours_s:7.2f} s ({ours_nfe} NFE)   ratio {ours_s / ref_s:5.1%}")
