@@ -42,7 +42,8 @@ SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 4, "t_den_s
                                      "checkpoint": TINY_SCORER_NAMES["grounding_dino"],
                                      "bert": TINY_SCORER_NAMES["bert"]},
          "VMDiffLoadSAM": {"checkpoint": TINY_SCORER_NAMES["sam"]},
-         "VMDiffScorer": {"detect_size": 64}}
+         # no GroundingDINO pass per candidate (seconds each on the CPU); the detector is still loaded
+         "VMDiffScorer": {"detect_size": 64, "isolation": "none"}}
 CORRUPT, TRUNCATED = "vmdiff-test-corrupt.safetensors", "vmdiff-test-truncated.safetensors"
 SCORER_FOLDERS = ("dinov2", "open_clip", "bert-base-uncased", "grounding-dino", "sams")
 
@@ -209,6 +210,9 @@ CASES = [
     Case("β1 = -1 (linked Float)", linked("VMDiffBlendingNoise", "beta_1", "PrimitiveFloat", -1.0), "failed",
          ("beta_1: must be > 0",)),
     Case("NaN in the eps_b latent", nan_eps_b, "failed", ("eps_b:", "NaN")),
+    Case("VAE latent (Empty Latent Image) as eps_b", lambda api: api[nid(api, "VMDiffMixingDenoise")]["inputs"].update(
+        eps_b=add(api, "EmptyLatentImage", width=32, height=32, batch_size=1)), "failed",
+         ("eps_b: expected the eps_b output of VMDiff Blending Noise",)),
     Case("t_den_step 3 of a 4-step grid (widget)", set_input("VMDiffBlendingNoise", t_den_step=3), "refused",
          ("t_den_step", "use 0…2")),
     Case("t_den_step 3 of a 4-step grid (linked Int)", linked("VMDiffBlendingNoise", "t_den_step", "PrimitiveInt", 3),
@@ -392,3 +396,33 @@ def test_interrupt_during_auto_tune(server, uploaded, tmp_path):
     tune = nid(api, "VMDiffAutoTune")
     got = interrupt_after(server, api, tmp_path / "calls.log", tune, 5)  # inside the 2nd candidate
     check_interrupted(server, uploaded, "Auto-Tune", got, 0.4)
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. memory over many prompts
+
+MEMORY_PROMPTS, MEMORY_SIZE = 20, 128
+RSS_BOUND_MB = 16  # a leak of one decoded 128² image and its latent per candidate would add ~18 MB over 18 prompts
+
+
+def test_memory_is_flat_over_20_full_workflow_prompts(server, uploaded):
+    """The full workflow (Redux → prompt → four scorer loaders → Scorer → Auto-Tune → Save Image + plot + grid) 20
+    times with new seeds at 128²: the server's RSS after prompt 20 stays within RSS_BOUND_MB of after prompt 2."""
+    import psutil
+
+    process = psutil.Process(server.pid)
+    rss, seconds, cpu_start = [], [], sum(process.cpu_times()[:2])
+    for i in range(MEMORY_PROMPTS):
+        api = tiny_workflow("vmdiff_full", uploaded, seed=next(_seed), width=MEMORY_SIZE, height=MEMORY_SIZE)
+        start = time.monotonic()
+        entry = server.run(api, timeout=300)
+        seconds.append(time.monotonic() - start)
+        assert entry["status"]["status_str"] == "success"
+        assert nid(api, "VMDiffAutoTune") not in [n for m in entry["status"]["messages"]
+                                                  if m[0] == "execution_cached" for n in m[1]["nodes"]]
+        rss.append(process.memory_info().rss / 2**20)
+    growth = rss[-1] - rss[1]
+    print(f"RSS after each prompt (MB): {[round(r) for r in rss]}; after 2: {rss[1]:.0f}, after {MEMORY_PROMPTS}: "
+          f"{rss[-1]:.0f}, growth {growth:+.1f} MB (bound {RSS_BOUND_MB}); {sum(seconds) / len(seconds):.2f} s/prompt, "
+          f"{(sum(process.cpu_times()[:2]) - cpu_start) / MEMORY_PROMPTS:.2f} server CPU s/prompt")
+    assert growth < RSS_BOUND_MB, rss
