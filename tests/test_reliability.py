@@ -17,7 +17,6 @@ from typing import Callable
 
 import pytest
 import torch
-from PIL import Image
 
 from tools.comfy_server import ExecutionError, PromptError
 from tools.run_workflow import apply_inputs, synthetic_objects
@@ -274,45 +273,6 @@ def test_bad_input(server, uploaded, matrix, case):
 
 
 # --------------------------------------------------------------------------------------------------
-# 4. untrusted files: a pickle payload in a model folder is refused without running
-
-class _Payload:
-    """Unpickling this runs ``open(marker, "w")``: a real payload that leaves a file behind if executed."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def test_pickle_payloads_are_refused_without_running(server, uploaded, tmp_path):
-    marker = tmp_path / "payload_ran"
-    evil = "vmdiff-test-evil.pth"
-    models = server.base / "models"
-    for folder in ("vae", "sams", "open_clip"):  # ComfyUI's VAELoader, VMDiff Load SAM, VMDiff Load OpenCLIP
-        torch.save({"model": {"w": torch.zeros(2)}, "payload": _Payload(marker)}, models / folder / evil)
-    attempts = {
-        "VAELoader (ComfyUI)": (tiny_workflow("vmdiff_manual", uploaded), real_loader("VAELoader", vae_name=evil),
-                                ("Weights only load failed",)),
-        "VMDiff Load SAM": (tiny_workflow("vmdiff_full", uploaded), set_input("VMDiffLoadSAM", checkpoint=evil),
-                            (f"sams: refused to load {evil}", "could run arbitrary code", ".safetensors")),
-        "VMDiff Load OpenCLIP": (tiny_workflow("vmdiff_full", uploaded),
-                                 set_input("VMDiffLoadOpenCLIP", checkpoint=evil),
-                                 (f"open_clip: refused to load {evil}", "could run arbitrary code")),
-    }
-    for loader, (api, mutate, says) in attempts.items():
-        mutate(api)
-        got, message = outcome(server, api)
-        print(f"{loader}: {got}: {message[:300]}")
-        assert got == "failed" and all(s in message for s in says), message
-        assert not marker.exists(), f"{loader} ran the pickle payload"
-    assert server.run(valid_prompt(uploaded))["status"]["status_str"] == "success"
-    torch.load(models / "vae" / evil, weights_only=False)  # the payload is real: an unsafe load runs it
-    assert marker.exists()
-
-
-# --------------------------------------------------------------------------------------------------
 # 2. interrupt: the prompt stops within one model step, the next prompt runs normally
 
 def calls(log: Path, node: str | None = None, tag: str | None = None) -> list[float]:
@@ -426,3 +386,42 @@ def test_memory_is_flat_over_20_full_workflow_prompts(server, uploaded):
           f"{rss[-1]:.0f}, growth {growth:+.1f} MB (bound {RSS_BOUND_MB}); {sum(seconds) / len(seconds):.2f} s/prompt, "
           f"{(sum(process.cpu_times()[:2]) - cpu_start) / MEMORY_PROMPTS:.2f} server CPU s/prompt")
     assert growth < RSS_BOUND_MB, rss
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. untrusted files: a pickle payload in a model folder is refused without running
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")``: a real payload that leaves a file behind if executed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_payloads_are_refused_without_running(server, uploaded, tmp_path):
+    marker = tmp_path / "payload_ran"
+    evil = "vmdiff-test-evil.pth"
+    models = server.base / "models"
+    for folder in ("vae", "sams", "open_clip"):  # ComfyUI's VAELoader, VMDiff Load SAM, VMDiff Load OpenCLIP
+        torch.save({"model": {"w": torch.zeros(2)}, "payload": _Payload(marker)}, models / folder / evil)
+    attempts = {
+        "VAELoader (ComfyUI)": (tiny_workflow("vmdiff_manual", uploaded), real_loader("VAELoader", vae_name=evil),
+                                ("Weights only load failed",)),
+        "VMDiff Load SAM": (tiny_workflow("vmdiff_full", uploaded), set_input("VMDiffLoadSAM", checkpoint=evil),
+                            (f"sams: refused to load {evil}", "could run arbitrary code", ".safetensors")),
+        "VMDiff Load OpenCLIP": (tiny_workflow("vmdiff_full", uploaded),
+                                 set_input("VMDiffLoadOpenCLIP", checkpoint=evil),
+                                 (f"open_clip: refused to load {evil}", "could run arbitrary code")),
+    }
+    for loader, (api, mutate, says) in attempts.items():
+        mutate(api)
+        got, message = outcome(server, api)
+        print(f"{loader}: {got}: {message[:300]}")
+        assert got == "failed" and all(s in message for s in says), message
+        assert not marker.exists(), f"{loader} ran the pickle payload"
+    assert server.run(valid_prompt(uploaded))["status"]["status_str"] == "success"
+    torch.load(models / "vae" / evil, weights_only=False)  # the payload is real: an unsafe load runs it
+    assert marker.exists()
