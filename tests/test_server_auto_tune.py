@@ -2,24 +2,20 @@
 with a forced-score scorer (test-only node) so the search's branches, and so its candidates, are known; then the
 saved PNG's replay parameters fed to the manual workflow reproduce the image exactly."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_server_workflows import manual_prompt, node_id, uploaded  # noqa: F401  (fixture)
-from tools.run_workflow import apply_inputs
-from tools.workflow_convert import ui_to_api
+from tests.support.workflows import node_id, workflow_prompt
+from tests.test_server_workflows import manual_prompt
 
 pytestmark = pytest.mark.slow
-FULL_UI = Path(__file__).resolve().parents[1] / "workflows" / "vmdiff_full.json"
 SMALL = dict(width=32, height=32, steps=2, t_den_step=0, search_steps=0, alpha_tol=0.1, beta_tol=2.0)
 
 
-def full_prompt(server, uploaded, scores: str):  # noqa: F811
-    api = ui_to_api(json.loads(FULL_UI.read_text()), server.object_info())
-    apply_inputs(api, uploaded, ["owl", "jar"], [])
+def full_prompt(server, uploaded, scores: str):
+    api = workflow_prompt(server, "vmdiff_full", uploaded)
     tune = node_id(api, "VMDiffAutoTune")
     api[tune]["inputs"].update(SMALL)
     api["900"] = {"class_type": "VMDiffTestForcedScorer", "inputs": {"scores": scores}}
@@ -27,8 +23,8 @@ def full_prompt(server, uploaded, scores: str):  # noqa: F811
     return api
 
 
-def test_full_workflow_searches_saves_and_replays(vmdiff_server, uploaded):  # noqa: F811
-    api = full_prompt(vmdiff_server, uploaded, "1.0")  # always under the 2.4 threshold: α stage, then β stage
+def test_full_workflow_searches_saves_and_replays(vmdiff_server, object_images):
+    api = full_prompt(vmdiff_server, object_images, "1.0")  # always under the 2.4 threshold: α stage, then β stage
     entry = vmdiff_server.run(api, timeout=1200)
     saved = [p for p in vmdiff_server.output_images(entry) if p.name.startswith("vmdiff_full")]
     assert len(saved) == 1
@@ -48,7 +44,7 @@ def test_full_workflow_searches_saves_and_replays(vmdiff_server, uploaded):  # n
     summary = " ".join(t for out in entry["outputs"].values() for t in out.get("text", []))
     assert "5 candidates" in summary
 
-    replay = manual_prompt(vmdiff_server, uploaded, alpha=params["alpha"], beta_1=params["beta_1"],
+    replay = manual_prompt(vmdiff_server, object_images, alpha=params["alpha"], beta_1=params["beta_1"],
                            beta_2=params["beta_2"], seed=params["seed"], width=32, height=32)
     replay[node_id(replay, "VMDiffBlendingNoise")]["inputs"].update(steps=2, t_den_step=0)
     replay[node_id(replay, "VMDiffMixingDenoise")]["inputs"].update(steps=2)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.run_workflow import apply_inputs
+from tests.support.workflows import node_id, workflow_prompt
 from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
 from tools.workflow_convert import ui_to_api
 
@@ -27,17 +27,7 @@ TERMS = ("S", "D1", "D2", "T1", "T2", "n1", "n2")
 
 
 def scored_prompt(server, uploaded, **inputs):
-    api = ui_to_api(json.loads(SCORED_UI.read_text()), server.object_info())
-    apply_inputs(api, uploaded, ["owl", "jar"], [], SMALL)
-    for node in api.values():
-        for name, value in inputs.items():
-            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
-                node["inputs"][name] = value
-    return api
-
-
-def node_id(api, class_type):
-    return next(k for k, v in api.items() if v["class_type"] == class_type)
+    return workflow_prompt(server, "vmdiff_manual_scored", uploaded, overrides=SMALL, **inputs)
 
 
 def parse_breakdown(text):

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
 from tools.comfy_server import PromptError
-from tools.run_workflow import apply_inputs
+from tests.support.workflows import drop_cached_outputs, node_id, workflow_prompt
 from tools.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
@@ -26,17 +25,7 @@ def uploaded(object_images):
 
 
 def manual_prompt(server, uploaded, **inputs):
-    api = ui_to_api(json.loads(MANUAL_UI.read_text()), server.object_info())
-    apply_inputs(api, uploaded, ["owl", "jar"], [], SMALL)
-    for node in api.values():
-        for name, value in inputs.items():
-            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
-                node["inputs"][name] = value
-    return api
-
-
-def node_id(api, class_type):
-    return next(k for k, v in api.items() if v["class_type"] == class_type)
+    return workflow_prompt(server, "vmdiff_manual", uploaded, overrides=SMALL, **inputs)
 
 
 def saved_pixels(server, entry):
@@ -66,7 +55,7 @@ def test_manual_workflow_runs_and_is_deterministic(vmdiff_server, uploaded):
     assert np.abs(saved_pixels(vmdiff_server, other) - a).max() > 0
 
     # Drop every cached output: the same prompt recomputes everything (Redux encodes included), same pixels.
-    requests.post(vmdiff_server.url + "/free", json={"free_memory": True}, timeout=30)
+    drop_cached_outputs(vmdiff_server)
     again = vmdiff_server.run(base, timeout=900)
     for stage in ("VMDiffBlendingNoise", "VMDiffMixingDenoise"):
         assert node_id(base, stage) not in cached_nodes(again)
