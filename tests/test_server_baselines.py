@@ -1,6 +1,6 @@
 """The baseline and N-object workflows through the real server (real-loader stand-ins, smallest sizes): Baseline 1
 (random ε + Mixing Denoise), Baseline 2 (Blending Noise + Mixing Denoise) and the core two-Redux graph side by side,
-and three-object fusion, whose result does not depend on the order of the objects."""
+and three-object fusion, whose result does not depend on the order of the objects (equal weights)."""
 import json
 from pathlib import Path
 
@@ -81,9 +81,4 @@ def test_three_objects_fuse_in_any_order(vmdiff_server, uploaded, object_info):
     permuted = [uploaded[2], uploaded[0], uploaded[1]]  # equal weights: the order of the objects must not matter
     again = saved(vmdiff_server, vmdiff_server.run(prompt_of(object_info, "vmdiff_three_objects", permuted, labels),
                                                    timeout=900))["vmdiff_three_objects"]
-    assert np.abs(again - first).max() <= 2.0
-    two = prompt_of(object_info, "vmdiff_three_objects", uploaded, labels)
-    mix_n = by_class(two, "VMDiffMixTokensN")[0]
-    two[mix_n]["inputs"]["weight_3"] = 0.0  # the third object's weight matters
-    other = saved(vmdiff_server, vmdiff_server.run(two, timeout=900))["vmdiff_three_objects"]
-    assert np.abs(other - first).max() > 2.0
+    assert np.abs(again - first).max() <= 2.0  # (that the third set's weight matters: test_nway_nodes_inprocess)
