@@ -361,13 +361,13 @@ def test_interrupt_during_auto_tune(server, uploaded, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # 3. memory over many prompts
 
-MEMORY_PROMPTS, MEMORY_SIZE = 20, 128
-RSS_BOUND_MB = 16  # a leak of one decoded 128² image and its latent per candidate would add ~18 MB over 18 prompts
+MEMORY_PROMPTS, MEMORY_SIZE = 20, 96
+RSS_BOUND_MB = 8  # a leak of one decoded 96² image and its latent per candidate would add ~11 MB over 18 prompts
 
 
 def test_memory_is_flat_over_20_full_workflow_prompts(server, uploaded):
     """The full workflow (Redux → prompt → four scorer loaders → Scorer → Auto-Tune → Save Image + plot + grid) 20
-    times with new seeds at 128²: the server's RSS after prompt 20 stays within RSS_BOUND_MB of after prompt 2."""
+    times with new seeds at 96²: the server's RSS after prompt 20 stays within RSS_BOUND_MB of after prompt 2."""
     import psutil
 
     process = psutil.Process(server.pid)
