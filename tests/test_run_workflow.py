@@ -58,4 +58,4 @@ def test_runner_on_running_server_and_failures(comfy_server, tmp_path):
                  "--set", "3.blend_factor=7")  # out of range → rejected by validation
     assert res.returncode == 1 and "FAILED: prompt rejected" in res.stderr
     res = runner("--server", comfy_server.url, "--label1", "cat")
-    assert res.returncode != 0 and "VMDiffFusionPrompt" in res.stderr
+    assert res.returncode != 0 and "no node of the workflow takes label_1" in res.stderr

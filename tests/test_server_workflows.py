@@ -44,14 +44,15 @@ def cached_nodes(entry):
 
 
 def test_manual_workflow_runs_and_is_deterministic(vmdiff_server, uploaded):
-    base = manual_prompt(vmdiff_server, uploaded, alpha=0.5, seed=42)
+    # a seed no other server test uses: the shared LRU cache must not already hold this Blending Noise
+    base = manual_prompt(vmdiff_server, uploaded, alpha=0.5, seed=4201)
     first = vmdiff_server.run(base, timeout=900)
     a = saved_pixels(vmdiff_server, first)
     assert a.shape == (48, 64, 3) and np.isfinite(a).all() and a.std() > 1.0
     texts = {k: v.get("text", []) for k, v in first["outputs"].items()}
     assert any("ε_b: 4 NFE" in t for ts in texts.values() for t in ts), texts
 
-    other = vmdiff_server.run(manual_prompt(vmdiff_server, uploaded, alpha=0.9, seed=43), timeout=900)
+    other = vmdiff_server.run(manual_prompt(vmdiff_server, uploaded, alpha=0.9, seed=4202), timeout=900)
     assert np.abs(saved_pixels(vmdiff_server, other) - a).max() > 0
 
     # Drop every cached output: the same prompt recomputes everything (Redux encodes included), same pixels.
