@@ -1,43 +1,30 @@
 """The baseline and N-object workflows through the real server (real-loader stand-ins, smallest sizes): Baseline 1
 (random ε + Mixing Denoise), Baseline 2 (Blending Noise + Mixing Denoise) and the core two-Redux graph side by side,
 and three-object fusion, whose result does not depend on the order of the objects (equal weights)."""
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tools.run_workflow import apply_inputs, synthetic_objects
-from tools.workflow_convert import ui_to_api
+from tests.support.workflows import workflow_prompt
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
          "VMDiffMixingDenoise": {"steps": 2}, "VMDiffRandomNoise": {"width": 32, "height": 32},
          "EmptySD3LatentImage": {"width": 32, "height": 32}, "KSampler": {"steps": 2}}
 
 
 @pytest.fixture(scope="module")
-def uploaded(vmdiff_server, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("inputs")
-    paths = list(synthetic_objects(folder, size=96))
+def uploaded(vmdiff_server, object_images, tmp_path_factory):
+    """The shared object pair (its Redux encodes stay in the server's cache) and a third object."""
     tree = Image.new("RGB", (96, 96), "white")
     ImageDraw.Draw(tree).polygon([(48, 8), (88, 88), (8, 88)], fill=(30, 160, 40))
-    tree.save(folder / "object_3.png")
-    paths.append(folder / "object_3.png")
-    return [vmdiff_server.upload_image(p, f"vmdiff_baselines_test_{i + 1}.png") for i, p in enumerate(paths)]
+    path = tmp_path_factory.mktemp("inputs") / "object_3.png"
+    tree.save(path)
+    return [*object_images, vmdiff_server.upload_image(path, "vmdiff_object_3.png")]
 
 
-@pytest.fixture(scope="module")
-def object_info(vmdiff_server):
-    return vmdiff_server.object_info()
-
-
-def prompt_of(object_info, name, images, labels):
-    api = ui_to_api(json.loads((REPO / "workflows" / f"{name}.json").read_text()), object_info)
-    apply_inputs(api, images, labels, [], SMALL)
-    return api
+def prompt_of(server, name, images, labels):
+    return workflow_prompt(server, name, images, labels, SMALL)
 
 
 def by_class(api, class_type):
@@ -49,8 +36,8 @@ def saved(server, entry) -> dict:
             for p in server.output_images(entry)}
 
 
-def test_baselines_side_by_side(vmdiff_server, uploaded, object_info):
-    api = prompt_of(object_info, "vmdiff_baselines", uploaded[:2], ["owl", "jar"])
+def test_baselines_side_by_side(vmdiff_server, uploaded):
+    api = prompt_of(vmdiff_server, "vmdiff_baselines", uploaded[:2], ["owl", "jar"])
     # The stand-ins have no T5-XXL: the core branch's DualCLIPLoader → CLIPTextEncode becomes the fusion prompt's
     # CLIP-L conditioning zero-padded to Flux's 4096 (test-only node); the Redux chain and the sampler are as shipped.
     (text,), (dual,), (fusion,) = by_class(api, "CLIPTextEncode"), by_class(api, "DualCLIPLoader"), \
@@ -73,12 +60,12 @@ def test_baselines_side_by_side(vmdiff_server, uploaded, object_info):
         [{k: v for k, v in m.items() if k != "eps_b"} for m in mixes][1]
 
 
-def test_three_objects_fuse_in_any_order(vmdiff_server, uploaded, object_info):
+def test_three_objects_fuse_in_any_order(vmdiff_server, uploaded):
     labels = ["owl", "jar and a teapot"]
-    first = saved(vmdiff_server, vmdiff_server.run(prompt_of(object_info, "vmdiff_three_objects", uploaded, labels),
+    first = saved(vmdiff_server, vmdiff_server.run(prompt_of(vmdiff_server, "vmdiff_three_objects", uploaded, labels),
                                                    timeout=900))["vmdiff_three_objects"]
     assert first.shape == (32, 32, 3) and first.std() > 0
     permuted = [uploaded[2], uploaded[0], uploaded[1]]  # equal weights: the order of the objects must not matter
-    again = saved(vmdiff_server, vmdiff_server.run(prompt_of(object_info, "vmdiff_three_objects", permuted, labels),
+    again = saved(vmdiff_server, vmdiff_server.run(prompt_of(vmdiff_server, "vmdiff_three_objects", permuted, labels),
                                                    timeout=900))["vmdiff_three_objects"]
     assert np.abs(again - first).max() <= 2.0  # (that the third set's weight matters: test_nway_nodes_inprocess)
