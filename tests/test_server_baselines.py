@@ -37,7 +37,9 @@ def saved(server, entry) -> dict:
 
 
 def test_baselines_side_by_side(vmdiff_server, uploaded):
-    api = prompt_of(vmdiff_server, "vmdiff_baselines", uploaded[:2], ["owl", "jar"])
+    # a seed no other server test uses: with a cached Mixing Denoise, Blending Noise would not run and show no text
+    unique_seed = {k: {**v, "seed": 5301} for k, v in SMALL.items() if k in ("VMDiffBlendingNoise", "VMDiffRandomNoise")}
+    api = workflow_prompt(vmdiff_server, "vmdiff_baselines", uploaded[:2], ["owl", "jar"], {**SMALL, **unique_seed})
     # The stand-ins have no T5-XXL: the core branch's DualCLIPLoader → CLIPTextEncode becomes the fusion prompt's
     # CLIP-L conditioning zero-padded to Flux's 4096 (test-only node); the Redux chain and the sampler are as shipped.
     (text,), (dual,), (fusion,) = by_class(api, "CLIPTextEncode"), by_class(api, "DualCLIPLoader"), \
