@@ -8,12 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from tools.comfy_server import ComfyServer
-from tools.folder_runner import (SMALL_OVERRIDES, FolderRun, find_objects, pair_units, read_scores,
-                                 sanitize_name)
+from tools.folder_runner import (METHOD_WORKFLOWS, SMALL_OVERRIDES, FolderRun, find_objects, pair_units,
+                                 read_scores, sanitize_name)
 from tools.run_workflow import DEFAULT_WORKFLOW, synthetic_objects
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,3 +95,26 @@ def test_folder_runner_resumes_after_a_kill_and_splits_over_two_servers(vmdiff_s
     by_pair = {r["pair"]: r for r in rows}
     assert (by_pair["red1disc__tree"]["label_1"], by_pair["red1disc__tree"]["label_2"]) == ("reddisc", "tree")
     assert len(json.loads((out / "results.json").read_text())) == 6
+
+
+@pytest.mark.slow
+def test_magicmix_method_fuses_every_ordered_pair(vmdiff_server, tmp_path):
+    folder = object_folder(tmp_path / "objs")
+    (folder / "tree.png").unlink()
+    workflow = METHOD_WORKFLOWS["magicmix"]
+    run = FolderRun(find_objects(folder), tmp_path / "fused", json.loads(workflow.read_text()),
+                    overrides=SMALL_OVERRIDES, timeout=600, workflow_name=workflow.name)
+    assert run.run([vmdiff_server.url]) == 0
+    records = {r["pair"]: r for r in run.records()}
+    assert sorted(records) == ["blue2mug__red1disc", "red1disc__blue2mug"]
+    pixels = {}
+    for name, r in records.items():
+        assert r["workflow"] == "vmdiff_magicmix_flux.json"
+        assert (r["nu"], r["k_min"], r["k_max"], r["seed"]) == (0.5, 0.3, 0.6, 42) and "alpha" not in r
+        (image,) = r["outputs"]
+        pixels[name] = np.asarray(Image.open(run.out / "images" / image).convert("RGB"), dtype=np.float32)
+        assert pixels[name].shape == (48, 48, 3) and pixels[name].std() > 0  # the layout image sets the size
+    # layout and content swap roles between the two orders of a pair
+    assert np.abs(pixels["blue2mug__red1disc"] - pixels["red1disc__blue2mug"]).max() > 0
+    rows = list(csv.DictReader(open(run.out / "results.csv")))
+    assert {r["nu"] for r in rows} == {"0.5"} and {r["workflow"] for r in rows} == {"vmdiff_magicmix_flux.json"}

@@ -5,8 +5,9 @@
     python tools/folder_runner.py objects/ --server http://gpu0:8188 --server http://gpu1:8188   # share the pairs
 
 The file names are the labels (``owl.png`` → "owl"; ``--labels sanitize`` applies the reference's sanitize_name:
-'2' → space, '1' deleted). Each ordered pair (i, j), i ≠ j, runs the workflow (default: the manual one; any UI/API
-workflow with two LoadImage nodes works, e.g. workflows/vmdiff_full.json with Auto-Tune) with image i as object 1.
+'2' → space, '1' deleted). Each ordered pair (i, j), i ≠ j, runs the workflow of ``--method`` (``vmdiff``: the manual one; ``magicmix``:
+MagicMix on Flux, image i's layout with image j's Redux content) or ``--workflow`` (any UI/API workflow with two
+LoadImage nodes, e.g. workflows/vmdiff_full.json with Auto-Tune) with image i as object 1.
 The two orders of a pair go to the same server one after the other, so its cache reuses both Redux encodes; with
 several ``--server`` URLs each server takes the next pair from a shared queue.
 
@@ -14,7 +15,7 @@ Written to ``--out``: ``images/<obj1>__<obj2>_*.png``, ``records/<obj1>__<obj2>.
 record is done and skipped when the runner is started again), and ``results.csv`` / ``results.json`` with α, β1, β2,
 seed and every score term the workflow reports: the STRING outputs of the VMDiff nodes (Auto-Tune's params/log,
 Similarity Score's scores_json) are read back through core ``PreviewAny`` nodes the runner adds; a workflow with
-fixed α/β (the manual one) reports the values of its widgets.
+fixed α/β (the manual one) or MagicMix (ν, K_min, K_max) reports the values of its widgets.
 """
 from __future__ import annotations
 
@@ -42,12 +43,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # widget values that name a fused image's parameters in a workflow without Auto-Tune: (class, input) -> column
 WIDGET_PARAMS = {("VMDiffMixingDenoise", "alpha"): "alpha", ("VMDiffBlendingNoise", "beta_1"): "beta_1",
                  ("VMDiffBlendingNoise", "beta_2"): "beta_2", ("VMDiffBlendingNoise", "seed"): "seed",
-                 ("VMDiffAutoTune", "seed"): "seed"}
-FIRST_COLUMNS = ["pair", "label_1", "label_2", "image_1", "image_2", "alpha", "beta_1", "beta_2", "seed", "score"]
+                 ("VMDiffAutoTune", "seed"): "seed", ("VMDiffMagicMix", "seed"): "seed",
+                 ("VMDiffMagicMix", "nu"): "nu", ("VMDiffMagicMix", "k_min"): "k_min",
+                 ("VMDiffMagicMix", "k_max"): "k_max"}
+#: --method: the shipped workflow each method runs on a pair
+METHOD_WORKFLOWS = {"vmdiff": DEFAULT_WORKFLOW, "magicmix": REPO_ROOT / "workflows" / "vmdiff_magicmix_flux.json"}
+FIRST_COLUMNS = ["pair", "workflow", "label_1", "label_2", "image_1", "image_2", "alpha", "beta_1", "beta_2", "seed", "score"]
 LAST_COLUMNS = ["outputs", "server", "seconds", "prompt_id"]
 #: --small: the smallest run of the manual / baseline graphs (smoke tests of the runner on stand-in models)
 SMALL_OVERRIDES = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
-                   "VMDiffMixingDenoise": {"steps": 2}}
+                   "VMDiffMixingDenoise": {"steps": 2}, "VMDiffMagicMix": {"width": 32, "height": 32, "steps": 4}}
 
 
 def sanitize_name(name: str) -> str:
@@ -137,8 +142,8 @@ class FolderRun:
     """The pairs of one folder, their outputs and records; ``run(urls)`` fuses what is not done yet."""
 
     def __init__(self, objects: list[dict], out: Path, workflow: dict, sets: list[str] = (),
-                 overrides: dict | None = None, timeout: float = 3600, log=print):
-        self.objects, self.out, self.workflow = objects, Path(out), workflow
+                 overrides: dict | None = None, timeout: float = 3600, log=print, workflow_name: str = ""):
+        self.objects, self.out, self.workflow, self.workflow_name = objects, Path(out), workflow, workflow_name
         self.sets, self.overrides, self.timeout, self.log = list(sets), overrides, timeout, log
         for sub in ("images", "records"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
@@ -217,7 +222,7 @@ class FolderRun:
             saved.append(dest.name)
         (self.out / "images" / f".{name}.partial").rmdir()
         params, terms = read_scores(entry, probes)
-        record = {"pair": name, "label_1": a["label"], "label_2": b["label"], "image_1": a["path"].name,
+        record = {"pair": name, "workflow": self.workflow_name, "label_1": a["label"], "label_2": b["label"], "image_1": a["path"].name,
                   "image_2": b["path"].name, **widget_params(api), **params, **terms, "outputs": saved,
                   "server": client.url, "seconds": round(seconds, 2), "prompt_id": entry.get("prompt", [None, None])[1]}
         write_json_atomic(self.record_path(i, j), record)
@@ -243,7 +248,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Fuse every ordered pair of a folder of object images on ComfyUI.")
     ap.add_argument("input_dir", type=Path, help="folder of object images; file names are the labels")
     ap.add_argument("--out", type=Path, help="output folder (default: <input_dir>_fused)")
-    ap.add_argument("--workflow", type=Path, default=DEFAULT_WORKFLOW, help="UI- or API-format workflow JSON")
+    ap.add_argument("--method", choices=sorted(METHOD_WORKFLOWS), default="vmdiff",
+                    help="vmdiff: workflows/vmdiff_manual.json; magicmix: workflows/vmdiff_magicmix_flux.json "
+                         "(image 1's layout, image 2's Redux content)")
+    ap.add_argument("--workflow", type=Path, help="UI- or API-format workflow JSON (instead of --method's)")
     ap.add_argument("--server", action="append", default=[], metavar="URL",
                     help="a running ComfyUI with this pack; repeat to share the pairs between servers")
     ap.add_argument("--models-dir", type=Path, help="start a ComfyUI on this models folder (no --server)")
@@ -258,7 +266,8 @@ def main(argv=None) -> int:
     if args.server and (args.tiny or args.models_dir):
         ap.error("--server uses that server's models: drop --tiny/--models-dir")
     objects = find_objects(args.input_dir, args.labels)
-    workflow = json.loads(args.workflow.read_text())
+    workflow_path = args.workflow or METHOD_WORKFLOWS[args.method]
+    workflow = json.loads(workflow_path.read_text())
     overrides = dict(SMALL_OVERRIDES) if args.small or args.tiny else None
     if args.tiny:  # the stand-in scorer files have their own names (tools/tiny_scorers.py)
         from tools.tiny_scorers import TINY_SCORER_NAMES as names
@@ -270,7 +279,7 @@ def main(argv=None) -> int:
                                         "bert": names["bert"]},
             "VMDiffLoadSAM": {"checkpoint": names["sam"]}, "VMDiffScorer": {"detect_size": 224}})
     run = FolderRun(objects, args.out or args.input_dir.with_name(args.input_dir.name + "_fused"), workflow,
-                    args.set, overrides, args.timeout)
+                    args.set, overrides, args.timeout, workflow_name=workflow_path.name)
     if args.server:
         failures = run.run(args.server)
     else:
