@@ -91,43 +91,56 @@ def reference_schedule(score, render, blend):
 
 
 def nfe_table() -> list[tuple]:
+    """(case, schedule, candidates, sample-NFE, DiT forward passes) for the reference and our variants."""
     rows = []
     for case in ("typical", "worst"):
         score = forced_score(case)
-        counts = {"nfe": 0}
+        counts = {"nfe": 0, "calls": 0, "renders": 0}
 
         def blend(b1, b2):
             counts["nfe"] += 2 * (T_DEN + 1)
+            counts["calls"] += 2 * (T_DEN + 1)
 
         def render(a, b1, b2):
             counts["nfe"] += STEPS
+            counts["renders"] += 1
             return score(a, b1, b2)
 
         reference_n = reference_schedule(score, render, blend)
-        rows.append((case, "reference schedule", reference_n, counts["nfe"]))
+        # the reference renders its candidates in pairs, one batch of 2 per pair (spec §8)
+        rows.append((case, "reference schedule", reference_n, counts["nfe"],
+                     counts["calls"] + counts["renders"] // 2 * STEPS))
         for search_steps in (0, 8, 6):
-            rows.append((case, f"ours, search_steps={search_steps or STEPS}",
-                         *ours_nfe(score, PRESETS["official"], search_steps)))
+            for batch in ((1, 3, 7) if search_steps != 6 else (1,)):
+                rows.append((case, f"ours, search_steps={search_steps or STEPS}, batch {batch}",
+                             *ours_nfe(score, PRESETS["official"], search_steps, batch)))
     return rows
 
 
-def ours_nfe(score, options: SearchOptions, search_steps: int) -> tuple[int, int]:
+def ours_nfe(score, options: SearchOptions, search_steps: int, batch_size: int = 1) -> tuple[int, int, int]:
+    """(candidates, sample-NFE, DiT passes) of EAA with ``batch_size`` candidates per DiT batch, counted the way
+    nodes/auto_tune.CandidateRenderer batches them: missing ε_b in one Blending Noise batch, then one Mixing
+    Denoise batch."""
     steps = search_steps or STEPS
     t_den = min(round(T_DEN * steps / STEPS), steps - 2)
-    blended, nfe = set(), 0
+    blended, cost = set(), {"nfe": 0, "calls": 0}
 
-    def evaluate(a, b1, b2, seed):
-        nonlocal nfe
-        if (b1, b2, seed) not in blended:
-            blended.add((b1, b2, seed))
-            nfe += 2 * (t_den + 1)
-        nfe += steps
-        return score(a, b1, b2), TERMS, None
+    def evaluate_batch(candidates):
+        missing = {(b1, b2, seed) for _, b1, b2, seed in candidates} - blended
+        blended.update(missing)
+        if missing:
+            cost["calls"] += 2 * (t_den + 1)
+            cost["nfe"] += 2 * (t_den + 1) * len(missing)
+        cost["calls"] += steps
+        cost["nfe"] += steps * len(candidates)
+        return [(score(a, b1, b2), TERMS, None) for a, b1, b2, _ in candidates]
 
-    _, history = efficient_adaptive_adjustment(evaluate, 42, options)
-    if search_steps:
-        nfe += 2 * (T_DEN + 1) + STEPS  # the winner rendered at full steps
-    return len(history), nfe
+    _, history = efficient_adaptive_adjustment(lambda *c: evaluate_batch([c])[0], 42, options,
+                                               evaluate_batch=evaluate_batch, batch_size=batch_size)
+    if search_steps:  # the winner rendered at full steps
+        cost["nfe"] += 2 * (T_DEN + 1) + STEPS
+        cost["calls"] += 2 * (T_DEN + 1) + STEPS
+    return len(history), cost["nfe"], cost["calls"]
 
 
 def timed(run, repeats: int) -> tuple[float, int]:
@@ -165,7 +178,7 @@ def wall_times(size: int, repeats: int) -> list[tuple]:
 
         def blend(b1, b2):
             renderer.eps_cache.clear()
-            state[(b1, b2)] = renderer.eps_b(b1, b2, 42, settings)
+            state[(b1, b2)] = renderer.eps_b([(b1, b2)], 42, settings)[0]
 
         def render(a, b1, b2):
             renderer.eps_cache[(b1, b2, 42, settings.steps, settings.t_den_step)] = state[(b1, b2)]
@@ -179,25 +192,25 @@ def wall_times(size: int, repeats: int) -> list[tuple]:
 
         reference = timed(run_reference, repeats)
 
-        class ParamScorer:  # the forced score of the candidate being rendered, read from the search's own state
+        class ParamScorer:  # the forced score of each candidate being rendered, read from the renderer's call
             def score(self, images):
-                return [dict(TERMS, score=score(*current[:3]))]
+                return [dict(TERMS, score=score(*c[:3])) for c in current]
 
-        current = [0.5, 1.0, 1.0]
-        original_render = CandidateRenderer.render
+        current = []
+        original_render_many = CandidateRenderer.render_many
 
-        def tracking_render(self, a, b1, b2, seed, s):
-            current[:] = [a, b1, b2]
-            return original_render(self, a, b1, b2, seed, s)
+        def tracking_render_many(self, candidates, s):
+            current[:] = candidates
+            return original_render_many(self, candidates, s)
 
-        CandidateRenderer.render = tracking_render
+        CandidateRenderer.render_many = tracking_render_many
         try:
-            for search_steps in (0, 8):
+            for search_steps, batch in ((0, 1), (8, 1), (8, 3)):
                 ours = timed(lambda: auto_tune(model, *z, cond, vae, ParamScorer(), 42, PRESETS["official"],
-                                               settings, search_steps)["nfe"], repeats)
-                rows.append((case, reference, search_steps or settings.steps, *ours))
+                                               settings, search_steps, candidates_per_batch=batch)["nfe"], repeats)
+                rows.append((case, reference, search_steps or settings.steps, batch, *ours))
         finally:
-            CandidateRenderer.render = original_render
+            CandidateRenderer.render_many = original_render_many
     return rows
 
 
@@ -207,17 +220,19 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"{'case':8} {'schedule':28} {'candidates':>10} {'sample-NFE':>10} {'vs reference':>12}")
+    print(f"{'case':8} {'schedule':36} {'candidates':>10} {'sample-NFE':>10} {'vs ref':>7} {'DiT passes':>10} "
+          f"{'vs ref':>7}")
     reference = {}
-    for case, name, candidates, nfe in nfe_table():
-        reference.setdefault(case, nfe)
-        print(f"{case:8} {name:28} {candidates:10d} {nfe:10d} {nfe / reference[case]:11.1%}")
+    for case, name, candidates, nfe, calls in nfe_table():
+        reference.setdefault(case, (nfe, calls))
+        print(f"{case:8} {name:36} {candidates:10d} {nfe:10d} {nfe / reference[case][0]:7.1%} {calls:10d} "
+              f"{calls / reference[case][1]:7.1%}")
     if args.wall:
         with torch.inference_mode():
             rows = wall_times(args.size, args.repeats)
         print(f"\nwall time on the tiny Flux ({args.size}², 20 steps), median of {args.repeats} runs after a warm-up:")
-        for case, (ref_s, ref_nfe), steps, ours_s, ours_nfe in rows:
-            print(f"{case:8} reference {ref_s:7.2f} s ({ref_nfe} NFE)   ours search_steps={steps:2d} "
+        for case, (ref_s, ref_nfe), steps, batch, ours_s, ours_nfe in rows:
+            print(f"{case:8} reference {ref_s:7.2f} s ({ref_nfe} NFE)   ours search_steps={steps:2d} batch {batch} "
                   f"{ours_s:7.2f} s ({ours_nfe} NFE)   ratio {ours_s / ref_s:5.1%}")
     return 0
 

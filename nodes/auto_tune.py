@@ -47,31 +47,50 @@ class StageSettings:
 
 
 class CandidateRenderer:
-    """Renders (α, β1, β2, seed) to a decoded image; ε_b is computed once per (β1, β2, seed, grid) and reused."""
+    """Renders candidates (α, β1, β2, seed) to decoded images, several in one DiT batch if asked; ε_b is computed
+    once per (β1, β2, seed, grid) and reused. ``nfe`` counts latents through the DiT (sample-NFE), ``dit_calls``
+    the batched forward passes (the sequential cost)."""
 
     def __init__(self, model, tokens_1, tokens_2, conditioning, vae, callback=None):
         self.model, self.tokens, self.conditioning, self.vae = model, (tokens_1, tokens_2), conditioning, vae
         self.callback = callback
         self.eps_cache: dict[tuple, torch.Tensor] = {}
-        self.nfe = 0
+        self.nfe = self.dit_calls = self.rendered = 0
 
-    def eps_b(self, beta_1: float, beta_2: float, seed: int, s: StageSettings) -> torch.Tensor:
-        key = (beta_1, beta_2, seed, s.steps, s.t_den_step)
-        if key not in self.eps_cache:
+    def _count(self, out: dict, batch: int) -> None:
+        self.nfe += out["nfe"]
+        self.dit_calls += out["nfe"] // batch
+
+    def eps_b(self, betas: list[tuple[float, float]], seed: int, s: StageSettings) -> list[torch.Tensor]:
+        """ε_b for each (β1, β2) at one seed; the missing ones in one batched Blending Noise run."""
+        keys = [(b1, b2, seed, s.steps, s.t_den_step) for b1, b2 in betas]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.eps_cache))
+        if missing:
             out = run_blending_noise(self.model, *self.tokens, self.conditioning, seed, s.width, s.height, s.steps,
-                                     s.t_den_step, s.guidance_denoise, s.guidance_invert, beta_1, beta_2,
-                                     s.inversion, s.context, callback=self.callback, bf16_state=s.bf16_state)
-            self.nfe += out["nfe"]
-            self.eps_cache[key] = out["x"]
-        return self.eps_cache[key]
+                                     s.t_den_step, s.guidance_denoise, s.guidance_invert, [k[0] for k in missing],
+                                     [k[1] for k in missing], s.inversion, s.context, callback=self.callback,
+                                     bf16_state=s.bf16_state)
+            self._count(out, len(missing))
+            self.eps_cache.update((k, out["x"][i:i + 1]) for i, k in enumerate(missing))
+        return [self.eps_cache[k] for k in keys]
+
+    def render_many(self, candidates: list[tuple[float, float, float, int]], s: StageSettings) -> list[tuple]:
+        """[(latent, image)] for each candidate, all Mixing Denoise runs in one batch (one seed per call)."""
+        results: dict[int, tuple] = {}
+        for seed in dict.fromkeys(c[3] for c in candidates):
+            group = [i for i, c in enumerate(candidates) if c[3] == seed]
+            eps_b = torch.cat(self.eps_b([candidates[i][1:3] for i in group], seed, s))
+            out = run_mixing_denoise(self.model, eps_b, *self.tokens, self.conditioning,
+                                     [candidates[i][0] for i in group], s.guidance, s.steps, s.mix_rule, s.context,
+                                     seed, callback=self.callback, bf16_state=s.bf16_state)
+            self._count(out, len(group))
+            images = self.vae.decode(out["latent"])
+            results.update((i, (out["latent"][k:k + 1], images[k:k + 1])) for k, i in enumerate(group))
+        self.rendered += len(candidates)
+        return [results[i] for i in range(len(candidates))]
 
     def render(self, alpha: float, beta_1: float, beta_2: float, seed: int, s: StageSettings):
-        eps_b = self.eps_b(beta_1, beta_2, seed, s)
-        out = run_mixing_denoise(self.model, eps_b, *self.tokens, self.conditioning, alpha, s.guidance, s.steps,
-                                 s.mix_rule, s.context, seed, callback=self.callback, bf16_state=s.bf16_state)
-        self.nfe += out["nfe"]
-        latent = out["latent"]
-        return latent, self.vae.decode(latent)[:1]
+        return self.render_many([(alpha, beta_1, beta_2, seed)], s)[0]
 
 
 def expected_evaluations(o: SearchOptions) -> tuple[int, int]:
@@ -81,8 +100,10 @@ def expected_evaluations(o: SearchOptions) -> tuple[int, int]:
 
 
 def auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed: int, options: SearchOptions,
-              settings: StageSettings, search_steps: int = 0, node_id=None) -> dict:
-    """EAA over rendered, scored candidates; the winner is re-rendered at full steps if the search used fewer."""
+              settings: StageSettings, search_steps: int = 0, node_id=None, candidates_per_batch: int = 1) -> dict:
+    """EAA over rendered, scored candidates; the winner is re-rendered at full steps if the search used fewer.
+    ``candidates_per_batch`` > 1 renders the candidates the search needs next, and those it may need after them,
+    in one DiT batch (same result; fewer sequential passes, more latents through the DiT)."""
     search = settings.at_steps(search_steps) if search_steps else settings
     n_alpha, n_beta = expected_evaluations(options)
     bnoise = 2 * (search.t_den_step + 1)
@@ -94,17 +115,24 @@ def auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed: int, o
                                  callback=lambda *_: pbar.update(1))
     images: list[torch.Tensor] = []
 
-    def evaluate(alpha, beta_1, beta_2, seed_r):
+    def evaluate_batch(candidates):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        latent, image = renderer.render(alpha, beta_1, beta_2, seed_r, search)
-        terms = scorer.score(image)[0]
-        images.append(image[0])
-        pbar.update_absolute(pbar.current, preview=("JPEG", to_pil(image[0]), 512))
-        _send_text(node_id, f"candidate {len(images)}: α = {alpha:.4f}, β = ({beta_1:g}, {beta_2:g}), "
-                            f"seed {seed_r} → S = {terms['score']:.3f}")
-        return terms["score"], terms, (latent, image)
+        rendered = renderer.render_many(list(candidates), search)
+        scores = scorer.score(torch.cat([image for _, image in rendered]))
+        return [(terms["score"], terms, payload) for terms, payload in zip(scores, rendered)]
 
-    best, history = efficient_adaptive_adjustment(evaluate, seed, options)
+    def on_evaluation(e):  # a candidate the search consumed (not a speculative one it did not need)
+        image = e.payload[1][0]
+        images.append(image)
+        pbar.update_absolute(pbar.current, preview=("JPEG", to_pil(image), 512))
+        _send_text(node_id, f"candidate {len(images)}: α = {e.alpha:.4f}, β = ({e.beta_1:g}, {e.beta_2:g}), "
+                            f"seed {e.seed} → S = {e.score:.3f}")
+
+    best, history = efficient_adaptive_adjustment(lambda *c: evaluate_batch([c])[0], seed, options,
+                                                  on_evaluation=on_evaluation, evaluate_batch=evaluate_batch,
+                                                  batch_size=candidates_per_batch)
+    search_cost = {"sample_nfe": renderer.nfe, "dit_calls": renderer.dit_calls,
+                   "unused_candidates": renderer.rendered - len(history)}
     latent, image = best.payload
     final_terms = best.terms
     if search.steps != settings.steps:  # the search ran on a coarser grid: render the winner for real
@@ -114,7 +142,8 @@ def auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed: int, o
     best_index = history.index(best)
     pbar.update_absolute(pbar.total)
     return {"best": best, "latent": latent, "image": image, "final_terms": final_terms, "records": records,
-            "best_index": best_index, "images": images, "nfe": renderer.nfe, "search": search}
+            "best_index": best_index, "images": images, "nfe": renderer.nfe, "dit_calls": renderer.dit_calls,
+            "search_cost": search_cost, "search": search}
 
 
 def _searched_beta(e, options: SearchOptions):
@@ -195,6 +224,10 @@ class VMDiffAutoTune(io.ComfyNode):
                 io.Combo.Input("context", options=list(CONTEXT_MODES), default="redux_only"),
                 io.Boolean.Input("bf16_state", default=False, tooltip="Parity: bf16 latents between steps."),
                 *[make(getattr(defaults, name)) for name, make in OPTION_INPUTS],
+                io.Int.Input("candidates_per_batch", default=1, min=1, max=16,
+                             tooltip="Render this many candidates in one DiT batch: the one the search needs now "
+                                     "and those it may need after it (3 or 7 use a batch best). Same result as 1; "
+                                     "fewer sequential model passes, more latents per pass, more VRAM."),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -221,7 +254,7 @@ class VMDiffAutoTune(io.ComfyNode):
     def execute(cls, model, tokens_1, tokens_2, conditioning, vae, scorer, seed, preset="official", width=512,
                 height=512, steps=20, search_steps=0, t_den_step=10, guidance_denoise=5.0, guidance_invert=0.0,
                 guidance=4.0, mix_rule="official", inversion="lagged", context="redux_only", bf16_state=False,
-                **search_widgets) -> io.NodeOutput:
+                candidates_per_batch=1, **search_widgets) -> io.NodeOutput:
         if not callable(getattr(scorer, "score", None)):
             raise VMDiffInputError("scorer: expected the output of VMDiff Scorer")
         problems = search_problems(steps, t_den_step, search_steps, *(search_widgets.get(k) for k in (
@@ -234,14 +267,16 @@ class VMDiffAutoTune(io.ComfyNode):
         node_id = cls.hidden.unique_id if cls.hidden else None
         prompt = cls.hidden.prompt if cls.hidden else None
         result = auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed, options, settings,
-                           search_steps, node_id)
+                           search_steps, node_id, candidates_per_batch)
         best = result["best"]
         departures = _preset_departures(preset, options, mix_rule)
         params = {"alpha": best.alpha, "beta_1": best.beta_1, "beta_2": best.beta_2, "seed": best.seed,
                   "score": result["final_terms"]["score"], "search_score": best.score, "preset": preset,
                   "preset_departures": departures, "stage_settings": asdict(settings), "search_steps": search_steps,
                   "search_options": asdict(options), "models": upstream_model_files(prompt, node_id),
-                  "candidates": len(result["records"]), "sample_nfe": result["nfe"]}
+                  "candidates": len(result["records"]), "sample_nfe": result["nfe"], "dit_calls": result["dit_calls"],
+                  "candidates_per_batch": candidates_per_batch,
+                  "unused_candidates": result["search_cost"]["unused_candidates"]}
         log = {"params": params, "candidates": result["records"], "final_terms": result["final_terms"]}
         captions = [f"{r['index'] + 1}: a={r['alpha']:.3f} b=({r['beta_1']:g},{r['beta_2']:g}) S={r['score']:.2f}"
                     for r in result["records"]]
@@ -249,7 +284,8 @@ class VMDiffAutoTune(io.ComfyNode):
         plot = search_plot(result["records"], best_record, options.threshold)
         grid = candidate_grid(result["images"], captions, result["best_index"])
         summary = (f"best S = {params['score']:.3f} at α = {best.alpha:.4f}, β = ({best.beta_1:g}, {best.beta_2:g}), "
-                   f"seed {best.seed} — {len(result['records'])} candidates, {result['nfe']} sample-NFE"
+                   f"seed {best.seed} — {len(result['records'])} candidates, {result['nfe']} sample-NFE in "
+                   f"{result['dit_calls']} DiT passes"
                    + (f"; preset {preset} with {', '.join(departures)} changed" if departures else ""))
         return io.NodeOutput(result["image"], {"samples": result["latent"]}, best.alpha, best.beta_1, best.beta_2,
                              best.seed, params["score"], json.dumps(params), json.dumps(log), plot, grid,

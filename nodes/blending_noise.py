@@ -26,7 +26,8 @@ def initial_noise(seed: int, channels: int, width: int, height: int) -> torch.Te
 def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, height, steps=20, t_den_step=10,
                        guidance_denoise=5.0, guidance_invert=0.0, beta_1=1.0, beta_2=1.0, inversion="lagged",
                        context="redux_only", callback=None, bf16_state=False) -> dict:
-    """ε_b for one (β1, β2, seed); returns ε_b, the t_den preview latent, the σ grid and the NFE count."""
+    """ε_b for one (β1, β2, seed); returns ε_b, the t_den preview latent, the σ grid and the NFE count.
+    β1 and β2 may also be equal-length lists: one batch element per (β1, β2) pair, all from the same ε."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
     check_size(width, height)
@@ -34,12 +35,13 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, hei
         raise VMDiffInputError(f"t_den_step: {t_den_step} is outside the {steps}-step grid; use 0…{steps - 2}")
     if inversion not in INVERSION_RULES:
         raise VMDiffInputError(f"inversion: unknown rule {inversion!r}; expected one of {tuple(INVERSION_RULES)}")
-    for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+    betas = list(zip(*(v if isinstance(v, (list, tuple)) else [v] for v in (beta_1, beta_2)), strict=True))
+    for name, beta in ((name, beta) for pair in betas for name, beta in zip(("beta_1", "beta_2"), pair)):
         if not beta > 0:
             raise VMDiffInputError(f"{name}: must be > 0 (it scales a token set), got {beta}")
     # tokens_2 None: tokens_1 is already a concatenation (VMDiff Mix Tokens N's concat), scaled by β1
-    scat = (tokens_1.tokens * beta_1 if tokens_2 is None
-            else scale_concat(tokens_1.tokens, tokens_2.tokens, beta_1, beta_2))
+    scat = torch.cat([tokens_1.tokens * b1 if tokens_2 is None else scale_concat(tokens_1.tokens, tokens_2.tokens,
+                                                                                  b1, b2) for b1, b2 in betas])
     phases = {
         "denoise": phase_conditioning(conditioning, scat, guidance_denoise, context, info["vec_dim"]),
         "invert": phase_conditioning(conditioning, scat, guidance_invert, context, info["vec_dim"]),
@@ -59,7 +61,7 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, hei
         return {"x": eps_b, "preview": preview["x0"]}
 
     state_dtype = torch.bfloat16 if bf16_state else None  # parity: the reference keeps ε and latents in bf16
-    eps = initial_noise(seed, info["latent_channels"], width, height)
+    eps = initial_noise(seed, info["latent_channels"], width, height).expand(len(betas), -1, -1, -1).clone()
     if state_dtype is not None:
         eps = eps.to(state_dtype).float()
     out = run_flow_program(model, phases, eps, program, sigmas, 2 * (t_den_step + 1), seed, callback)

@@ -12,18 +12,25 @@ from .common import (CONTEXT_MODES, ReduxTokensType, VMDiffInputError, check_tok
 
 def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5, guidance=4.0, steps=20,
                        mix_rule="official", context="redux_only", seed=0, callback=None, bf16_state=False) -> dict:
-    """The fused latent for one α from the noise-space tensor ε_b; returns the VAE latent and the NFE count."""
+    """The fused latent for one α from the noise-space tensor ε_b; returns the VAE latent and the NFE count.
+    ``alpha`` may also be a list: one batch element per α (ε_b of batch 1 is shared, or one ε_b per α)."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
-    if not 0.0 <= alpha <= 1.0:
-        raise VMDiffInputError(f"alpha: must lie in [0, 1] (the weight of image 2), got {alpha}")
+    alphas = list(alpha) if isinstance(alpha, (list, tuple)) else [alpha]
+    for a in alphas:
+        if not 0.0 <= a <= 1.0:
+            raise VMDiffInputError(f"alpha: must lie in [0, 1] (the weight of image 2), got {a}")
+    if len(alphas) > 1 and eps_b.shape[0] not in (1, len(alphas)):
+        raise VMDiffInputError(f"eps_b: a batch of {eps_b.shape[0]} for {len(alphas)} α values")
     if mix_rule not in MIX_RULES:
         raise VMDiffInputError(f"mix_rule: unknown rule {mix_rule!r}; expected one of {MIX_RULES}")
     if eps_b.shape[1] != info["latent_channels"]:
         raise VMDiffInputError(f"eps_b: has {eps_b.shape[1]} channels, the model's latent has "
                                f"{info['latent_channels']}")
     # tokens_2 None: tokens_1 is already SInp (VMDiff Mix Tokens N), α and mix_rule do not apply
-    sinp = tokens_1.tokens if tokens_2 is None else mix_tokens(tokens_1.tokens, tokens_2.tokens, alpha, mix_rule)
+    sinp = tokens_1.tokens if tokens_2 is None else torch.cat([mix_tokens(tokens_1.tokens, tokens_2.tokens, a, mix_rule)
+                                                                for a in alphas])
+    eps_b = eps_b.repeat(len(alphas), 1, 1, 1) if eps_b.shape[0] == 1 < len(alphas) else eps_b
     phases = {"mix": phase_conditioning(conditioning, sinp, guidance, context, info["vec_dim"])}
     height, width = eps_b.shape[2] * 8, eps_b.shape[3] * 8
     sigmas = flow_sigma_grid(steps, flux_mu(width, height))
@@ -35,8 +42,8 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, alpha=0.5
 
     out = run_flow_program(model, phases, eps_b, program, sigmas, steps, seed, callback)
     out.update(nfe=counter.samples)
-    if mix_rule == "official" and tokens_2 is not None:
-        out["slerp_fraction"] = official_mix_tokens(tokens_1.tokens, tokens_2.tokens, alpha)[1]
+    if mix_rule == "official" and tokens_2 is not None and len(alphas) == 1:
+        out["slerp_fraction"] = official_mix_tokens(tokens_1.tokens, tokens_2.tokens, alphas[0])[1]
     return out
 
 

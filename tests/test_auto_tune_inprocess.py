@@ -94,6 +94,36 @@ def test_paper_rounds_resample_the_noise(setup):
     assert json.loads(out.result[7])["preset_departures"] == ["alpha_tol", "beta_tol", "mix_rule"]
 
 
+class MeanScorer:
+    """S = 1 + the mean pixel of the candidate (always under 2.4: the β stage runs); image 1 the stronger side."""
+
+    def score(self, images):
+        return [{"score": 1.0 + float(i.mean()), "D1": 0.5, "D2": 0.4, "T1": 0.3, "T2": 0.3, "n1": 0.5, "n2": 0.5}
+                for i in images]
+
+
+def test_candidates_in_one_batch_give_the_same_search_in_fewer_dit_passes(setup):
+    runs = {}
+    for per_batch in (1, 3):
+        counter = ForwardCounter(setup["model"])
+        out = tune(setup, MeanScorer(), model=counter.model, alpha_tol=0.02, beta_tol=1.0,
+                   candidates_per_batch=per_batch)
+        runs[per_batch] = (out.result, json.loads(out.result[7]), json.loads(out.result[8]), counter.calls)
+    (one, p1, log1, calls1), (three, p3, log3, calls3) = runs[1], runs[3]
+    key = lambda c: (c["alpha"], c["beta_1"], c["beta_2"], c["seed"], c["stage"])  # noqa: E731
+    assert [key(c) for c in log3["candidates"]] == [key(c) for c in log1["candidates"]]  # the same search
+    assert any(c["stage"] == "beta" for c in log1["candidates"])
+    assert [c["score"] for c in log3["candidates"]] == pytest.approx([c["score"] for c in log1["candidates"]],
+                                                                     abs=1e-5)
+    assert three[2:6] == one[2:6] and torch.allclose(three[0], one[0], atol=1e-4)  # α, β1, β2, seed; image
+    # counted by ComfyUI's model wrapper: every forward pass, batched or not
+    assert (p1["dit_calls"], p1["sample_nfe"], p1["unused_candidates"]) == (calls1, calls1, 0)
+    assert p3["dit_calls"] == calls3 < calls1 and p3["sample_nfe"] > p1["sample_nfe"]
+    assert p3["unused_candidates"] > 0 and p3["candidates_per_batch"] == 3
+    print(f"\n[auto-tune batch] {len(log1['candidates'])} candidates: batch 1 {calls1} DiT passes / {calls1} latents; "
+          f"batch 3 {calls3} passes / {p3['sample_nfe']} latents ({p3['unused_candidates']} unused candidates)")
+
+
 def test_search_steps_render_the_winner_at_full_steps_and_replay_reproduces_it(setup):
     scorer = ForcedScorer(lambda i: 1.0 + 0.01 * (i == 4))  # the 5th candidate wins
     out = tune(setup, scorer, search_steps=3, alpha_tol=0.01)

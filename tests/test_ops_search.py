@@ -2,7 +2,7 @@
 import pytest
 
 from vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment, golden_section_maximize,
-                        golden_section_maximize_on_grid, stronger_side)
+                        golden_section_maximize_on_grid, speculative_points, stronger_side)
 
 
 class Counted:
@@ -101,3 +101,50 @@ def test_options_are_explicit_dataclass_fields():
 def test_a_tolerance_wider_than_the_range_still_evaluates_one_bracket():
     assert golden_section_maximize(lambda x: -x, 0.4, 0.6, tol=0.5)[2] == 2
     assert golden_section_maximize_on_grid(lambda b: -b, beta_grid(0.5, 3.5, 0.2), 0.5, 3.5, tol=5.0)[2] == 2
+
+
+def test_speculative_points_of_golden_section_are_the_needed_point_then_both_successors():
+    def search(f):
+        return golden_section_maximize(f, 0.4, 0.6, tol=0.002, digits=5)
+
+    # nothing measured: the first bracket's two points, then the point of each outcome of their comparison
+    c, d, after_d_wins, after_c_wins = speculative_points(search, lambda x: None, 4)
+    assert (c, d) == (0.47639, 0.52361)
+    assert after_d_wins == round(0.47639 + 0.6180339887 * (0.6 - 0.47639), 5)  # bracket [c, 0.6]
+    assert after_c_wins == round(0.52361 - 0.6180339887 * (0.52361 - 0.4), 5)  # bracket [0.4, d]
+    # with c and d measured (d better), the search needs after_d_wins, then one of its two successors
+    measured = {c: 0.0, d: 1.0}
+    following = speculative_points(search, measured.get, 3)
+    assert following[0] == after_d_wins and len(following) == 3 and not set(following) & set(measured)
+    assert speculative_points(search, measured.get, 1) == [after_d_wins]
+
+
+SCORES = {
+    "typical": lambda a, b1, b2, s: 2.5 - (a - 0.55) ** 2,
+    "beta stage": lambda a, b1, b2, s: 1.0 - (a - 0.5) ** 2 + (0.2 - 0.1 * (b2 - 2.0) ** 2) * (b1 == 0.5),
+    "paper rounds": lambda a, b1, b2, s: 1.0 + 0.1 * (s == 43) - (a - 0.5) ** 2 + 0.01 * b2,
+}
+
+
+@pytest.mark.parametrize("case", SCORES)
+@pytest.mark.parametrize("batch_size", [2, 3, 5])
+def test_batched_candidates_leave_the_search_unchanged_in_fewer_rounds(case, batch_size):
+    preset = PRESETS["paper" if case == "paper rounds" else "official"]
+    evaluate, calls = scripted(SCORES[case])
+    best, history = efficient_adaptive_adjustment(evaluate, 42, preset)
+    batches = []
+
+    def evaluate_batch(candidates):
+        batches.append(list(candidates))
+        return [evaluate(*c) for c in candidates]
+
+    consumed = []
+    best_b, history_b = efficient_adaptive_adjustment(evaluate, 42, preset, on_evaluation=consumed.append,
+                                                      evaluate_batch=evaluate_batch, batch_size=batch_size)
+    strip = lambda h: [e.record() for e in h]  # noqa: E731
+    assert strip(history_b) == strip(history) == strip(consumed) and best_b.record() == best.record()
+    rendered = [c for b in batches for c in b]
+    assert all(1 <= len(b) <= batch_size for b in batches) and len(rendered) == len(set(rendered))
+    assert len(batches) < len(history)  # fewer rendering rounds (sequential DiT passes) than candidates
+    if batch_size >= 3:  # each round settles at least two golden-section steps
+        assert len(batches) <= (len(history) + 1) // 2 + preset.rounds * 2

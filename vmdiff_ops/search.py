@@ -140,34 +140,97 @@ def stronger_side(terms: dict, text_weight: float) -> int:
     return 1 if terms["D1"] + text_weight * terms["T1"] > terms["D2"] + text_weight * terms["T2"] else 2
 
 
+class _UnknownPoint(Exception):
+    def __init__(self, x: float):
+        super().__init__(x)
+        self.x = x
+
+
+def speculative_points(search: Callable[[Callable[[float], float]], Any], known: Callable[[float], Optional[float]],
+                       limit: int) -> list[float]:
+    """The points a deterministic search will ask for next, then those it may ask for after them, breadth-first,
+    at most ``limit`` (a batch of candidates to render together; no paper symbol, an execution plan).
+
+    ``search(f)`` is replayed without evaluating anything: ``known(x)`` gives the values already measured; the first
+    unmeasured point is the one needed now, and each hypothetical outcome for it (it beats every other point: +∞;
+    it loses: −∞) is replayed to find the point needed after it. Golden-section search only compares values, so
+    these two outcomes cover every branch; a point that turns out unused is simply never consumed by the search.
+    """
+    planned: list[float] = []
+    frontier: list[dict] = [{}]
+    while frontier and len(planned) < limit:
+        assumed = frontier.pop(0)
+
+        def f(x: float) -> float:
+            value = known(x)
+            if value is not None:
+                return value
+            if x in assumed:
+                return assumed[x]
+            raise _UnknownPoint(x)
+
+        try:
+            search(f)
+        except _UnknownPoint as unknown:
+            if unknown.x not in planned:
+                planned.append(unknown.x)
+            frontier += [{**assumed, unknown.x: math.inf}, {**assumed, unknown.x: -math.inf}]
+    return planned
+
+
 Evaluate = Callable[[float, float, float, int], tuple[float, dict, Any]]
+EvaluateBatch = Callable[[list[tuple[float, float, float, int]]], list[tuple[float, dict, Any]]]
 
 
 def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: SearchOptions,
                                   next_seed: Callable[[int, int], int] = lambda seed, r: seed + r,
-                                  on_evaluation: Optional[Callable[[Evaluation], None]] = None
+                                  on_evaluation: Optional[Callable[[Evaluation], None]] = None,
+                                  evaluate_batch: Optional[EvaluateBatch] = None, batch_size: int = 1
                                   ) -> tuple[Evaluation, list[Evaluation]]:
     """EAA: for round r = 1…K (ε from seed_r): golden-section search on α ∈ [α_min, α_max] with β1 = β2 = 1; stop
     if S > threshold; else fix α, hold the stronger side's β at β_stronger and golden-search the weaker side's β on
     its grid; stop if S > threshold; else resample ε (next round). Returns the best evaluation and all of them.
 
     ``evaluate(α, β1, β2, seed) -> (S, terms, payload)``; repeated arguments are served from a cache, so no
-    candidate is generated twice.
+    candidate is generated twice. With ``evaluate_batch`` and ``batch_size`` > 1, a missing candidate is rendered
+    together with the ones the search may need after it (``speculative_points``); the search consumes exactly the
+    candidates it would consume one at a time, so the result and the history do not change.
     """
     history: list[Evaluation] = []
     cache: dict[tuple, Evaluation] = {}
+    rendered: dict[tuple, tuple[float, dict, Any]] = {}  # evaluated, not necessarily consumed by the search yet
     context = {"round": 1, "stage": "alpha"}
 
+    def key_of(alpha: float, beta_1: float, beta_2: float, seed_r: int) -> tuple:
+        return round(alpha, 6), round(beta_1, 4), round(beta_2, 4), seed_r
+
     def run(alpha: float, beta_1: float, beta_2: float, seed_r: int) -> float:
-        key = (round(alpha, 6), round(beta_1, 4), round(beta_2, 4), seed_r)
+        key = key_of(alpha, beta_1, beta_2, seed_r)
         if key not in cache:
-            score, terms, payload = evaluate(alpha, beta_1, beta_2, seed_r)
+            if key not in rendered:
+                rendered[key] = evaluate(alpha, beta_1, beta_2, seed_r)
+            score, terms, payload = rendered[key]
             cache[key] = Evaluation(alpha, beta_1, beta_2, seed_r, float(score), dict(terms), context["round"],
                                     context["stage"], payload)
             history.append(cache[key])
             if on_evaluation is not None:
                 on_evaluation(cache[key])
         return cache[key].score
+
+    def search_1d(search: Callable[[Callable[[float], float]], Any], args_of: Callable[[float], tuple]) -> None:
+        """Run a 1-D search over candidates args_of(x), prefetching batches of what it may need next."""
+        def known(x: float) -> Optional[float]:
+            hit = rendered.get(key_of(*args_of(x)))
+            return None if hit is None else float(hit[0])
+
+        def f(x: float) -> float:
+            if evaluate_batch is not None and batch_size > 1 and known(x) is None:
+                batch = [args_of(p) for p in speculative_points(search, known, batch_size)]
+                for args, result in zip(batch, evaluate_batch(batch)):
+                    rendered[key_of(*args)] = result
+            return run(*args_of(x))
+
+        search(f)
 
     def best() -> Evaluation:
         return max(history, key=lambda e: e.score)
@@ -177,21 +240,19 @@ def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: Search
         context.update(round=r, stage="alpha")
         if r > 1:
             seed_r = next_seed(seed, r - 1)
-        golden_section_maximize(lambda a: run(a, 1.0, 1.0, seed_r), options.alpha_min, options.alpha_max,
-                                options.alpha_tol, options.alpha_max_iter, options.alpha_digits)
+        search_1d(lambda f: golden_section_maximize(f, options.alpha_min, options.alpha_max, options.alpha_tol,
+                                                    options.alpha_max_iter, options.alpha_digits),
+                  lambda a, s=seed_r: (a, 1.0, 1.0, s))
         if best().score > options.threshold:
             break
         context["stage"] = "beta"
         best_alpha = best_alpha_stage(history, r)
         side = stronger_side(best_alpha.terms, options.text_weight)
         fixed = options.beta_stronger
-
-        def score_beta(beta: float) -> float:
-            return run(best_alpha.alpha, fixed, beta, seed_r) if side == 1 else run(best_alpha.alpha, beta, fixed,
-                                                                                   seed_r)
-
-        golden_section_maximize_on_grid(score_beta, beta_grid(options.beta_min, options.beta_max, options.beta_step),
-                                        options.beta_min, options.beta_max, options.beta_tol, options.beta_max_iter)
+        grid = beta_grid(options.beta_min, options.beta_max, options.beta_step)
+        search_1d(lambda f: golden_section_maximize_on_grid(f, grid, options.beta_min, options.beta_max,
+                                                            options.beta_tol, options.beta_max_iter),
+                  lambda b, a=best_alpha.alpha, s=seed_r: (a, fixed, b, s) if side == 1 else (a, b, fixed, s))
         if best().score > options.threshold:
             break
     return best(), history
