@@ -3,6 +3,9 @@
 Import-light on purpose: ComfyUI imports this at start-up; the nodes are imported when ComfyUI asks for them.
 """
 
+#: web/vmdiff_auto_tune.js: choosing an Auto-Tune preset sets its search widgets
+WEB_DIRECTORY = "./web"
+
 
 async def comfy_entrypoint():
     from comfy_api.latest import ComfyExtension

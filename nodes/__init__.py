@@ -1,5 +1,5 @@
 """ComfyUI glue: one file per VMDiff stage."""
-from .auto_tune import VMDiffAutoTune
+from .auto_tune import VMDiffAutoTune, register_routes
 from .blending_noise import VMDiffBlendingNoise
 from .magicmix import VMDiffMagicMix
 from .mixing_denoise import VMDiffMixingDenoise
@@ -18,3 +18,4 @@ from .mix_tokens_n import VMDiffMixTokensN  # noqa: E402
 from .random_noise import VMDiffRandomNoise  # noqa: E402
 
 NODES += [VMDiffRandomNoise, VMDiffMixTokensN]
+register_routes()

@@ -207,8 +207,9 @@ class VMDiffAutoTune(io.ComfyNode):
                 ScorerType.Input("scorer", tooltip="From VMDiff Scorer (sources, labels and scorer models)."),
                 io.Int.Input("seed", default=42, min=0, max=0xffffffffffffffff, control_after_generate=True),
                 io.Combo.Input("preset", options=["official", "paper", "custom"], default="official",
-                               tooltip="Which defaults the search widgets below follow. The widgets are always "
-                                       "what runs; the log says where they depart from the named preset."),
+                               tooltip="Choosing official or paper sets the search widgets below (and mix_rule) to "
+                                       "that preset. The widgets are always what runs; the log says where they "
+                                       "depart from the named preset."),
                 io.Int.Input("width", default=512, min=16, max=4096, step=16),
                 io.Int.Input("height", default=512, min=16, max=4096, step=16),
                 io.Int.Input("steps", default=20, min=2, max=200, tooltip="Steps of the final image."),
@@ -307,11 +308,39 @@ def search_problems(steps, t_den_step, search_steps, alpha_min, alpha_max, beta_
     return problems
 
 
+PRESET_MIX_RULES = {"official": "official", "paper": "slerp"}
+
+
+def preset_widget_values() -> dict[str, dict]:
+    """{preset: {widget: value}}: what choosing a preset sets on the Auto-Tune node (web/vmdiff_auto_tune.js fetches
+    it from GET /vmdiff/presets) and what the log's preset_departures compares against."""
+    widgets = {name for name, _ in OPTION_INPUTS}
+    return {name: {**{k: v for k, v in asdict(options).items() if k in widgets}, "mix_rule": PRESET_MIX_RULES[name]}
+            for name, options in PRESETS.items()}
+
+
+def register_routes() -> None:
+    """GET /vmdiff/presets on the running ComfyUI server (nothing to do without one, e.g. in-process tests)."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return
+    if getattr(PromptServer, "instance", None) is None or getattr(register_routes, "done", False):
+        return
+
+    @PromptServer.instance.routes.get("/vmdiff/presets")
+    async def presets(request):
+        return web.json_response(preset_widget_values())
+
+    register_routes.done = True
+
+
 def _preset_departures(preset: str, options: SearchOptions, mix_rule: str) -> list[str]:
     if preset not in PRESETS:
         return []
     named = asdict(PRESETS[preset])
     changed = [k for k, v in asdict(options).items() if named[k] != v]
-    if mix_rule != {"official": "official", "paper": "slerp"}[preset]:
+    if mix_rule != PRESET_MIX_RULES[preset]:
         changed.append("mix_rule")
     return changed

@@ -70,3 +70,38 @@ def test_the_template_browser_lists_the_pack_workflows(page):
     assert sorted(templates["comfyui-vmdiff"]) == sorted(WORKFLOWS)  # workflows/*.json; the API twins stay out
     served = server.get("/api/workflow_templates/comfyui-vmdiff/vmdiff_manual.json").json()
     assert served == WORKFLOWS["vmdiff_manual"]
+
+
+def test_choosing_an_auto_tune_preset_sets_its_search_widgets(page):
+    server, browser, _ = page
+    from dataclasses import asdict
+
+    from vmdiff_ops import PRESETS
+
+    served = server.get("/vmdiff/presets").json()
+    for name, options in PRESETS.items():  # the search widgets of each preset, from the one table
+        assert served[name] == {**{k: v for k, v in asdict(options).items() if k in served[name]},
+                                "mix_rule": served[name]["mix_rule"]}
+        assert {"alpha_min", "alpha_tol", "beta_stronger", "threshold", "rounds"} <= set(served[name])
+    assert (served["paper"]["rounds"], served["paper"]["beta_stronger"], served["paper"]["mix_rule"]) == (3, 1.0,
+                                                                                                          "slerp")
+    assert load_workflow(browser, WORKFLOWS["vmdiff_full"], "vmdiff_full")["problems"] == []
+    choose = """(async (name) => {
+        const node = app.graph.nodes.find((n) => n.comfyClass === "VMDiffAutoTune");
+        const preset = node.widgets.find((w) => w.name === "preset");
+        preset.value = name;
+        preset.callback(name);
+        await node.vmdiffPresetApplied;
+        return Object.fromEntries(node.widgets.map((w) => [w.name, w.value]));
+    })"""
+    paper = browser.eval(f"{choose}('paper')")
+    assert {k: paper[k] for k in served["paper"]} == served["paper"] and paper["preset"] == "paper"
+    official = browser.eval(f"{choose}('official')")
+    assert {k: official[k] for k in served["official"]} == served["official"]
+    paper["alpha_tol"] = 0.05  # custom: the widgets stay as they are
+    browser.eval("""(() => {
+        const node = app.graph.nodes.find((n) => n.comfyClass === "VMDiffAutoTune");
+        node.widgets.find((w) => w.name === "alpha_tol").value = 0.05;
+    })()""")
+    custom = browser.eval(f"{choose}('custom')")
+    assert custom["alpha_tol"] == 0.05 and custom["rounds"] == official["rounds"]
