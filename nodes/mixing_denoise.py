@@ -5,7 +5,8 @@ import torch
 
 from comfy_api.latest import io, ui
 
-from ..vmdiff_ops import MIX_RULES, NFECounter, flow_sigma_grid, flux_mu, mix_tokens, mixing_denoise, official_mix_tokens
+from ..vmdiff_ops import (MIX_RULES, NFECounter, flow_sigma_grid, flux_mu, mix_tokens, mixing_denoise,
+                          official_mix_tokens)
 from .common import (CONTEXT_MODES, ReduxTokensType, VMDiffInputError, check_token_pair, flux_model_info,
                      noise_from_latent, phase_conditioning, run_flow_program)
 

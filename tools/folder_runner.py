@@ -1,13 +1,14 @@
-"""Fuse every ordered pair of a folder of object images through ComfyUI servers (the reference's ``run.py --input_dir``).
+"""Fuse every ordered pair of a folder of object images through ComfyUI servers
+(the reference's ``run.py --input_dir``).
 
     python tools/folder_runner.py objects/ --tiny                                  # own server, stand-in models
     python tools/folder_runner.py objects/ --models-dir ~/ComfyUI/models --out fused/
     python tools/folder_runner.py objects/ --server http://gpu0:8188 --server http://gpu1:8188   # share the pairs
 
 The file names are the labels (``owl.png`` → "owl"; ``--labels sanitize`` applies the reference's sanitize_name:
-'2' → space, '1' deleted). Each ordered pair (i, j), i ≠ j, runs the workflow of ``--method`` (``vmdiff``: the manual one; ``magicmix``:
-MagicMix on Flux, image i's layout with image j's Redux content) or ``--workflow`` (any UI/API workflow with two
-LoadImage nodes, e.g. workflows/vmdiff_full.json with Auto-Tune) with image i as object 1.
+'2' → space, '1' deleted). Each ordered pair (i, j), i ≠ j, runs the workflow of ``--method`` (``vmdiff``: the
+manual one; ``magicmix``: MagicMix on Flux, image i's layout with image j's Redux content) or ``--workflow`` (any
+UI/API workflow with two LoadImage nodes, e.g. workflows/vmdiff_full.json with Auto-Tune) with image i as object 1.
 The two orders of a pair go to the same server one after the other, so its cache reuses both Redux encodes; with
 several ``--server`` URLs each server takes the next pair from a shared queue.
 
@@ -48,7 +49,8 @@ WIDGET_PARAMS = {("VMDiffMixingDenoise", "alpha"): "alpha", ("VMDiffBlendingNois
                  ("VMDiffMagicMix", "k_max"): "k_max"}
 #: --method: the shipped workflow each method runs on a pair
 METHOD_WORKFLOWS = {"vmdiff": DEFAULT_WORKFLOW, "magicmix": REPO_ROOT / "workflows" / "vmdiff_magicmix_flux.json"}
-FIRST_COLUMNS = ["pair", "workflow", "label_1", "label_2", "image_1", "image_2", "alpha", "beta_1", "beta_2", "seed", "score"]
+FIRST_COLUMNS = ["pair", "workflow", "label_1", "label_2", "image_1", "image_2", "alpha", "beta_1", "beta_2", "seed",
+                 "score"]
 LAST_COLUMNS = ["outputs", "server", "seconds", "prompt_id"]
 #: --small: the smallest run of the manual / baseline graphs (smoke tests of the runner on stand-in models)
 SMALL_OVERRIDES = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
@@ -222,7 +224,8 @@ class FolderRun:
             saved.append(dest.name)
         (self.out / "images" / f".{name}.partial").rmdir()
         params, terms = read_scores(entry, probes)
-        record = {"pair": name, "workflow": self.workflow_name, "label_1": a["label"], "label_2": b["label"], "image_1": a["path"].name,
+        record = {"pair": name, "workflow": self.workflow_name, "label_1": a["label"], "label_2": b["label"],
+                  "image_1": a["path"].name,
                   "image_2": b["path"].name, **widget_params(api), **params, **terms, "outputs": saved,
                   "server": client.url, "seconds": round(seconds, 2), "prompt_id": entry.get("prompt", [None, None])[1]}
         write_json_atomic(self.record_path(i, j), record)
