@@ -51,3 +51,24 @@ def test_full_workflow_searches_saves_and_replays(vmdiff_server, object_images):
     replayed = vmdiff_server.run(replay, timeout=900)
     manual = [p for p in vmdiff_server.output_images(replayed) if p.name.startswith("vmdiff_manual")]
     assert np.array_equal(np.asarray(Image.open(manual[-1]).convert("RGB")), np.asarray(png.convert("RGB")))
+
+
+def test_candidates_in_one_dit_batch_give_the_same_result_through_the_server(vmdiff_server, object_images):
+    """candidates_per_batch 3 on the FLUX-width stand-in (729-token Redux sets batched as context): same winner,
+    fewer DiT passes. A constant forced score makes the search path independent of the order of scoring calls."""
+    results = {}
+    for per_batch in (1, 3):
+        api = full_prompt(vmdiff_server, object_images, "1.0")
+        api[node_id(api, "VMDiffAutoTune")]["inputs"]["candidates_per_batch"] = per_batch
+        entry = vmdiff_server.run(api, timeout=1200)
+        (path,) = [p for p in vmdiff_server.output_images(entry) if p.name.startswith("vmdiff_full")]
+        png = Image.open(path)
+        results[per_batch] = (json.loads(png.text["vmdiff"]), np.asarray(png.convert("RGB"), dtype=np.int16))
+    (one, image_1), (three, image_3) = results[1], results[3]
+    assert {k: three[k] for k in ("alpha", "beta_1", "beta_2", "seed", "candidates")} == \
+        {k: one[k] for k in ("alpha", "beta_1", "beta_2", "seed", "candidates")}
+    assert np.abs(image_3 - image_1).max() <= 2  # batched float sums round differently, by far less than a level or two
+    assert one["dit_calls"] == one["sample_nfe"] and three["dit_calls"] < one["dit_calls"]
+    assert three["sample_nfe"] >= one["sample_nfe"] and three["candidates_per_batch"] == 3
+    print(f"\n[server auto-tune] {one['candidates']} candidates: batch 1 {one['dit_calls']} DiT passes; batch 3 "
+          f"{three['dit_calls']} passes, {three['sample_nfe']} latents, {three['unused_candidates']} unused")
