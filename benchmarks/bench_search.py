@@ -47,7 +47,7 @@ def forced_score(case: str):
 TERMS = {"D1": 0.6, "T1": 0.3, "D2": 0.5, "T2": 0.3}  # image 1 is the stronger side (D + 3.13·T)
 
 
-def reference_schedule(score, render, blend):
+def reference_schedule(render, blend):
     """The reference code's search (run_single.py §6), re-implemented plainly: render(α, β1, β2) → S after
     blend(β1, β2) made its ε_b. Returns the number of candidates."""
     blend(1.0, 1.0)
@@ -106,7 +106,7 @@ def nfe_table() -> list[tuple]:
             counts["renders"] += 1
             return score(a, b1, b2)
 
-        reference_n = reference_schedule(score, render, blend)
+        reference_n = reference_schedule(render, blend)
         # the reference renders its candidates in pairs, one batch of 2 per pair (spec §8)
         rows.append((case, "reference schedule", reference_n, counts["nfe"],
                      counts["calls"] + counts["renders"] // 2 * STEPS))
@@ -187,7 +187,7 @@ def wall_times(size: int, repeats: int) -> list[tuple]:
 
         def run_reference():
             renderer.nfe = 0
-            reference_schedule(score, render, blend)
+            reference_schedule(render, blend)
             return renderer.nfe
 
         reference = timed(run_reference, repeats)

@@ -50,6 +50,7 @@ def main() -> int:
     from tools import tiny_models
     from vmdiff_pack.nodes.blending_noise import run_blending_noise
     from vmdiff_pack.nodes.common import ReduxTokens
+    from vmdiff_pack.nodes.mixing_denoise import run_mixing_denoise
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
@@ -72,7 +73,6 @@ def main() -> int:
     z1 = ReduxTokens(torch.randn(1, n_tokens, ctx), "bench")
     z2 = ReduxTokens(torch.randn(1, n_tokens, ctx), "bench")
     cond = tiny_models.tiny_flux_conditioning(vec_dim=vec, context_dim=ctx)
-    from vmdiff_pack.nodes.mixing_denoise import run_mixing_denoise
 
     rows = []
     for stage in ("Blending Noise", "Mixing Denoise"):

@@ -131,8 +131,7 @@ def auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed: int, o
     best, history = efficient_adaptive_adjustment(lambda *c: evaluate_batch([c])[0], seed, options,
                                                   on_evaluation=on_evaluation, evaluate_batch=evaluate_batch,
                                                   batch_size=candidates_per_batch)
-    search_cost = {"sample_nfe": renderer.nfe, "dit_calls": renderer.dit_calls,
-                   "unused_candidates": renderer.rendered - len(history)}
+    unused_candidates = renderer.rendered - len(history)  # rendered ahead, never asked for by the search
     latent, image = best.payload
     final_terms = best.terms
     if search.steps != settings.steps:  # the search ran on a coarser grid: render the winner for real
@@ -143,7 +142,7 @@ def auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed: int, o
     pbar.update_absolute(pbar.total)
     return {"best": best, "latent": latent, "image": image, "final_terms": final_terms, "records": records,
             "best_index": best_index, "images": images, "nfe": renderer.nfe, "dit_calls": renderer.dit_calls,
-            "search_cost": search_cost, "search": search}
+            "unused_candidates": unused_candidates, "search": search}
 
 
 def _searched_beta(e, options: SearchOptions):
@@ -277,7 +276,7 @@ class VMDiffAutoTune(io.ComfyNode):
                   "search_options": asdict(options), "models": upstream_model_files(prompt, node_id),
                   "candidates": len(result["records"]), "sample_nfe": result["nfe"], "dit_calls": result["dit_calls"],
                   "candidates_per_batch": candidates_per_batch,
-                  "unused_candidates": result["search_cost"]["unused_candidates"]}
+                  "unused_candidates": result["unused_candidates"]}
         log = {"params": params, "candidates": result["records"], "final_terms": result["final_terms"]}
         captions = [f"{r['index'] + 1}: a={r['alpha']:.3f} b=({r['beta_1']:g},{r['beta_2']:g}) S={r['score']:.2f}"
                     for r in result["records"]]

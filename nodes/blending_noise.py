@@ -6,7 +6,8 @@ import torch
 import comfy.sample
 from comfy_api.latest import io, ui
 
-from ..vmdiff_ops import NFECounter, blending_noise, flow_sigma_grid, flux_mu, scale_concat, INVERSION_RULES
+from ..vmdiff_ops import (INVERSION_RULES, NFECounter, blending_noise, flow_sigma_grid, flux_mu, scale_concat,
+                          t_den_sigma)
 from .common import (CONTEXT_MODES, BlendedNoise, ReduxTokensType, VMDiffInputError, check_token_pair,
                      flux_model_info, grid_problems, noise_space_latent, phase_conditioning, run_flow_program)
 
@@ -36,18 +37,21 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, hei
     if inversion not in INVERSION_RULES:
         raise VMDiffInputError(f"inversion: unknown rule {inversion!r}; expected one of {tuple(INVERSION_RULES)}")
     betas = list(zip(*(v if isinstance(v, (list, tuple)) else [v] for v in (beta_1, beta_2)), strict=True))
-    for name, beta in ((name, beta) for pair in betas for name, beta in zip(("beta_1", "beta_2"), pair)):
-        if not beta > 0:
-            raise VMDiffInputError(f"{name}: must be > 0 (it scales a token set), got {beta}")
-    # tokens_2 None: tokens_1 is already a concatenation (VMDiff Mix Tokens N's concat), scaled by β1
-    scat = torch.cat([tokens_1.tokens * b1 if tokens_2 is None else scale_concat(tokens_1.tokens, tokens_2.tokens,
-                                                                                  b1, b2) for b1, b2 in betas])
+    for pair in betas:
+        for name, beta in zip(("beta_1", "beta_2"), pair):
+            if not beta > 0:
+                raise VMDiffInputError(f"{name}: must be > 0 (it scales a token set), got {beta}")
+    if tokens_2 is None:  # tokens_1 is already a concatenation (VMDiff Mix Tokens N's concat), scaled by β1
+        scat = torch.cat([tokens_1.tokens * b1 for b1, _ in betas])
+    else:
+        scat = torch.cat([scale_concat(tokens_1.tokens, tokens_2.tokens, b1, b2) for b1, b2 in betas])
     phases = {
         "denoise": phase_conditioning(conditioning, scat, guidance_denoise, context, info["vec_dim"]),
         "invert": phase_conditioning(conditioning, scat, guidance_invert, context, info["vec_dim"]),
     }
     sigmas = flow_sigma_grid(steps, flux_mu(width, height))
     counter = NFECounter()
+    state_dtype = torch.bfloat16 if bf16_state else None  # parity: the reference keeps ε and latents in bf16
     preview = {}
 
     def program(velocity_for, eps, on_step):
@@ -60,7 +64,6 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, seed, width, hei
                                   inversion=inversion, counter=counter, on_step=hook, state_dtype=state_dtype)
         return {"x": eps_b, "preview": preview["x0"]}
 
-    state_dtype = torch.bfloat16 if bf16_state else None  # parity: the reference keeps ε and latents in bf16
     eps = initial_noise(seed, info["latent_channels"], width, height).expand(len(betas), -1, -1, -1).clone()
     if state_dtype is not None:
         eps = eps.to(state_dtype).float()
@@ -132,7 +135,7 @@ class VMDiffBlendingNoise(io.ComfyNode):
                                  guidance_denoise, guidance_invert, beta_1, beta_2, inversion, context,
                                  bf16_state=bf16_state)
         eps_b = out["x"]
-        sigma_den = float(out["sigmas"][t_den_step])
+        sigma_den = t_den_sigma(out["sigmas"], t_den_step)
         record = dict(seed=seed, beta_1=beta_1, beta_2=beta_2, steps=steps, t_den_step=t_den_step,
                       sigma_den=sigma_den, inversion=inversion, width=width, height=height, nfe=out["nfe"])
         preview = {"samples": model.model.process_latent_out(out["preview"])}

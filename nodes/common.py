@@ -68,9 +68,9 @@ def flux_model_info(model) -> dict:
 def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens | None, model_info: dict) -> None:
     """z1 and z2 must come from the same CLIP-vision + Redux pair and fit the model's context width.
     ``tokens_2`` None: tokens_1 is a ready condition (VMDiff Mix Tokens N) and is checked alone."""
-    for name, t in (("tokens_1", tokens_1), ("tokens_2", tokens_2))[:1 if tokens_2 is None else 2]:
-        if not isinstance(t, ReduxTokens):
-            raise VMDiffInputError(f"{name}: expected a VMDiff Redux Encode output, got {type(t).__name__}")
+    named = [("tokens_1", tokens_1)] + ([] if tokens_2 is None else [("tokens_2", tokens_2)])
+    for name, t in named:
+        check_is_tokens(name, t)
         if not torch.isfinite(t.tokens).all():
             raise VMDiffInputError(f"{name}: the token set contains NaN or infinite values; re-encode the image "
                                    f"with VMDiff Redux Encode (check its image and its CLIP vision / Redux models)")
@@ -78,12 +78,24 @@ def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens | None, model_
             raise VMDiffInputError(
                 f"{name}: tokens are {t.tokens.shape[-1]} wide but the model's context expects "
                 f"{model_info['context_dim']}; encode with the Redux model made for this Flux model")
-    if tokens_2 is not None and (tokens_1.encoder_id != tokens_2.encoder_id
-                                 or tokens_1.tokens.shape != tokens_2.tokens.shape):
-        raise VMDiffInputError(
-            f"tokens_2: made by a different CLIP vision / Redux model than tokens_1 "
-            f"(encoder {tokens_2.encoder_id} vs {tokens_1.encoder_id}, shapes {tuple(tokens_2.tokens.shape)} vs "
-            f"{tuple(tokens_1.tokens.shape)}); encode both images with the same loaders")
+    check_same_encoder(named)
+
+
+def check_is_tokens(name: str, tokens) -> None:
+    if not isinstance(tokens, ReduxTokens):
+        raise VMDiffInputError(f"{name}: expected a VMDiff Redux Encode output, got {type(tokens).__name__}")
+
+
+def check_same_encoder(named: list[tuple[str, ReduxTokens]]) -> None:
+    """Every token set of ``named`` ([(input name, z_k)]) must come from the CLIP vision + Redux pair of the first."""
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.encoder_id != first.encoder_id or t.tokens.shape != first.tokens.shape:
+            raise VMDiffInputError(
+                f"{name}: made by a different CLIP vision / Redux model than {first_name} "
+                f"(encoder {t.encoder_id} vs {first.encoder_id}, shapes {tuple(t.tokens.shape)} vs "
+                f"{tuple(first.tokens.shape)}); encode {'both' if len(named) == 2 else 'all'} images with the same "
+                f"loaders")
 
 
 def widget_problems(ranges: dict, **values) -> list[str]:
@@ -100,9 +112,9 @@ def widget_problems(ranges: dict, **values) -> list[str]:
     return problems
 
 
-def grid_problems(steps, t_den_step, min_steps: int = 2) -> list[str]:
+def grid_problems(steps, t_den_step) -> list[str]:
     """steps / t_den_step of Blending Noise and Auto-Tune: t_den is a step index of the grid, at most steps − 2."""
-    problems = widget_problems({"steps": (min_steps, 200), "t_den_step": (0, 198)}, steps=steps, t_den_step=t_den_step)
+    problems = widget_problems({"steps": (2, 200), "t_den_step": (0, 198)}, steps=steps, t_den_step=t_den_step)
     if not problems and steps is not None and t_den_step is not None and t_den_step > steps - 2:
         problems.append(f"t_den_step: {t_den_step} is outside the {steps}-step grid; use 0…{steps - 2}")
     return problems
@@ -111,7 +123,7 @@ def grid_problems(steps, t_den_step, min_steps: int = 2) -> list[str]:
 def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, context_mode: str, vec_dim) -> list:
     """One phase's CONDITIONING: the visual context (SCat or SInp), the prompt's CLIP-L pooled vector and the
     phase's Flux guidance. In ``redux_only`` (the reference) the prompt's text tokens are dropped."""
-    if not conditioning or "pooled_output" not in conditioning[0][1] or conditioning[0][1]["pooled_output"] is None:
+    if not conditioning or conditioning[0][1].get("pooled_output") is None:
         raise VMDiffInputError("conditioning: needs a pooled CLIP-L vector; connect VMDiff Fusion Prompt "
                                "(or CLIP Text Encode) of the fusion prompt")
     text, extras = conditioning[0][0], conditioning[0][1]

@@ -13,7 +13,8 @@ from comfy_api.latest import io, ui
 
 from ..vmdiff_ops import NFECounter
 from ..vmdiff_ops.magicmix import layout_noises, layout_trajectory, magicmix, mixing_window
-from .common import (ReduxTokens, ReduxTokensType, VMDiffInputError, flux_model_info, phase_conditioning,
+from .blending_noise import initial_noise
+from .common import (ReduxTokensType, VMDiffInputError, check_is_tokens, flux_model_info, phase_conditioning,
                      run_flow_program, widget_problems)
 
 #: Flux's guidance when the conditioning carries none (ComfyUI's model_base.Flux default)
@@ -92,9 +93,7 @@ def content_conditioning(model, content, content_tokens):
     pooled vector and Flux guidance (set it with FluxGuidance; 3.5 when absent), as VMDiff conditions."""
     if content_tokens is None:
         return content
-    if not isinstance(content_tokens, ReduxTokens):
-        raise VMDiffInputError(f"content_tokens: expected a VMDiff Redux Encode output, got "
-                               f"{type(content_tokens).__name__}")
+    check_is_tokens("content_tokens", content_tokens)
     try:
         info = flux_model_info(model)
     except VMDiffInputError as exc:
@@ -139,9 +138,8 @@ def run_magicmix(model, content, seed: int, steps: int = 20, scheduler: str = "s
         x_start = layout[0]
         total = steps - i_max
     else:  # text–text: x_T = pure noise, denoised under the layout prompt to K_min
-        channels = model.model.latent_format.latent_channels
-        empty = torch.zeros(1, channels, height // 8, width // 8)
-        x_start = noise_scaling(float(sigmas[0]), comfy.sample.prepare_noise(empty, seed), empty)
+        eps = initial_noise(seed, model.model.latent_format.latent_channels, width, height)
+        x_start = noise_scaling(float(sigmas[0]), eps, torch.zeros_like(eps))
         phases = {"layout": layout_conditioning, **phases}
         total = i_min + steps - i_max
 

@@ -6,26 +6,23 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..vmdiff_ops import MIX_RULES_N, mix_tokens_n, normalized_weights
-from .common import ReduxTokens, ReduxTokensType, VMDiffInputError
+from .common import ReduxTokens, ReduxTokensType, VMDiffInputError, check_is_tokens, check_same_encoder
 
 MAX_SETS = 4
 
 
 def mix_token_sets(sets: list, weights: list, rule: str) -> tuple[ReduxTokens, ReduxTokens, list[float]]:
     """(SInp, SCat, normalised weights) of the connected token sets; errors name the input to fix."""
-    for k, t in sets:
-        if not isinstance(t, ReduxTokens):
-            raise VMDiffInputError(f"tokens_{k}: expected a VMDiff Redux Encode output, got {type(t).__name__}")
-        if t.encoder_id != sets[0][1].encoder_id or t.tokens.shape != sets[0][1].tokens.shape:
-            raise VMDiffInputError(f"tokens_{k}: made by a different CLIP vision / Redux model than tokens_1 "
-                                   f"({tuple(t.tokens.shape)} vs {tuple(sets[0][1].tokens.shape)}); encode all "
-                                   f"images with the same loaders")
+    named = [(f"tokens_{k}", t) for k, t in sets]
+    for name, t in named:
+        check_is_tokens(name, t)
+    check_same_encoder(named)
     try:
         w = normalized_weights(weights, len(sets)).tolist()
         mixed = mix_tokens_n([t.tokens for _, t in sets], w, rule)
     except ValueError as error:
         raise VMDiffInputError(f"weights / mix_rule: {error}") from None
-    names = [f"tokens_{k}" for k, _ in sets]
+    names = [name for name, _ in named]
     encoder = sets[0][1].encoder_id
     sinp = ReduxTokens(mixed, encoder, {"mixed": names, "weights": w, "rule": rule})
     scat = ReduxTokens(torch.cat([t.tokens for _, t in sets], dim=1), encoder, {"concat": names})

@@ -41,7 +41,8 @@ def redux_tokens(clip_vision, style_model, image: torch.Tensor, resize: str) -> 
     output = clip_vision.encode_image(rgb, crop=(resize == "center_crop"))
     tokens = style_model.get_cond(output)
     if tokens.ndim != 3 or tokens.shape[0] != 1:
-        raise VMDiffInputError(f"style_model: expected a Redux model giving (1, N, C) tokens, got {tuple(tokens.shape)}")
+        raise VMDiffInputError(f"style_model: expected a Redux model giving (1, N, C) tokens, "
+                               f"got {tuple(tokens.shape)}")
     encoder_id = fingerprint(clip_vision.model, style_model.model)
     info = {"image_size": tuple(image.shape[1:3]), "resize": resize, "note": note}
     return ReduxTokens(tokens=tokens.float(), encoder_id=encoder_id, info=info)

@@ -12,44 +12,50 @@ GroundingDinoType = io.Custom("VMDIFF_GROUNDING_DINO")
 SamType = io.Custom("VMDIFF_SAM")
 
 
-def _check(check, *args) -> bool | str:
-    """validate_inputs helper: True, or the loader's error message (folder, expected files, where to get them)."""
+def _check(*checks) -> bool | str:
+    """validate_inputs helper: each ``(check, *args)`` in turn; True, or the first loader error message (folder,
+    expected files, where to get them)."""
     try:
-        check(*args)
+        for check, *args in checks:
+            check(*args)
     except sm.VMDiffInputError as e:
         return str(e)
     return True
 
 
-def _summary(model: sm.ScorerModel) -> str:
+def _hf_folder_input(name: str, kind: str, preferred: str, tooltip: str) -> io.Combo.Input:
+    """A combo of the Hugging Face folders of ``kind``, defaulting to ``preferred`` when it is there."""
+    folders = sorted(sm.list_hf_folders(kind))
+    return io.Combo.Input(name, options=folders, default=preferred if preferred in folders else None, tooltip=tooltip)
+
+
+def _loaded(model: sm.ScorerModel, detail: str = "") -> io.NodeOutput:
+    """A loader's output: the model, and its name and parameter count as preview text."""
     params = sum(p.numel() for p in model.patcher.model.parameters())
-    return f"{model.name}: {params / 1e6:.1f} M parameters"
+    return io.NodeOutput(model, ui=ui.PreviewText(f"{model.name}: {params / 1e6:.1f} M parameters{detail}"))
 
 
 class VMDiffLoadDINOv2(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        folders = sorted(sm.list_hf_folders("dinov2"))
         return io.Schema(
             node_id="VMDiffLoadDINOv2",
             display_name="VMDiff Load DINOv2",
             category="VMDiff/score",
             description="DINOv2 for the score's identity terms D1, D2 (feature: mean of all output tokens). Hugging "
                         "Face folders in models/dinov2 (dinov2-base: config.json + model.safetensors).",
-            inputs=[io.Combo.Input("dinov2", options=folders,
-                                   default="dinov2-base" if "dinov2-base" in folders else None,
-                                   tooltip="A folder in models/dinov2 (facebook/dinov2-base is the reference).")],
+            inputs=[_hf_folder_input("dinov2", "dinov2", "dinov2-base",
+                                     "A folder in models/dinov2 (facebook/dinov2-base is the reference).")],
             outputs=[DinoType.Output(display_name="dino")],
         )
 
     @classmethod
     def validate_inputs(cls, dinov2):
-        return _check(sm.resolve_hf_folder, "dinov2", dinov2)
+        return _check((sm.resolve_hf_folder, "dinov2", dinov2))
 
     @classmethod
     def execute(cls, dinov2) -> io.NodeOutput:
-        model = sm.load_dinov2(dinov2)
-        return io.NodeOutput(model, ui=ui.PreviewText(_summary(model)))
+        return _loaded(sm.load_dinov2(dinov2))
 
 
 class VMDiffLoadOpenCLIP(io.ComfyNode):
@@ -72,18 +78,16 @@ class VMDiffLoadOpenCLIP(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, checkpoint):
-        return _check(sm.resolve_weight_file, "open_clip", checkpoint)
+        return _check((sm.resolve_weight_file, "open_clip", checkpoint))
 
     @classmethod
     def execute(cls, model_name, checkpoint) -> io.NodeOutput:
-        model = sm.load_open_clip(model_name, checkpoint)
-        return io.NodeOutput(model, ui=ui.PreviewText(_summary(model)))
+        return _loaded(sm.load_open_clip(model_name, checkpoint))
 
 
 class VMDiffLoadGroundingDINO(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        bert = sorted(sm.list_hf_folders("bert-base-uncased"))
         return io.Schema(
             node_id="VMDiffLoadGroundingDINO",
             display_name="VMDiff Load GroundingDINO",
@@ -96,27 +100,21 @@ class VMDiffLoadGroundingDINO(io.ComfyNode):
                                        "models/grounding-dino (read as literals, never executed)."),
                 io.Combo.Input("checkpoint", options=sm.list_weight_files("grounding-dino"),
                                tooltip="groundingdino_swint_ogc.pth"),
-                io.Combo.Input("bert", options=bert,
-                               default="bert-base-uncased" if "bert-base-uncased" in bert else None,
-                               tooltip="models/bert-base-uncased (config.json, weights, vocab.txt)."),
+                _hf_folder_input("bert", "bert-base-uncased", "bert-base-uncased",
+                                 "models/bert-base-uncased (config.json, weights, vocab.txt)."),
             ],
             outputs=[GroundingDinoType.Output(display_name="grounding_dino")],
         )
 
     @classmethod
     def validate_inputs(cls, config, checkpoint, bert):
-        for check, args in ((sm.grounding_dino_config_path, (config,)),
-                            (sm.resolve_weight_file, ("grounding-dino", checkpoint)),
-                            (sm.resolve_hf_folder, ("bert-base-uncased", bert))):
-            result = _check(check, *args)
-            if result is not True:
-                return result
-        return True
+        return _check((sm.grounding_dino_config_path, config),
+                      (sm.resolve_weight_file, "grounding-dino", checkpoint),
+                      (sm.resolve_hf_folder, "bert-base-uncased", bert))
 
     @classmethod
     def execute(cls, config, checkpoint, bert) -> io.NodeOutput:
-        model = sm.load_grounding_dino(config, checkpoint, bert)
-        return io.NodeOutput(model, ui=ui.PreviewText(_summary(model)))
+        return _loaded(sm.load_grounding_dino(config, checkpoint, bert))
 
 
 class VMDiffLoadSAM(io.ComfyNode):
@@ -135,12 +133,12 @@ class VMDiffLoadSAM(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, checkpoint):
-        return _check(sm.resolve_weight_file, "sams", checkpoint)
+        return _check((sm.resolve_weight_file, "sams", checkpoint))
 
     @classmethod
     def execute(cls, checkpoint) -> io.NodeOutput:
         model = sm.load_sam(checkpoint)
-        return io.NodeOutput(model, ui=ui.PreviewText(f"{_summary(model)} ({model.info['variant']})"))
+        return _loaded(model, f" ({model.info['variant']})")
 
 
 LOADER_NODES = [VMDiffLoadDINOv2, VMDiffLoadOpenCLIP, VMDiffLoadGroundingDINO, VMDiffLoadSAM]

@@ -5,7 +5,8 @@ Model folders (registered at import, MERGED with anything extra_model_paths.yaml
 
 * ``models/grounding-dino`` and ``models/sams`` — the names comfyui_segment_anything (storyicon) and the other
   Grounded-SAM packs use, so files users already have are found: ``groundingdino_swint_ogc.pth`` (+ optionally its
-  ``GroundingDINO_SwinT_OGC.cfg.py``) and ``sam_vit_h_4b8939.pth`` / ``sam_vit_l_0b3195.pth`` / ``sam_vit_b_01ec64.pth``.
+  ``GroundingDINO_SwinT_OGC.cfg.py``) and ``sam_vit_h_4b8939.pth`` / ``sam_vit_l_0b3195.pth`` /
+  ``sam_vit_b_01ec64.pth``.
 * ``models/bert-base-uncased`` — GroundingDINO's text encoder as a Hugging Face folder (same packs' convention);
   the folder itself or sub-folders of it, each with ``config.json``, weights and ``vocab.txt``.
 * ``models/dinov2`` — Hugging Face DINOv2 folders (``dinov2-base/config.json`` + ``model.safetensors``), named like
@@ -197,8 +198,9 @@ class ScorerModel:
 
     kind = "model"
 
-    def __init__(self, module: torch.nn.Module, name: str, info: dict | None = None):
-        self.patcher = comfy.model_patcher.ModelPatcher(
+    def __init__(self, module: torch.nn.Module | None, name: str, info: dict | None = None, patcher=None):
+        """``patcher``: an existing ModelPatcher to run under (then ``module`` is not used)."""
+        self.patcher = patcher if patcher is not None else comfy.model_patcher.ModelPatcher(
             ManagedModule(module), load_device=comfy.model_management.get_torch_device(),
             offload_device=comfy.model_management.unet_offload_device())
         self.name = name
@@ -264,12 +266,9 @@ class ClipVisionDinoEncoder(ScorerModel):
     kind = "dino"
 
     def __init__(self, clip_vision):
+        super().__init__(None, f"CLIP_VISION dinov2 ({clip_vision.image_size}px)",
+                         {"image_size": clip_vision.image_size}, patcher=clip_vision.patcher)
         self.clip_vision = clip_vision
-        self.patcher = clip_vision.patcher
-        self.name = f"CLIP_VISION dinov2 ({clip_vision.image_size}px)"
-        self.info = {"image_size": clip_vision.image_size}
-        self.calls = 0
-        self.images = 0
 
     def encode(self, views: list[torch.Tensor], resize: str = "squash") -> torch.Tensor:
         x = prepare_views(views, self.clip_vision.image_size, resize, short_side=self.clip_vision.image_size)
@@ -604,19 +603,19 @@ class SamSegmenter(ScorerModel):
         without a box keeps every pixel."""
         from segment_anything.utils.transforms import ResizeLongestSide
 
-        sam = self.ready()
         h, w = images.shape[-2:]
-        size = sam.image_encoder.img_size
-        resized = torch.nn.functional.interpolate(images.float() * 255.0, ResizeLongestSide.get_preprocess_shape(
-            h, w, size), mode="bilinear", align_corners=False, antialias=True).to(self.device)
         masks = torch.ones(len(images), 1, h, w, dtype=torch.bool)
         todo = [i for i, b in enumerate(boxes) if b is not None]
-        if not todo:
+        if not todo:  # nothing to segment: no model load, no resize
             return masks
+        sam = self.ready()
+        size = sam.image_encoder.img_size
+        resized = torch.nn.functional.interpolate(images[todo].float() * 255.0, ResizeLongestSide.get_preprocess_shape(
+            h, w, size), mode="bilinear", align_corners=False, antialias=True).to(self.device)
         transform = ResizeLongestSide(size)
-        batch = [{"image": resized[i], "original_size": (h, w),
+        batch = [{"image": image, "original_size": (h, w),
                   "boxes": transform.apply_boxes_torch(torch.as_tensor(boxes[i], dtype=torch.float32)[None],
-                                                       (h, w)).to(self.device)} for i in todo]
+                                                       (h, w)).to(self.device)} for i, image in zip(todo, resized)]
         self.count(len(batch))
         for i, out in zip(todo, sam(batch, multimask_output=False)):
             masks[i] = out["masks"][0].cpu()

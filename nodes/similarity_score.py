@@ -82,14 +82,12 @@ class SimilarityScorer:
         self.texts = [score_ops.label_text(label, options.label_text) for label in self.labels]
         self.score_calls = 0
 
-        views, self.source_info = [], []
-        for k, (image, label) in enumerate(((image_1, self.labels[0]), (image_2, self.labels[1])), start=1):
-            source = self._prepare_source(image, f"image_{k}")
-            (view, info), = self._isolate(source, self._caption(label))
-            views.append(view)
+        self.source_views, self.source_info = [], []
+        for k, (image, label) in enumerate(zip((image_1, image_2), self.labels), start=1):
+            (view, info), = self._isolate(self._prepare_source(image, f"image_{k}"), self._caption(label))
+            self.source_views.append(view)
             self.source_info.append(info)
-        self.source_views = views
-        self.source_features = self.dino.encode(views, options.resize)      # (2, C): once per scorer
+        self.source_features = self.dino.encode(self.source_views, options.resize)  # (2, C): once per scorer
         self.label_features = self.clip.encode_texts(self.texts)             # (2, E): once per scorer
 
     # -- isolation ---------------------------------------------------------------------------------

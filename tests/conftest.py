@@ -11,11 +11,13 @@ import pytest  # noqa: E402
 
 from tools.comfy_server import ComfyServer  # noqa: E402
 
+TEST_NODES = REPO_ROOT / "tests" / "custom_nodes" / "vmdiff_test_nodes"
+
 
 @pytest.fixture(scope="session")
 def comfy_server_factory():
-    """``get(models_dir=None, extra_custom_nodes=(), frontend=False)`` → a started ComfyServer, one per distinct
-    arguments (frontend=True serves ComfyUI's real frontend)."""
+    """``get(models_dir=None, extra_custom_nodes=(), frontend=False, extra_args=())`` → a started ComfyServer, one
+    per distinct arguments (frontend=True serves ComfyUI's real frontend)."""
     servers: dict[tuple, ComfyServer] = {}
 
     def get(models_dir: Path | None = None, extra_custom_nodes=(), frontend: bool = False,
@@ -37,8 +39,9 @@ def comfy_server_factory():
 
 @pytest.fixture(scope="session")
 def comfy_server(comfy_server_factory) -> ComfyServer:
-    """A server with no model folders: enough for workflows of core nodes that load no model."""
-    return comfy_server_factory()
+    """A server with no model folders (the pack and the test-only nodes): enough for workflows of core nodes that
+    load no model. The same arguments as test_reliability's cheap server, so the two share one server start."""
+    return comfy_server_factory(None, [TEST_NODES])
 
 
 @pytest.fixture(autouse=True)
@@ -72,8 +75,7 @@ def vmdiff_server(comfy_server_factory, real_models_dir) -> ComfyServer:
     """One real ComfyUI server with the pack, the test-only nodes (tests/custom_nodes) and all real-loader
     stand-ins, shared by the server tests. Its LRU cache keeps loaded models and the Redux encodes of the shared
     object images across the tests' different workflows (the CPU stand-ins cost seconds per model call)."""
-    return comfy_server_factory(real_models_dir, [REPO_ROOT / "tests" / "custom_nodes" / "vmdiff_test_nodes"],
-                                extra_args=["--cache-lru", "200"])
+    return comfy_server_factory(real_models_dir, [TEST_NODES], extra_args=["--cache-lru", "200"])
 
 
 @pytest.fixture(scope="session")

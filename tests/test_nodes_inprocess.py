@@ -11,7 +11,7 @@ from tools import tiny_models  # noqa: E402
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
 from vmdiff_pack.nodes.common import VMDiffInputError, phase_conditioning  # noqa: E402
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.prompt import VMDiffFusionPrompt, fusion_prompt  # noqa: E402
+from vmdiff_pack.nodes.prompt import fusion_prompt  # noqa: E402
 from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
 from vmdiff_pack.vmdiff_ops import flow_sigma_grid, flux_mu, mix_tokens  # noqa: E402
 

@@ -3,7 +3,6 @@ code users run, the isolation modes, encode-once, safe loading and the error mes
 import json
 import math
 import os
-from pathlib import Path
 
 import pytest
 import torch

@@ -133,7 +133,8 @@ FUSION_TEXT = "A photo of owl creatively fused with jar."
 CORE_TWO_REDUX_NODES = {
     "dual_clip": ("DualCLIPLoader", 0, 5, {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors",
                                            "type": "flux"}, "Load CLIP-L + T5 (the usual Flux text path)"),
-    "text": ("CLIPTextEncode", 1, 4, {"clip": ("@", "dual_clip", 0), "text": FUSION_TEXT}, "Fusion prompt (T5 + CLIP-L)"),
+    "text": ("CLIPTextEncode", 1, 4, {"clip": ("@", "dual_clip", 0), "text": FUSION_TEXT},
+             "Fusion prompt (T5 + CLIP-L)"),
     "vision_1": ("CLIPVisionEncode", 2, 4, {"clip_vision": ("@", "clip_vision", 0), "image": ("@", "image_1", 0),
                                             "crop": "none"}, None),
     "vision_2": ("CLIPVisionEncode", 2, 5, {"clip_vision": ("@", "clip_vision", 0), "image": ("@", "image_2", 0),
@@ -148,9 +149,9 @@ CORE_TWO_REDUX_NODES = {
     "negative": ("ConditioningZeroOut", 4, 5, {"conditioning": ("@", "text", 0)}, None),
     "empty": ("EmptySD3LatentImage", 4, 6, {"width": 512, "height": 512, "batch_size": 1}, None),
     "ksampler": ("KSampler", 5, 4, {"model": ("@", "unet", 0), "seed": 42, "steps": 20, "cfg": 1.0,
-                                    "sampler_name": "euler", "scheduler": "simple", "positive": ("@", "flux_guidance", 0),
-                                    "negative": ("@", "negative", 0), "latent_image": ("@", "empty", 0), "denoise": 1.0},
-                 None),
+                                    "sampler_name": "euler", "scheduler": "simple",
+                                    "positive": ("@", "flux_guidance", 0), "negative": ("@", "negative", 0),
+                                    "latent_image": ("@", "empty", 0), "denoise": 1.0}, None),
     "decode_core": ("VAEDecode", 6, 4, {"samples": ("@", "ksampler", 0), "vae": ("@", "vae", 0)}, None),
     "save_core": ("SaveImage", 7, 4, {"images": ("@", "decode_core", 0), "filename_prefix": "core_two_redux"},
                   "Two Redux on one prompt (core nodes)"),
@@ -335,7 +336,7 @@ def build_ui(graph: dict, classes: dict) -> dict:
 
 
 def _topological_order(ui_nodes, links) -> dict[int, int]:
-    deps = {n["id"]: {l[1] for l in links if l[3] == n["id"]} for n in ui_nodes}
+    deps = {n["id"]: {link[1] for link in links if link[3] == n["id"]} for n in ui_nodes}
     order, done = {}, set()
     while len(done) < len(deps):
         for node_id in sorted(deps):

@@ -35,7 +35,8 @@ MODEL_FOLDERS = ("diffusion_models", "clip_vision", "style_models", "vae", "text
 
 def find_comfyui() -> Path:
     """$COMFYUI_PATH, else ../shared/ComfyUI beside the repo, else .cache/ComfyUI (fetched by setup_env.sh)."""
-    candidates = [os.environ.get("COMFYUI_PATH"), REPO_ROOT.parent / "shared" / "ComfyUI", REPO_ROOT / ".cache" / "ComfyUI"]
+    candidates = [os.environ.get("COMFYUI_PATH"), REPO_ROOT.parent / "shared" / "ComfyUI",
+                  REPO_ROOT / ".cache" / "ComfyUI"]
     for cand in candidates:
         if cand and (Path(cand) / "main.py").is_file():
             return Path(cand).resolve()

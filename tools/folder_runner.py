@@ -38,7 +38,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tools.comfy_server import ComfyClient, ComfyServer  # noqa: E402
 from tools.run_workflow import DEFAULT_WORKFLOW, apply_inputs  # noqa: E402
-from tools.workflow_convert import ui_to_api  # noqa: E402
+from tools.workflow_convert import as_api  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # widget values that name a fused image's parameters in a workflow without Auto-Tune: (class, input) -> column
@@ -185,7 +185,7 @@ class FolderRun:
         client = ComfyClient(url)
         try:
             info = client.object_info()
-            template = ui_to_api(copy.deepcopy(self.workflow), info) if "nodes" in self.workflow else self.workflow
+            template = as_api(self.workflow, info)  # each worker adds its probes to its own copy
             probes = add_string_probes(template, info)
         except Exception as error:  # a server that cannot be reached leaves its share to the others
             self.log(f"[folder_runner] {url}: {error}")
@@ -288,14 +288,9 @@ def main(argv=None) -> int:
     else:
         models_dir = args.models_dir
         if args.tiny:
-            import subprocess
+            from tools.tiny_models import write_real_loader_models_in_child
 
-            from tools.tiny_models import default_tiny_models_dir
-
-            models_dir = Path(default_tiny_models_dir())
-            subprocess.run([sys.executable, "-c", "from tools.tiny_models import default_tiny_models_dir as d, "
-                            "write_real_loader_models as w; w(d()); from tools.tiny_scorers import "
-                            "ensure_tiny_scorers as s; s(d())"], cwd=REPO_ROOT, check=True)
+            models_dir = write_real_loader_models_in_child(scorers=True)
         # an LRU cache keeps every image's Redux encoding (and the loaded models) across all the pairs
         with ComfyServer(models_dir, extra_args=["--cache-lru", str(4 * len(objects) + 32)]) as server:
             print(f"[folder_runner] ComfyUI started at {server.url} (log: {server.log_path})")

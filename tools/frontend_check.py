@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import requests
@@ -155,8 +156,9 @@ class Browser:
     def goto(self, url: str) -> None:
         self.send("Page.navigate", url=url)
 
-    def screenshot(self, path: Path) -> Path:
-        data = self.send("Page.captureScreenshot", format="png")["data"]
+    def screenshot(self, path: Path, **params) -> Path:
+        """A PNG of the page (``params``: Page.captureScreenshot's, e.g. clip)."""
+        data = self.send("Page.captureScreenshot", format="png", **params)["data"]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(base64.b64decode(data))
         return Path(path)
@@ -248,11 +250,7 @@ def screenshot_graph(browser: Browser, path: Path, scale: float = 1.0, margin: i
         const r = app.canvas.canvas.getBoundingClientRect(); return [r.left, r.top];
     }})()""")
     browser.pump(1.0)
-    data = browser.send("Page.captureScreenshot", format="png", clip={
-        "x": rect[0], "y": rect[1], "width": width, "height": height, "scale": 1})["data"]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(base64.b64decode(data))
-    return Path(path)
+    return browser.screenshot(path, clip={"x": rect[0], "y": rect[1], "width": width, "height": height, "scale": 1})
 
 
 def main(argv=None) -> int:
@@ -268,8 +266,9 @@ def main(argv=None) -> int:
     workflows = {p.stem: json.loads(p.read_text()) for p in paths}
     width, height = (int(v) for v in args.size.split("x"))
     failed = False
-    with tempfile.TemporaryDirectory() as tmp, \
-            (ComfyServer(None, frontend=True) if not args.server else _Nothing(ComfyClient(args.server))) as server:
+    # --server: that server is not ours to stop
+    serving = nullcontext(ComfyClient(args.server)) if args.server else ComfyServer(None, frontend=True)
+    with tempfile.TemporaryDirectory() as tmp, serving as server:
         prepare_server(server, list(workflows.values()), Path(tmp))
         with Browser(width, height) as browser:
             page = [p for p in open_frontend(browser, server.url) if not is_fresh_install_noise(p)]
@@ -286,19 +285,6 @@ def main(argv=None) -> int:
                 if i == 0 and args.screenshot:
                     print("screenshot:", screenshot_graph(browser, args.screenshot))
     return 1 if failed else 0
-
-
-class _Nothing:
-    """Context manager that hands out a client and does nothing (--server: the server is not ours to stop)."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def __enter__(self):
-        return self.client
-
-    def __exit__(self, *exc):
-        return None
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tools.comfy_server import ComfyClient, ComfyServer, ExecutionError, PromptError  # noqa: E402
-from tools.workflow_convert import ui_to_api  # noqa: E402
+from tools.workflow_convert import as_api  # noqa: E402
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "vmdiff_manual.json"
 # --tiny is a smoke run on random weights at FLUX.1's full width on the CPU: keep it small (--set still wins).
@@ -85,7 +85,7 @@ def apply_inputs(api: dict, images: list[str | None], labels: list[str | None], 
 
 def run(args, client: ComfyClient) -> list[Path]:
     workflow = json.loads(args.workflow.read_text())
-    api = ui_to_api(workflow, client.object_info()) if "nodes" in workflow else workflow
+    api = as_api(workflow, client.object_info())
     images = [args.image1, args.image2]
     names = [client.upload_image(p, f"vmdiff_input_{i + 1}{Path(p).suffix or '.png'}") if p else None
              for i, p in enumerate(images)]
@@ -120,15 +120,10 @@ def main(argv=None) -> int:
 
     models_dir = args.models_dir
     if args.tiny:
-        import subprocess
+        from tools.tiny_models import write_real_loader_models_in_child
 
-        from tools.tiny_models import default_tiny_models_dir
-
-        models_dir = Path(default_tiny_models_dir())
         t0 = time.monotonic()
-        # in a child process: it imports ComfyUI in-process, and its memory is returned before the server starts
-        subprocess.run([sys.executable, "-c", "from tools.tiny_models import default_tiny_models_dir as d, "
-                        "write_real_loader_models as w; w(d(), verbose=True)"], cwd=REPO_ROOT, check=True)
+        models_dir = write_real_loader_models_in_child(verbose=True)
         print(f"[run_workflow] tiny stand-in models in {models_dir} ({time.monotonic() - t0:.1f} s)")
         if not (args.image1 and args.image2):
             args.image1, args.image2 = synthetic_objects(args.out / "inputs")
@@ -139,7 +134,8 @@ def main(argv=None) -> int:
             paths = run(args, ComfyClient(args.server))
         else:
             with ComfyServer(models_dir) as srv:
-                print(f"[run_workflow] ComfyUI started in {srv.startup_seconds:.1f} s at {srv.url} (log: {srv.log_path})")
+                print(f"[run_workflow] ComfyUI started in {srv.startup_seconds:.1f} s at {srv.url} "
+                      f"(log: {srv.log_path})")
                 try:
                     paths = run(args, srv)
                 except (PromptError, ExecutionError):

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -217,7 +218,8 @@ def tiny_vae(seed: int = 0, latent_channels: int = 16):
 
 
 def tiny_flux_conditioning(seed: int = 0, vec_dim: int = 32, text_tokens: int = 0, context_dim: int = 64):
-    """Replaces ``CLIPTextEncode`` on Flux's DualCLIP: CONDITIONING ``[[(1,text_tokens,context_dim), {pooled_output}]]``.
+    """Replaces ``CLIPTextEncode`` on Flux's DualCLIP:
+    CONDITIONING ``[[(1,text_tokens,context_dim), {pooled_output}]]``.
 
     With ``text_tokens=0`` (Redux-only context) append image tokens (StyleModelApply) before sampling: ComfyUI's
     Flux DiT cannot run on a context of zero tokens."""
@@ -370,6 +372,18 @@ def write_real_loader_models(models_dir: Path | None = None, seed: int = 0, verb
             print(f"wrote {r['file']}: {r['params'] / 1e6:.1f} M params, {r['bytes'] / 2**20:.1f} MiB, {r['seconds']} s")
     marker.write_text(json.dumps(report, indent=1))
     return paths
+
+
+def write_real_loader_models_in_child(scorers: bool = False, verbose: bool = False) -> Path:
+    """``write_real_loader_models`` into ``default_tiny_models_dir()`` (with ``scorers`` also the scorer stand-ins of
+    tools/tiny_scorers.py) in a child process: it imports ComfyUI in-process, and its memory is returned before a
+    server starts. Returns the folder."""
+    code = ("from tools.tiny_models import default_tiny_models_dir as d, write_real_loader_models as w; "
+            f"w(d(), verbose={verbose})")
+    if scorers:
+        code += "; from tools.tiny_scorers import ensure_tiny_scorers as s; s(d())"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+    return Path(default_tiny_models_dir())
 
 
 def write_extra_model_paths_yaml(models_dir: Path, yaml_path: Path, custom_nodes_dirs=()) -> Path:

@@ -32,14 +32,14 @@ import argparse
 import hashlib
 import importlib.metadata
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tools.tiny_models import REPO_ROOT, _generator, ensure_comfy
+from tools.tiny_models import default_tiny_models_dir as default_models_dir
 
 #: what the loader nodes are given for the tiny files (widget name -> value)
 TINY_SCORER_NAMES = {
@@ -73,18 +73,11 @@ TINY_SAM_CONFIG = dict(embed_dim=32, depth=2, patch_size=16, img_size=64, num_he
                        iou_head_hidden_dim=32)
 
 
-def default_models_dir() -> Path:
-    return Path(os.environ.get("VMDIFF_TINY_MODELS_DIR", REPO_ROOT / ".cache" / "tiny_models"))
-
-
 def score_models_module():
     """nodes/score_models.py of the pack (imports ComfyUI, booted on the CPU if this process has not)."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+    ensure_comfy()
+    from tests.support.comfy_env import load_pack
 
-    if "comfy.model_management" not in sys.modules:
-        boot_comfy_inprocess()
     load_pack()
     from vmdiff_pack.nodes import score_models
 
@@ -99,8 +92,8 @@ def recipe_hash(seed: int) -> str:
 
 
 def _seeded(seed: int, name: str):
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    torch.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    """Seed torch's global RNG from (seed, name), as tools.tiny_models seeds its generators."""
+    torch.manual_seed(_generator(seed, name).initial_seed())
 
 
 def write_bert(folder: Path) -> None:
@@ -153,7 +146,8 @@ def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: b
     if marker.is_file():
         return dict(TINY_SCORER_NAMES)
     score_models = score_models_module()
-    folders = {name: models_dir / name for name in ("dinov2", "open_clip", "bert-base-uncased", "grounding-dino", "sams")}
+    folders = {name: models_dir / name
+               for name in ("dinov2", "open_clip", "bert-base-uncased", "grounding-dino", "sams")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     bert_folder = folders["bert-base-uncased"] / TINY_SCORER_NAMES["bert"]

@@ -22,6 +22,7 @@ CLI: ``python tools/workflow_convert.py workflow.json [--server URL | --object-i
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -44,12 +45,17 @@ def _ordered_inputs(node_def: dict):
                 yield name, specs[name], section
 
 
+def _type_and_options(spec: list) -> tuple:
+    """(type, options dict) of one /object_info input spec."""
+    return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+
+
 def widget_slots(node_def: dict) -> list[str | None]:
     """Names of the entries of widgets_values for this node class (None = a value the API does not take)."""
     slots: list[str | None] = []
     upload = False
     for name, spec, section in _ordered_inputs(node_def):
-        typ, opts = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+        typ, opts = _type_and_options(spec)
         is_combo = isinstance(typ, list) or typ == "COMBO"
         if section == "optional" and upload:  # the frontend appends "upload" to the required inputs
             slots.append(None)
@@ -71,8 +77,7 @@ def widget_slots(node_def: dict) -> list[str | None]:
 
 def _default(node_def: dict, name: str):
     """The value the frontend gives a new widget: its default, else a combo's first option, else 0 / ""."""
-    spec = next(spec for n, spec, _ in _ordered_inputs(node_def) if n == name)
-    typ, opts = spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+    typ, opts = _type_and_options(next(spec for n, spec, _ in _ordered_inputs(node_def) if n == name))
     if "default" in opts:
         return opts["default"]
     options = typ if isinstance(typ, list) else opts.get("options", [])
@@ -144,6 +149,11 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
         title = node.get("title") or object_info[ctype].get("display_name") or ctype
         prompt[str(node["id"])] = {"class_type": ctype, "inputs": inputs, "_meta": {"title": title}}
     return prompt
+
+
+def as_api(workflow: dict, object_info: dict) -> dict:
+    """The API-format prompt of a UI- or API-format workflow: converted, or a copy (callers may edit the result)."""
+    return ui_to_api(workflow, object_info) if "nodes" in workflow else copy.deepcopy(workflow)
 
 
 def main(argv=None) -> int:

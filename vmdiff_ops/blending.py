@@ -5,13 +5,7 @@ from typing import Optional
 
 import torch
 
-from .integrator import INVERSION_RULES, NFECounter, StepHook, Velocity, integrate_flow
-
-
-def _shifted(hook: Optional[StepHook], offset: int) -> Optional[StepHook]:
-    if hook is None:
-        return None
-    return lambda i, *rest: hook(i + offset, *rest)
+from .integrator import INVERSION_RULES, NFECounter, StepHook, Velocity, integrate_flow, shifted_hook
 
 
 def blending_noise(eps: torch.Tensor, sigmas: torch.Tensor, t_den_step: int, velocity_denoise: Velocity,
@@ -35,7 +29,7 @@ def blending_noise(eps: torch.Tensor, sigmas: torch.Tensor, t_den_step: int, vel
     x_den = integrate_flow(eps, down, velocity_denoise, evaluate_at="source", counter=counter,
                            on_step=on_step, state_dtype=state_dtype)
     eps_b = integrate_flow(x_den, down.flip(0), velocity_invert, evaluate_at=INVERSION_RULES[inversion],
-                           counter=counter, on_step=_shifted(on_step, t_den_step + 1), state_dtype=state_dtype)
+                           counter=counter, on_step=shifted_hook(on_step, t_den_step + 1), state_dtype=state_dtype)
     return eps_b, x_den
 
 

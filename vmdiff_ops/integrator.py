@@ -53,3 +53,10 @@ def integrate_flow(x: torch.Tensor, sigmas: Sequence[float] | torch.Tensor, velo
             on_step(i, x, tau, v, x_next)
         x = x_next
     return x
+
+
+def shifted_hook(hook: Optional[StepHook], offset: int) -> Optional[StepHook]:
+    """``hook`` seeing step indices moved by ``offset`` (one progress count over several integrations)."""
+    if hook is None:
+        return None
+    return lambda i, *rest: hook(i + offset, *rest)

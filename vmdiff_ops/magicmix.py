@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .integrator import NFECounter, StepHook, Velocity, integrate_flow
+from .integrator import NFECounter, StepHook, Velocity, integrate_flow, shifted_hook
 
 #: noise_scaling(σ, ε, x0) -> x_σ, the model family's q(x_σ | x0) for one noise draw ε
 NoiseScaling = Callable[[float, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -95,13 +95,10 @@ def magicmix(layout: Sequence[torch.Tensor], sigmas: Sequence[float] | torch.Ten
     if not 0 <= i_max <= i_min < len(levels):
         raise ValueError(f"layout covers grid indices {i_max}…{i_min}, outside the {len(levels) - 1}-step grid")
 
-    def shifted(offset: int) -> Optional[StepHook]:
-        return None if on_step is None else (lambda i, *rest: on_step(i + offset, *rest))
-
     x = layout[0]
     for i in range(i_max, i_min):  # layout generation: one step at a time, each followed by the ν blend
         x = integrate_flow(x, levels[i: i + 2], velocity_content, counter=counter,
-                           on_step=shifted(step_offset + i - i_max))
+                           on_step=shifted_hook(on_step, step_offset + i - i_max))
         x = nu_blend(x, layout[i + 1 - i_max], nu)
     return integrate_flow(x, levels[i_min:], velocity_content, counter=counter,  # content generation
-                          on_step=shifted(step_offset + i_min - i_max))
+                          on_step=shifted_hook(on_step, step_offset + i_min - i_max))

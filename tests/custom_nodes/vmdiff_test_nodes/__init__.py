@@ -3,11 +3,11 @@
 VMDiffTestForcedScorer: a VMDIFF_SCORER whose scores follow a script (cycled over the scorer calls), so a search
 through the real server takes known branches and its number of candidates can be asserted.
 tiny_loaders.py: loaders returning ComfyUI's real classes built tiny in-process, and reliability probes.
+flux_text.py: a Flux-shaped text CONDITIONING from a CLIP-L-only one (the stand-ins have no T5-XXL).
 """
 from comfy_api.latest import ComfyExtension, io
 
 from .flux_text import NODES as FLUX_TEXT_NODES
-
 from .tiny_loaders import NODES as TINY_NODES
 
 

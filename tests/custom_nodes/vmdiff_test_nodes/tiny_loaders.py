@@ -43,12 +43,16 @@ def _seed_input():
     return io.Int.Input("seed", default=0, min=0, max=2**31 - 1)
 
 
+def _context_dim_input():
+    return io.Int.Input("context_dim", default=64, min=8, max=4096, optional=True)
+
+
 class VMDiffTestTinyFlux(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
             node_id="VMDiffTestTinyFlux", category="VMDiff/testing",
-            inputs=[_seed_input(), io.Int.Input("context_dim", default=64, min=8, max=4096, optional=True),
+            inputs=[_seed_input(), _context_dim_input(),
                     io.Float.Input("seconds_per_call", default=0.0, min=0.0, max=60.0, optional=True),
                     io.String.Input("call_log", default="", optional=True)],
             outputs=[io.Model.Output()])
@@ -91,7 +95,7 @@ class VMDiffTestTinyRedux(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(node_id="VMDiffTestTinyRedux", category="VMDiff/testing",
-                         inputs=[_seed_input(), io.Int.Input("context_dim", default=64, min=8, max=4096, optional=True)],
+                         inputs=[_seed_input(), _context_dim_input()],
                          outputs=[io.StyleModel.Output()])
 
     @classmethod
