@@ -15,6 +15,8 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io
 
+from ..vmdiff_comfy.errors import VMDiffInputError  # noqa: F401  (re-exported for the nodes)
+
 #: ComfyUI socket type of a Redux token set (one image's z_k).
 ReduxTokensType = io.Custom("VMDIFF_REDUX_TOKENS")
 #: ComfyUI socket type of a scorer: an object with ``score(images) -> list[dict]`` (S and its terms per image).
@@ -24,10 +26,6 @@ ScorerType = io.Custom("VMDIFF_SCORER")
 NOISE_SPACE_KEY = "vmdiff_noise_space"
 
 CONTEXT_MODES = ("redux_only", "text_and_redux")
-
-
-class VMDiffInputError(ValueError):
-    """A bad node input; the message names the input and the fix."""
 
 
 @dataclass(frozen=True)
