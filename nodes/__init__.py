@@ -1,5 +1,6 @@
-"""ComfyUI glue: one file per VMDiff stage."""
-from .auto_tune import VMDiffAutoTune, register_routes
+"""The VMDiff nodes: one file per node (or family of nodes), each only define_schema + a short execute."""
+from ..vmdiff_comfy.stages.presets import register_routes
+from .auto_tune import VMDiffAutoTune
 from .blending_noise import VMDiffBlendingNoise
 from .magicmix import VMDiffMagicMix
 from .mix_tokens_n import VMDiffMixTokensN
