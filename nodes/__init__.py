@@ -9,10 +9,11 @@ from .prompt import VMDiffFusionPrompt
 from .random_noise import VMDiffRandomNoise
 from .redux_encode import VMDiffReduxEncode
 from .save_image import VMDiffSaveImage
+from .stage_settings import VMDiffStageSettings
 from .score_loaders import LOADER_NODES
 from .similarity_score import VMDiffScorer, VMDiffSimilarityScore
 
 NODES = [VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune,
          VMDiffSaveImage, VMDiffMagicMix, *LOADER_NODES, VMDiffScorer, VMDiffSimilarityScore, VMDiffRandomNoise,
-         VMDiffMixTokensN]
+         VMDiffMixTokensN, VMDiffStageSettings]
 register_routes()

@@ -12,7 +12,7 @@ from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.auto_tune import auto_tune, search_problems
 from ..vmdiff_comfy.stages.presets import PRESET_CHOICES, preset_departures
 from ..vmdiff_comfy.stages.provenance import upstream_model_files
-from ..vmdiff_comfy.stages.settings import SEARCH_OPTION_NAMES, StageSettings
+from ..vmdiff_comfy.stages.settings import SEARCH_OPTION_NAMES
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType, ScorerType
 from ..vmdiff_ops import PRESETS, SearchOptions
 from .plots import candidate_grid, search_plot, to_pil
@@ -46,6 +46,7 @@ class VMDiffAutoTune(io.ComfyNode):
                                        "depart from the named preset."),
                 *settings.inputs(*STAGE_WIDGETS, steps="Auto-Tune: the steps of the final image."),
                 *settings.inputs(*SEARCH_OPTION_NAMES, "candidates_per_batch"),
+                settings.stage_settings_input(),
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
@@ -74,13 +75,13 @@ class VMDiffAutoTune(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, tokens_1, tokens_2, conditioning, vae, scorer, seed=None, preset="official",
-                **widgets) -> io.NodeOutput:
+                stage_settings=None, **widgets) -> io.NodeOutput:
         if not callable(getattr(scorer, "score", None)):
             raise VMDiffInputError("scorer: expected the output of VMDiff Scorer")
         v = settings.with_defaults(WIDGETS, dict(widgets, seed=seed))
         settings.raise_problems(cls.problems(v))  # again: linked inputs are None at validation
         options = SearchOptions(**{**asdict(PRESETS["official"]), **{k: v[k] for k in SEARCH_OPTION_NAMES}})
-        stage = StageSettings.from_inputs(v)
+        stage, note = settings.resolve(stage_settings, v)
         node_id = cls.hidden.unique_id if cls.hidden else None
         prompt = cls.hidden.prompt if cls.hidden else None
         result = auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, seed=v["seed"], options=options,
@@ -105,7 +106,8 @@ class VMDiffAutoTune(io.ComfyNode):
         summary = (f"best S = {params['score']:.3f} at α = {best.alpha:.4f}, β = ({best.beta_1:g}, {best.beta_2:g}), "
                    f"seed {best.seed} — {len(result.records)} candidates, {result.nfe} sample-NFE in "
                    f"{result.dit_calls} DiT passes"
-                   + (f"; preset {preset} with {', '.join(departures)} changed" if departures else ""))
+                   + (f"; preset {preset} with {', '.join(departures)} changed" if departures else "")
+                   + (f"; {note}" if note else ""))
         return io.NodeOutput(result.image, {"samples": result.latent}, best.alpha, best.beta_1, best.beta_2,
                              best.seed, params["score"], json.dumps(params), json.dumps(log), plot, grid,
                              ui=ui.PreviewText(summary))

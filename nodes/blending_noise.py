@@ -6,7 +6,6 @@ from comfy_api.latest import io, ui
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.blending_noise import run_blending_noise
 from ..vmdiff_comfy.stages.checks import SAMPLING_PATCH_NOTE
-from ..vmdiff_comfy.stages.settings import StageSettings
 from ..vmdiff_comfy.stages.sockets import BlendedNoise, ReduxTokensType, noise_space_latent
 from ..vmdiff_ops import t_den_sigma
 
@@ -33,6 +32,7 @@ class VMDiffBlendingNoise(io.ComfyNode):
                 io.Conditioning.Input("conditioning", tooltip="The fusion prompt; only its CLIP-L pooled vector is "
                                                               "used in redux_only context."),
                 *settings.inputs(*WIDGETS),
+                settings.stage_settings_input(),
             ],
             outputs=[
                 io.Latent.Output(display_name="eps_b", tooltip="ε_b in noise space, for VMDiff Mixing Denoise."),
@@ -49,10 +49,11 @@ class VMDiffBlendingNoise(io.ComfyNode):
                                                                               values.get("t_den_step"))) or True
 
     @classmethod
-    def execute(cls, model, tokens_1, tokens_2=None, conditioning=None, **widgets) -> io.NodeOutput:
+    def execute(cls, model, tokens_1, tokens_2=None, conditioning=None, stage_settings=None,
+                **widgets) -> io.NodeOutput:
         v = settings.with_defaults(WIDGETS, widgets)
         settings.raise_problems(settings.problems(**v))
-        stage = StageSettings.from_inputs(v)
+        stage, note = settings.resolve(stage_settings, v)
         out = run_blending_noise(model, tokens_1, tokens_2, conditioning, seed=v["seed"], width=v["width"],
                                  height=v["height"], settings=stage, beta_1=v["beta_1"], beta_2=v["beta_2"])
         seed, steps, t_den_step = v["seed"], stage.steps, stage.t_den_step
@@ -64,6 +65,6 @@ class VMDiffBlendingNoise(io.ComfyNode):
         text = (f"ε_b: {out.nfe} NFE ({t_den_step + 1} denoise at γ={stage.guidance_denoise:g}, {t_den_step + 1} "
                 f"invert at γ={stage.guidance_invert:g}); t_den = step {t_den_step} of {steps} (σ = {sigma_den:.4f}, "
                 f"t ≈ {1000 * sigma_den:.0f}); β = ({v['beta_1']:g}, {v['beta_2']:g}); seed {seed}"
-                + (f"; {SAMPLING_PATCH_NOTE}" if out.sampling_patched else ""))
+                + "".join(f"; {n}" for n in (note, SAMPLING_PATCH_NOTE if out.sampling_patched else "") if n))
         return io.NodeOutput(noise_space_latent(out.eps_b, **record), BlendedNoise(out.eps_b, seed), preview,
                              ui=ui.PreviewText(text))

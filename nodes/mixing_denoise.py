@@ -6,7 +6,6 @@ from comfy_api.latest import io, ui
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.checks import SAMPLING_PATCH_NOTE
 from ..vmdiff_comfy.stages.mixing_denoise import run_mixing_denoise
-from ..vmdiff_comfy.stages.settings import StageSettings
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType, noise_from_latent
 
 WIDGETS = ("alpha", "guidance", "steps", "mix_rule", "context", "bf16_state")
@@ -30,6 +29,7 @@ class VMDiffMixingDenoise(io.ComfyNode):
                                               "Tokens N (then α and mix_rule are not used)."),
                 io.Conditioning.Input("conditioning"),
                 *settings.inputs(*WIDGETS),
+                settings.stage_settings_input(),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
@@ -39,10 +39,11 @@ class VMDiffMixingDenoise(io.ComfyNode):
         return "; ".join(settings.problems(**values)) or True
 
     @classmethod
-    def execute(cls, model, eps_b, tokens_1, tokens_2=None, conditioning=None, **widgets) -> io.NodeOutput:
+    def execute(cls, model, eps_b, tokens_1, tokens_2=None, conditioning=None, stage_settings=None,
+                **widgets) -> io.NodeOutput:
         v = settings.with_defaults(WIDGETS, widgets)
         settings.raise_problems(settings.problems(**v))
-        stage = StageSettings.from_inputs(v)
+        stage, note = settings.resolve(stage_settings, v)
         noise = noise_from_latent(eps_b, "eps_b")
         seed = eps_b.get("vmdiff", {}).get("seed", 0)
         out = run_mixing_denoise(model, noise, tokens_1, tokens_2, conditioning, settings=stage, alpha=v["alpha"],
@@ -53,6 +54,5 @@ class VMDiffMixingDenoise(io.ComfyNode):
                 f"{out.nfe} NFE")
         if out.slerp_fraction is not None:
             text += f"; {100 * out.slerp_fraction:.1f}% of tokens took the slerp branch"
-        if out.sampling_patched:
-            text += f"; {SAMPLING_PATCH_NOTE}"
+        text += "".join(f"; {n}" for n in (note, SAMPLING_PATCH_NOTE if out.sampling_patched else "") if n)
         return io.NodeOutput({"samples": out.latent}, ui=ui.PreviewText(text))

@@ -207,3 +207,29 @@ class StageSettings:
             return self
         t_den = min(max(0, round(self.t_den_step * steps / self.steps)), steps - 2)
         return replace(self, steps=steps, t_den_step=t_den)
+
+
+#: What a stage node says when its stage widgets were overridden by a VMDiff Stage Settings node.
+FROM_SETTINGS_NODE = "stage settings from VMDiff Stage Settings (this node's own stage widgets unused)"
+
+
+def stage_settings_input():
+    """The optional VMDIFF_STAGE_SETTINGS socket of Blending Noise, Mixing Denoise and Auto-Tune."""
+    from .sockets import StageSettingsType
+
+    return StageSettingsType.Input(
+        "stage_settings", optional=True,
+        tooltip="Optional: the output of VMDiff Stage Settings, so one node sets steps, t_den, the guidances, the "
+                "mix and inversion rules, context and bf16_state for every stage of the graph. When connected it "
+                "replaces this node's own widgets of those settings.")
+
+
+def resolve(stage_settings, values: dict) -> tuple[StageSettings, str]:
+    """The stage settings a node runs with: the connected VMDiff Stage Settings, else its own widgets; and the note
+    for the node's text ("" when its own widgets were used)."""
+    if stage_settings is None:
+        return StageSettings.from_inputs(values), ""
+    if not isinstance(stage_settings, StageSettings):
+        raise VMDiffInputError(f"stage_settings: expected the output of VMDiff Stage Settings, got "
+                               f"{type(stage_settings).__name__}")
+    return stage_settings, FROM_SETTINGS_NODE
