@@ -36,17 +36,17 @@ def main() -> int:
     load_pack()
     import folder_paths
     from tools import tiny_scorers
-    from vmdiff_pack.nodes import score_models as sm
-    from vmdiff_pack.nodes.similarity_score import ScoreOptions, SimilarityScorer
+    from vmdiff_pack.vmdiff_comfy.scoring import clip, detection, dino, segmentation
+    from vmdiff_pack.vmdiff_comfy.scoring.similarity import ScoreOptions, SimilarityScorer
 
     root = tiny_scorers.default_models_dir()
     names = tiny_scorers.ensure_tiny_scorers(root)
     for kind in ("dinov2", "open_clip", "grounding-dino", "bert-base-uncased", "sams"):
         folder_paths.add_model_folder_path(kind, str(root / kind))
     start = time.perf_counter()
-    models = (sm.load_dinov2(names["dinov2"]), sm.load_open_clip(names["open_clip_model"], names["open_clip"]),
-              sm.load_grounding_dino(names["grounding_dino_config"], names["grounding_dino"], names["bert"]),
-              sm.load_sam(names["sam"]))
+    models = (dino.load_dinov2(names["dinov2"]), clip.load_open_clip(names["open_clip_model"], names["open_clip"]),
+              detection.load_grounding_dino(names["grounding_dino_config"], names["grounding_dino"], names["bert"]),
+              segmentation.load_sam(names["sam"]))
     print(f"loaded the four tiny scorers in {time.perf_counter() - start:.1f} s; torch threads "
           f"{torch.get_num_threads()}; images {args.image}², GroundingDINO at {args.detect_size} px")
 

@@ -1,15 +1,18 @@
-"""Loader nodes for the Similarity Score's models (DINOv2, OpenCLIP, GroundingDINO, SAM); see score_models.py for
-the folders, the safe loading and the model management."""
+"""Loader nodes for the Similarity Score's models (DINOv2, OpenCLIP, GroundingDINO, SAM); see vmdiff_comfy/scoring/
+for the folders, the safe loading and the model management."""
 from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from . import score_models as sm
-
-DinoType = io.Custom("VMDIFF_DINOV2")
-OpenClipType = io.Custom("VMDIFF_OPEN_CLIP")
-GroundingDinoType = io.Custom("VMDIFF_GROUNDING_DINO")
-SamType = io.Custom("VMDIFF_SAM")
+from ..vmdiff_comfy.errors import VMDiffInputError
+from ..vmdiff_comfy.scoring.clip import load_open_clip, open_clip_model_names
+from ..vmdiff_comfy.scoring.detection import (BUILTIN_GDINO_CONFIG, grounding_dino_config_path, grounding_dino_configs,
+                                              load_grounding_dino)
+from ..vmdiff_comfy.scoring.dino import load_dinov2
+from ..vmdiff_comfy.scoring.files import list_hf_folders, list_weight_files, resolve_hf_folder, resolve_weight_file
+from ..vmdiff_comfy.scoring.scorer import ScorerModel
+from ..vmdiff_comfy.scoring.segmentation import load_sam
+from ..vmdiff_comfy.scoring.sockets import DinoType, GroundingDinoType, OpenClipType, SamType
 
 
 def _check(*checks) -> bool | str:
@@ -18,18 +21,18 @@ def _check(*checks) -> bool | str:
     try:
         for check, *args in checks:
             check(*args)
-    except sm.VMDiffInputError as e:
+    except VMDiffInputError as e:
         return str(e)
     return True
 
 
 def _hf_folder_input(name: str, kind: str, preferred: str, tooltip: str) -> io.Combo.Input:
     """A combo of the Hugging Face folders of ``kind``, defaulting to ``preferred`` when it is there."""
-    folders = sorted(sm.list_hf_folders(kind))
+    folders = sorted(list_hf_folders(kind))
     return io.Combo.Input(name, options=folders, default=preferred if preferred in folders else None, tooltip=tooltip)
 
 
-def _loaded(model: sm.ScorerModel, detail: str = "") -> io.NodeOutput:
+def _loaded(model: ScorerModel, detail: str = "") -> io.NodeOutput:
     """A loader's output: the model, and its name and parameter count as preview text."""
     params = sum(p.numel() for p in model.patcher.model.parameters())
     return io.NodeOutput(model, ui=ui.PreviewText(f"{model.name}: {params / 1e6:.1f} M parameters{detail}"))
@@ -51,11 +54,11 @@ class VMDiffLoadDINOv2(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, dinov2):
-        return _check((sm.resolve_hf_folder, "dinov2", dinov2))
+        return _check((resolve_hf_folder, "dinov2", dinov2))
 
     @classmethod
     def execute(cls, dinov2) -> io.NodeOutput:
-        return _loaded(sm.load_dinov2(dinov2))
+        return _loaded(load_dinov2(dinov2))
 
 
 class VMDiffLoadOpenCLIP(io.ComfyNode):
@@ -68,9 +71,9 @@ class VMDiffLoadOpenCLIP(io.ComfyNode):
             description="OpenCLIP for the score's text terms T1, T2 (image and text towers). Checkpoints in "
                         "models/open_clip; extra model configs as models/open_clip/<name>.json.",
             inputs=[
-                io.Combo.Input("model_name", options=sm.open_clip_model_names(), default="ViT-bigG-14",
+                io.Combo.Input("model_name", options=open_clip_model_names(), default="ViT-bigG-14",
                                tooltip="The OpenCLIP architecture of the checkpoint (reference: ViT-bigG-14)."),
-                io.Combo.Input("checkpoint", options=sm.list_weight_files("open_clip"),
+                io.Combo.Input("checkpoint", options=list_weight_files("open_clip"),
                                tooltip="e.g. open_clip_model.safetensors of laion/CLIP-ViT-bigG-14-laion2B-39B-b160k."),
             ],
             outputs=[OpenClipType.Output(display_name="open_clip")],
@@ -78,11 +81,11 @@ class VMDiffLoadOpenCLIP(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, checkpoint):
-        return _check((sm.resolve_weight_file, "open_clip", checkpoint))
+        return _check((resolve_weight_file, "open_clip", checkpoint))
 
     @classmethod
     def execute(cls, model_name, checkpoint) -> io.NodeOutput:
-        return _loaded(sm.load_open_clip(model_name, checkpoint))
+        return _loaded(load_open_clip(model_name, checkpoint))
 
 
 class VMDiffLoadGroundingDINO(io.ComfyNode):
@@ -95,10 +98,10 @@ class VMDiffLoadGroundingDINO(io.ComfyNode):
             description="GroundingDINO (groundingdino-py) to find the object before scoring. Checkpoint in "
                         "models/grounding-dino, its text encoder from models/bert-base-uncased (no download).",
             inputs=[
-                io.Combo.Input("config", options=sm.grounding_dino_configs(), default=sm.BUILTIN_GDINO_CONFIG,
+                io.Combo.Input("config", options=grounding_dino_configs(), default=BUILTIN_GDINO_CONFIG,
                                tooltip="The model config: the built-in SwinT-OGC, or a *.cfg.py / *.json in "
                                        "models/grounding-dino (read as literals, never executed)."),
-                io.Combo.Input("checkpoint", options=sm.list_weight_files("grounding-dino"),
+                io.Combo.Input("checkpoint", options=list_weight_files("grounding-dino"),
                                tooltip="groundingdino_swint_ogc.pth"),
                 _hf_folder_input("bert", "bert-base-uncased", "bert-base-uncased",
                                  "models/bert-base-uncased (config.json, weights, vocab.txt)."),
@@ -108,13 +111,13 @@ class VMDiffLoadGroundingDINO(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, config, checkpoint, bert):
-        return _check((sm.grounding_dino_config_path, config),
-                      (sm.resolve_weight_file, "grounding-dino", checkpoint),
-                      (sm.resolve_hf_folder, "bert-base-uncased", bert))
+        return _check((grounding_dino_config_path, config),
+                      (resolve_weight_file, "grounding-dino", checkpoint),
+                      (resolve_hf_folder, "bert-base-uncased", bert))
 
     @classmethod
     def execute(cls, config, checkpoint, bert) -> io.NodeOutput:
-        return _loaded(sm.load_grounding_dino(config, checkpoint, bert))
+        return _loaded(load_grounding_dino(config, checkpoint, bert))
 
 
 class VMDiffLoadSAM(io.ComfyNode):
@@ -126,18 +129,18 @@ class VMDiffLoadSAM(io.ComfyNode):
             category="VMDiff/score",
             description="Segment Anything (vit_h / vit_l / vit_b, recognised from the file) for the 'sam' isolation: "
                         "box → object mask. Checkpoints in models/sams.",
-            inputs=[io.Combo.Input("checkpoint", options=sm.list_weight_files("sams"),
+            inputs=[io.Combo.Input("checkpoint", options=list_weight_files("sams"),
                                    tooltip="sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth")],
             outputs=[SamType.Output(display_name="sam")],
         )
 
     @classmethod
     def validate_inputs(cls, checkpoint):
-        return _check((sm.resolve_weight_file, "sams", checkpoint))
+        return _check((resolve_weight_file, "sams", checkpoint))
 
     @classmethod
     def execute(cls, checkpoint) -> io.NodeOutput:
-        model = sm.load_sam(checkpoint)
+        model = load_sam(checkpoint)
         return _loaded(model, f" ({model.info['variant']})")
 
 

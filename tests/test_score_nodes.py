@@ -16,7 +16,7 @@ import comfy.model_patcher  # noqa: E402
 import folder_paths  # noqa: E402
 
 from tools import tiny_scorers  # noqa: E402
-from vmdiff_pack.nodes import score_models as sm  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.scoring import detection, files, segmentation  # noqa: E402
 from vmdiff_pack.nodes.common import VMDiffInputError  # noqa: E402
 from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,  # noqa: E402
                                              VMDiffLoadSAM)
@@ -83,7 +83,7 @@ def test_folders_are_registered_and_merged_with_existing_paths(models_dir, tmp_p
     assert {".pth", ".safetensors", ".py"} <= folder_paths.folder_names_and_paths["grounding-dino"][1]
     extra = str(tmp_path / "my_sams")
     folder_paths.add_model_folder_path("sams", extra)
-    sm.register_score_folders()  # re-registering (another pack, a reload) keeps every path
+    files.register_score_folders()  # re-registering (another pack, a reload) keeps every path
     paths = folder_paths.folder_names_and_paths["sams"][0]
     assert extra in paths and str(models_dir / "sams") in paths
     assert paths[0] == os.path.join(folder_paths.models_dir, "sams")
@@ -100,7 +100,7 @@ def test_loader_widgets_list_the_files(models_dir):
     assert NAMES["open_clip"] in options(VMDiffLoadOpenCLIP, "checkpoint")
     assert NAMES["open_clip_model"] + ".json" not in options(VMDiffLoadOpenCLIP, "checkpoint")
     gd_configs = options(VMDiffLoadGroundingDINO, "config")
-    assert gd_configs[0] == sm.BUILTIN_GDINO_CONFIG and NAMES["grounding_dino_config"] in gd_configs
+    assert gd_configs[0] == detection.BUILTIN_GDINO_CONFIG and NAMES["grounding_dino_config"] in gd_configs
     assert NAMES["grounding_dino"] in options(VMDiffLoadGroundingDINO, "checkpoint")
     assert NAMES["grounding_dino_config"] not in options(VMDiffLoadGroundingDINO, "checkpoint")
     assert NAMES["bert"] in options(VMDiffLoadGroundingDINO, "bert")
@@ -114,7 +114,7 @@ def test_hf_folder_may_be_the_registered_folder_itself(tmp_path):
     (tmp_path / "other").mkdir()
     folder_paths.add_model_folder_path("bert-base-uncased", str(root))
     try:
-        assert sm.list_hf_folders("bert-base-uncased")["bert-base-uncased"] == root
+        assert files.list_hf_folders("bert-base-uncased")["bert-base-uncased"] == root
     finally:
         folder_paths.folder_names_and_paths["bert-base-uncased"][0].remove(str(root))
 
@@ -152,14 +152,14 @@ def test_sam_release_architectures_are_recognised_from_tensor_shapes(variant):
 
     with torch.device("meta"):
         reference = sam_model_registry[variant]()
-    config = sm.sam_config_from_state_dict(reference.state_dict())
+    config = segmentation.sam_config_from_state_dict(reference.state_dict())
     expected = {"vit_b": (768, 12, 12, [2, 5, 8, 11]), "vit_l": (1024, 24, 16, [5, 11, 17, 23]),
                 "vit_h": (1280, 32, 16, [7, 15, 23, 31])}[variant]
     assert (config["embed_dim"], config["depth"], config["num_heads"], config["global_attn_indexes"]) == expected
     assert config["variant"] == variant and config["img_size"] == 1024 and config["window_size"] == 14
     assert (config["prompt_embed_dim"], config["decoder_mlp_dim"], config["iou_head_hidden_dim"]) == (256, 2048, 256)
     with torch.device("meta"):
-        rebuilt = sm.build_sam(config)
+        rebuilt = segmentation.build_sam(config)
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
         {k: v.shape for k, v in reference.state_dict().items()}
 
@@ -169,9 +169,9 @@ def test_grounding_dino_config_is_read_without_running_it(tmp_path):
     cfg = tmp_path / "evil.cfg.py"
     cfg.write_text(f"hidden_dim = 256\nopen({str(marker)!r}, 'w')\n")
     with pytest.raises(VMDiffInputError, match="only `name = value` lines"):
-        sm.parse_literal_config(cfg)
+        detection.parse_literal_config(cfg)
     assert not marker.exists()
-    builtin = sm.parse_literal_config(sm.grounding_dino_config_path(sm.BUILTIN_GDINO_CONFIG))
+    builtin = detection.parse_literal_config(detection.grounding_dino_config_path(detection.BUILTIN_GDINO_CONFIG))
     assert builtin["backbone"] == "swin_T_224_1k" and builtin["hidden_dim"] == 256
 
 
@@ -199,7 +199,7 @@ def test_pickle_payloads_are_refused_without_running(models_dir, tmp_path):
             torch.save({"model": {"w": torch.zeros(2)}, "payload": _Payload(marker)}, path)
             paths.append(path)
         calls_ = [lambda: VMDiffLoadSAM.execute(evil["sams"]),
-                  lambda: VMDiffLoadGroundingDINO.execute(sm.BUILTIN_GDINO_CONFIG, evil["grounding-dino"],
+                  lambda: VMDiffLoadGroundingDINO.execute(detection.BUILTIN_GDINO_CONFIG, evil["grounding-dino"],
                                                           NAMES["bert"]),
                   lambda: VMDiffLoadOpenCLIP.execute(NAMES["open_clip_model"], evil["open_clip"])]
         for call in calls_:
@@ -221,10 +221,10 @@ def test_missing_files_name_the_folder_the_expected_files_and_the_source(models_
     assert isinstance(msg, str)
     assert os.path.join(folder_paths.models_dir, "sams") in msg and str(models_dir / "sams") in msg
     assert "sam_vit_b_01ec64.pth" in msg and "segment-anything" in msg
-    msg = VMDiffLoadGroundingDINO.validate_inputs(sm.BUILTIN_GDINO_CONFIG, "groundingdino_swint_ogc.pth",
+    msg = VMDiffLoadGroundingDINO.validate_inputs(detection.BUILTIN_GDINO_CONFIG, "groundingdino_swint_ogc.pth",
                                                   NAMES["bert"])
     assert "grounding-dino" in msg and "groundingdino_swint_ogc.pth" in msg and "huggingface.co" in msg
-    msg = VMDiffLoadGroundingDINO.validate_inputs(sm.BUILTIN_GDINO_CONFIG, NAMES["grounding_dino"],
+    msg = VMDiffLoadGroundingDINO.validate_inputs(detection.BUILTIN_GDINO_CONFIG, NAMES["grounding_dino"],
                                                   "bert-base-uncased")
     assert "bert-base-uncased" in msg and "vocab.txt" in msg
     msg = VMDiffLoadDINOv2.validate_inputs("dinov2-base")

@@ -1,5 +1,5 @@
 """Tiny random-weight stand-ins for the Similarity Score's models, written as FILES in the layouts users have, so
-the tests load them through the same loader code (nodes/score_models.py) as real weights:
+the tests load them through the same loader code (vmdiff_comfy/scoring/) as real weights:
 
 ==================  ==========================================================  ==================================
 folder              files                                                       model
@@ -73,15 +73,16 @@ TINY_SAM_CONFIG = dict(embed_dim=32, depth=2, patch_size=16, img_size=64, num_he
                        iou_head_hidden_dim=32)
 
 
-def score_models_module():
-    """nodes/score_models.py of the pack (imports ComfyUI, booted on the CPU if this process has not)."""
+def scoring_modules():
+    """The pack's vmdiff_comfy.scoring detection and segmentation modules (imports ComfyUI, booted on the CPU if this
+    process has not)."""
     ensure_comfy()
     from tests.support.comfy_env import load_pack
 
     load_pack()
-    from vmdiff_pack.nodes import score_models
+    from vmdiff_pack.vmdiff_comfy.scoring import detection, segmentation
 
-    return score_models
+    return detection, segmentation
 
 
 def recipe_hash(seed: int) -> str:
@@ -123,20 +124,20 @@ def write_open_clip(folder: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / TINY_SCORER_NAMES["open_clip"]))
 
 
-def write_grounding_dino(folder: Path, bert_folder: Path, score_models) -> None:
-    base = score_models.parse_literal_config(score_models.grounding_dino_config_path(score_models.BUILTIN_GDINO_CONFIG))
+def write_grounding_dino(folder: Path, bert_folder: Path, detection) -> None:
+    base = detection.parse_literal_config(detection.grounding_dino_config_path(detection.BUILTIN_GDINO_CONFIG))
     config = dict(base, **TINY_GDINO_OVERRIDES)
     lines = ["# VMDiff tiny GroundingDINO: SwinT-OGC with a 1-encoder / 2-decoder transformer (random weights)"]
     lines += [f"{k} = {v!r}" for k, v in config.items()]
     (folder / TINY_SCORER_NAMES["grounding_dino_config"]).write_text("\n".join(lines) + "\n")
-    model = score_models.build_grounding_dino(config, bert_folder)
+    model = detection.build_grounding_dino(config, bert_folder)
     with torch.no_grad():  # small query features: unsaturated, distinct box confidences (no ties at 1.0)
         model.transformer.decoder.norm.weight.fill_(0.02)
     torch.save({"model": model.state_dict()}, folder / TINY_SCORER_NAMES["grounding_dino"])
 
 
-def write_sam(folder: Path, score_models) -> None:
-    torch.save(score_models.build_sam(TINY_SAM_CONFIG).state_dict(), folder / TINY_SCORER_NAMES["sam"])
+def write_sam(folder: Path, segmentation) -> None:
+    torch.save(segmentation.build_sam(TINY_SAM_CONFIG).state_dict(), folder / TINY_SCORER_NAMES["sam"])
 
 
 def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: bool = False) -> dict[str, str]:
@@ -145,7 +146,7 @@ def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: b
     marker = models_dir / f".scorers-recipe-{recipe_hash(seed)}"
     if marker.is_file():
         return dict(TINY_SCORER_NAMES)
-    score_models = score_models_module()
+    detection, segmentation = scoring_modules()
     folders = {name: models_dir / name
                for name in ("dinov2", "open_clip", "bert-base-uncased", "grounding-dino", "sams")}
     for folder in folders.values():
@@ -155,8 +156,8 @@ def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: b
         ("bert", lambda: write_bert(bert_folder)),
         ("dinov2", lambda: write_dinov2(folders["dinov2"] / TINY_SCORER_NAMES["dinov2"])),
         ("open_clip", lambda: write_open_clip(folders["open_clip"])),
-        ("grounding_dino", lambda: write_grounding_dino(folders["grounding-dino"], bert_folder, score_models)),
-        ("sam", lambda: write_sam(folders["sams"], score_models)),
+        ("grounding_dino", lambda: write_grounding_dino(folders["grounding-dino"], bert_folder, detection)),
+        ("sam", lambda: write_sam(folders["sams"], segmentation)),
     ]
     with torch.random.fork_rng():
         for name, step in steps:

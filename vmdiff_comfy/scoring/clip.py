@@ -1,0 +1,79 @@
+"""OpenCLIP for the text terms T1, T2 (image and text towers)."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+import folder_paths
+
+from ...vmdiff_ops import score as score_ops
+from ..errors import VMDiffInputError
+from .files import SCORE_FOLDERS, check_safetensors_file, package_dir, resolve_weight_file
+from .scorer import ScorerModel, prepare_views
+
+
+def open_clip_model_names() -> list[str]:
+    """OpenCLIP's built-in model configs plus the ``*.json`` configs in models/open_clip."""
+    names = set()
+    pkg = package_dir("open_clip")
+    if pkg is not None:
+        names |= {p.stem for p in (pkg / "model_configs").glob("*.json")}
+    names |= {Path(f).stem for f in folder_paths.get_filename_list("open_clip") if f.endswith(".json")}
+    return sorted(names | {"ViT-bigG-14"})
+
+
+class OpenClipEncoder(ScorerModel):
+    """OpenCLIP image and text towers; T = cos(image embedding, text embedding)."""
+
+    kind = "clip"
+
+    def __init__(self, module, name, info, tokenizer):
+        super().__init__(module, name, info)
+        self.tokenizer = tokenizer
+        size = module.visual.image_size
+        self.image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        self.text_calls = 0
+
+    def encode_images(self, views: list[torch.Tensor], resize: str = "squash") -> torch.Tensor:
+        model = self.ready()
+        x = prepare_views(views, self.image_size, resize)
+        x = score_ops.normalise_pixels(x, score_ops.OPENAI_CLIP_MEAN, score_ops.OPENAI_CLIP_STD)
+        self.count(len(x))
+        with torch.inference_mode():
+            return model.encode_image(x.to(self.device)).float().cpu()
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        model = self.ready()
+        self.text_calls += 1
+        with torch.inference_mode():
+            return model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu()
+
+
+def load_open_clip(model_name: str, checkpoint: str) -> OpenClipEncoder:
+    try:
+        import open_clip
+    except ImportError as e:
+        raise VMDiffInputError("open_clip: the package is not installed; pip install open-clip-torch") from e
+    path = resolve_weight_file("open_clip", checkpoint)
+    if path.suffix.lower() == ".safetensors":
+        check_safetensors_file(path, "open_clip")
+    for base in map(Path, folder_paths.get_folder_paths("open_clip")):
+        if (base / f"{model_name}.json").is_file():
+            open_clip.add_model_config(base / f"{model_name}.json")
+    if model_name not in open_clip.list_models():
+        raise VMDiffInputError(f"open_clip: unknown model {model_name!r}; put {model_name}.json in "
+                               f"{folder_paths.get_folder_paths('open_clip')[0]} or pick a built-in OpenCLIP model")
+    try:  # open_clip reads safetensors, or torch.load(weights_only=True): pickled objects are refused
+        model = open_clip.create_model(model_name, pretrained=str(path), weights_only=True, device="cpu",
+                                       require_pretrained=True)
+    except pickle.UnpicklingError as e:
+        raise VMDiffInputError(f"open_clip: refused to load {path.name}: the checkpoint contains pickled Python "
+                               f"objects, not only tensors, and loading it could run arbitrary code") from e
+    except (RuntimeError, AssertionError, KeyError, ValueError) as e:  # open_clip asserts on some mismatches
+        raise VMDiffInputError(f"open_clip: {path.name} is not a {model_name} checkpoint ({str(e)[:500]}). "
+                               f"Expected {SCORE_FOLDERS['open_clip'][1]}.") from e
+    info = {"model": model_name, "file": str(path)}
+    return OpenClipEncoder(model, f"{model_name} ({path.name})", info, open_clip.get_tokenizer(model_name))
+
