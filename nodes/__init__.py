@@ -1,6 +1,7 @@
 """ComfyUI glue: one file per VMDiff stage."""
 from .auto_tune import VMDiffAutoTune, register_routes
 from .blending_noise import VMDiffBlendingNoise
+from .clip_from_comfy import VMDiffClipFromComfy
 from .magicmix import VMDiffMagicMix
 from .mix_tokens_n import VMDiffMixTokensN
 from .mixing_denoise import VMDiffMixingDenoise
@@ -13,5 +14,5 @@ from .similarity_score import VMDiffScorer, VMDiffSimilarityScore
 
 NODES = [VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune,
          VMDiffSaveImage, VMDiffMagicMix, *LOADER_NODES, VMDiffScorer, VMDiffSimilarityScore, VMDiffRandomNoise,
-         VMDiffMixTokensN]
+         VMDiffMixTokensN, VMDiffClipFromComfy]
 register_routes()

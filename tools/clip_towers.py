@@ -16,10 +16,10 @@ CPU, so both paths compute with identical numbers.
 Two recipes:
 
 =================  ============================================  ======================================================
-``TINY_CLIP_G``    width 32; 2 vision layers, 32 text layers     ViT-bigG-14's kind (GELU, pad token 0): Load CLIP's
-                   (``layers.30`` present: detected as CLIP-G),  detection picks CLIP-G, so ``comfy.sd.load_clip`` builds
-                   24-d embedding; < 1 MB                        SDXL's clip_g tower and tokenizer (ComfyUI's config
-                                                                 override ``clip_g_model_config`` gives the width)
+``TINY_CLIP_G``    vision 32 wide × 2 layers, text 48 wide × 32  ViT-bigG-14's kind (GELU, pad token 0): Load CLIP's
+                   layers (``layers.30`` present: detected as   detection picks CLIP-G, so ``comfy.sd.load_clip`` builds
+                   CLIP-G), 48-d embedding; 2.6 M parameters     SDXL's clip_g tower and tokenizer (its ``model_config``
+                                                                 option gives the width)
 ``VIT_L``          OpenAI CLIP ViT-L-14 (``ViT-L-14-quickgelu``)  full size, 428 M parameters (0.86 GB per layout): the
                    random weights                                smallest two-tower CLIP the core loaders accept
                                                                  unmodified (their configs are fixed per family), for
@@ -43,9 +43,9 @@ from tools.tiny_models import REPO_ROOT, _generator, default_tiny_models_dir, en
 
 TINY_CLIP_G = {
     "name": "vmdiff-tiny-clip-g",
-    "config": {"embed_dim": 24,
+    "config": {"embed_dim": 48,  # = text width: ComfyUI's text_projection is square (as in every released CLIP)
                "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "head_width": 16, "patch_size": 32},
-               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 32}},
+               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 48, "heads": 2, "layers": 32}},
 }
 VIT_L = {"name": "vmdiff-vit-l-14", "model": "ViT-L-14-quickgelu"}
 RECIPES = {"tiny_clip_g": TINY_CLIP_G, "vit_l": VIT_L}

@@ -14,6 +14,7 @@ same embedding width. A pair of towers of different models is refused when their
 """
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import torch
@@ -136,9 +137,10 @@ def text_towers(clip) -> dict[str, tuple[Tower, torch.nn.Module]]:
     return towers
 
 
-def escape_prompt_syntax(text: str) -> str:
-    """The label as literal text for ComfyUI's tokenizer: ``(`` and ``)`` are its emphasis syntax."""
-    return text.replace("(", "\\(").replace(")", "\\)")
+def literal_prompt(text: str) -> str:
+    """The label as ComfyUI's tokenizer must get it to give OpenCLIP's tokens: HTML entities decoded as OpenCLIP's
+    ``basic_clean`` does, and ``(`` / ``)`` escaped (ComfyUI's emphasis syntax)."""
+    return html.unescape(html.unescape(text)).replace("(", "\\(").replace(")", "\\)")
 
 
 class ComfyClipEncoder(ScorerModel):
@@ -178,7 +180,7 @@ class ComfyClipEncoder(ScorerModel):
         self.tower.set_clip_options({"projected_pooled": True, "execution_device": patcher.load_device})
         try:
             with torch.inference_mode():
-                pooled = [self.tower.encode_token_weights(self.clip.tokenize(escape_prompt_syntax(t))[self.key])[1]
+                pooled = [self.tower.encode_token_weights(self.clip.tokenize(literal_prompt(t))[self.key])[1]
                           for t in texts]
         finally:
             self.tower.reset_clip_options()
