@@ -161,7 +161,8 @@ def test_an_sdxl_clip_with_two_towers_uses_the_one_of_the_vision_tower(files, co
 
 def test_mismatched_towers_are_refused_by_name(comfy_towers):
     vision, clip = comfy_towers
-    with pytest.raises(VMDiffInputError, match=r"clip_text: .*clip_l \(32 wide.*48-d"):
+    with pytest.raises(VMDiffInputError,
+                       match=r"clip_text: this CLIP holds clip_l \(32 wide.*32-d.*unlisted model \(clip_vision .*48-d"):
         VMDiffClipFromComfy.execute(vision, tiny_clip_l())  # another model's text tower, 32-d vs 48-d
     with pytest.raises(VMDiffInputError, match=r"clip_vision: .*no CLIP image projection.*clip_vision_g"):
         VMDiffClipFromComfy.execute(tiny_clip_vision(), clip)  # SigLIP: no projection, no text tower in ComfyUI
@@ -185,12 +186,15 @@ def test_towers_are_paired_by_family(vision, texts, chosen):
 
 
 @pytest.mark.parametrize("vision, texts, message", [
-    (BIGG_V, [L_T], r"none is the text tower of the CLIP_VISION, OpenCLIP ViT-bigG-14.*clip_g.safetensors"),
+    (BIGG_V, [L_T], r"holds clip_l .*OpenAI CLIP ViT-L-14's text tower; none is the text tower of the CLIP_VISION, "
+                    r"OpenCLIP ViT-bigG-14 .*clip_vision_g.safetensors .* \+ clip_g.safetensors"),
     (H_V, [BIGG_T], r"ViT-H-14"),                                          # wrong family, other width
     (BIGG_V, [Tower("clip_g", 1280, 24, 1280)], r"ViT-bigG-14"),            # same width, other depth
-    (Tower("clip_vision", 1024, 24, 768, 336), [L_T], r"clip_l is OpenAI CLIP ViT-L-14's text tower"),  # ViT-L/14-336
-    (Tower("clip_vision", 32, 2, 24, 224), [Tower("clip_l", 32, 3, 32)], r"the image embedding is 24-d"),
-    (Tower("clip_vision", 32, 2, 24, 224), [], r"no CLIP text tower"),     # e.g. a T5-only CLIP
+    (Tower("clip_vision", 1024, 24, 768, 336), [L_T], r"ViT-L-14's text tower; .*unlisted model"),  # ViT-L/14-336
+    (Tower("clip_vision", 32, 2, 24, 224), [Tower("clip_l", 32, 3, 32)], r"32-d.*24-d.*VMDiff Load OpenCLIP"),
+    (Tower("clip_vision", 32, 2, 24, 224), [], r"holds no CLIP text tower"),  # e.g. a T5-only CLIP
+    (Tower("clip_vision", 32, 2, 24, 224), [Tower("clip_g", 48, 3, 24), Tower("clip_l", 32, 3, 24)],
+     r"several text towers .*clip_g .*; clip_l .*alone"),                   # two unlisted towers fit: ambiguous
 ])
 def test_mismatched_pairs_are_refused_with_the_fix(vision, texts, message):
     with pytest.raises(VMDiffInputError, match=message):

@@ -80,28 +80,30 @@ def text_family(t: Tower) -> ClipFamily | None:
 def pick_text_tower(vision: Tower, texts: list[Tower]) -> Tower:
     """The text tower of ``texts`` that belongs with ``vision``, or VMDiffInputError naming both and the fix.
 
-    Known family of the vision tower → that family's text tower. Otherwise the one tower of the same embedding
-    width that is not itself the text tower of a known family (then the shapes cannot tell more: the pair is trusted
-    to be one model, as a stand-in or a custom CLIP would be)."""
+    Vision tower of a listed family → that family's text tower. Otherwise the one tower with an embedding as wide as
+    the image embedding that is not a listed family's (then the shapes cannot tell more: the pair is trusted to be one
+    model, as a stand-in or a custom CLIP would be)."""
     family = vision_family(vision)
-    found = ", ".join(map(str, texts)) or "no CLIP text tower"
-    if family is not None:
-        match = [t for t in texts if family.has_text(t)]
-        if match:
-            return match[0]
-        raise VMDiffInputError(
-            f"clip_text: this CLIP holds {found}; none is the text tower of the CLIP_VISION, {family.name} "
-            f"({vision}). Load its two towers: {family.files}.")
-    match = [t for t in texts if t.embed == vision.embed and text_family(t) is None]
-    if len(match) == 1:
+    match = [t for t in texts if family.has_text(t)] if family else \
+        [t for t in texts if t.embed == vision.embed and text_family(t) is None]
+    if len(match) == 1 or (family and match):
         return match[0]
-    others = [f"{t.name} is {text_family(t).name}'s" for t in texts if text_family(t) is not None]
-    why = (f"{'; '.join(others)} text tower, not this vision tower's" if others and not match else
-           f"the image embedding is {vision.embed}-d" if not match else "several towers fit")
+    fix = family.files if family else CLIP_FAMILIES[0].files + ", or VMDiff Load OpenCLIP"
+
+    def role(t: Tower) -> str:
+        f = text_family(t)
+        return f"{t} — {f.name}'s text tower" if f else str(t)
+
+    holds = "; ".join(map(role, texts)) or "no CLIP text tower"
+    if match:
+        raise VMDiffInputError(
+            f"clip_text: this CLIP holds several text towers as wide as the CLIP_VISION's embedding ({holds}) and "
+            f"the shapes cannot tell which belongs with it ({vision}); load that model's text encoder alone with "
+            f"Load CLIP.")
     raise VMDiffInputError(
-        f"clip_text: this CLIP holds {found}, but the CLIP_VISION is {vision} ({why}). T needs the two towers of "
-        f"one CLIP model, e.g. " + "; ".join(f"{f.files} ({f.name})" for f in CLIP_FAMILIES[:1]) +
-        ", or use VMDiff Load OpenCLIP.")
+        f"clip_text: this CLIP holds {holds}; none is the text tower of the CLIP_VISION, "
+        f"{family.name if family else 'an unlisted model'} ({vision}). T needs the two towers of one CLIP model: "
+        f"{fix}.")
 
 
 def vision_tower(clip_vision) -> Tower:
