@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
+import comfy.clip_model
 import comfy.model_management
+import comfy.sd1_clip
 
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
@@ -122,9 +124,6 @@ def vision_tower(clip_vision) -> Tower:
 
 def text_towers(clip) -> dict[str, tuple[Tower, torch.nn.Module]]:
     """The CLIP text towers of a ComfyUI CLIP (``comfy.sd.CLIP``): {token key: (Tower, SDClipModel)}."""
-    import comfy.clip_model
-    import comfy.sd1_clip
-
     model = getattr(clip, "cond_stage_model", None)
     if model is None or not hasattr(clip, "tokenize"):
         raise VMDiffInputError(f"clip_text: expected a CLIP from Load CLIP, got {type(clip).__name__}")
