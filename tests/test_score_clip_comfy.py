@@ -47,8 +47,10 @@ def views(seed=0):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     paths = clip_towers.write_clip_towers(tmp_path_factory.mktemp("clip_towers"), RECIPE)
-    folder_paths.add_model_folder_path("open_clip", str(paths["open_clip"].parent))
-    return paths
+    folder = str(paths["open_clip"].parent)
+    folder_paths.add_model_folder_path("open_clip", folder)
+    yield paths
+    folder_paths.folder_names_and_paths["open_clip"][0].remove(folder)
 
 
 @pytest.fixture(scope="module")
