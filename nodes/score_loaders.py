@@ -6,12 +6,11 @@ from comfy_api.latest import io, ui
 
 from ..vmdiff_comfy.errors import VMDiffInputError
 from ..vmdiff_comfy.scoring.clip import load_open_clip, open_clip_model_names
-from ..vmdiff_comfy.scoring.detection import (BUILTIN_GDINO_CONFIG, grounding_dino_config_path, grounding_dino_configs,
-                                              load_grounding_dino)
+from ..vmdiff_comfy.scoring import detection, segmentation
 from ..vmdiff_comfy.scoring.dino import load_dinov2
-from ..vmdiff_comfy.scoring.files import list_hf_folders, list_weight_files, resolve_hf_folder, resolve_weight_file
+from ..vmdiff_comfy.scoring.files import list_hf_folders, list_weight_files, resolve_hf_folder, resolve_model, \
+    resolve_weight_file
 from ..vmdiff_comfy.scoring.scorer import ScorerModel
-from ..vmdiff_comfy.scoring.segmentation import load_sam
 from ..vmdiff_comfy.scoring.sockets import DinoType, GroundingDinoType, OpenClipType, SamType
 
 
@@ -26,10 +25,11 @@ def _check(*checks) -> bool | str:
     return True
 
 
-def _hf_folder_input(name: str, kind: str, preferred: str, tooltip: str) -> io.Combo.Input:
+def _hf_folder_input(name: str, kind: str, preferred: str, tooltip: str, optional=False) -> io.Combo.Input:
     """A combo of the Hugging Face folders of ``kind``, defaulting to ``preferred`` when it is there."""
     folders = sorted(list_hf_folders(kind))
-    return io.Combo.Input(name, options=folders, default=preferred if preferred in folders else None, tooltip=tooltip)
+    return io.Combo.Input(name, options=folders, default=preferred if preferred in folders else None, tooltip=tooltip,
+                          optional=optional)
 
 
 def _loaded(model: ScorerModel, detail: str = "") -> io.NodeOutput:
@@ -88,6 +88,12 @@ class VMDiffLoadOpenCLIP(io.ComfyNode):
         return _loaded(load_open_clip(model_name, checkpoint))
 
 
+def _model_input(choices: list[str], preferred: str, tooltip: str) -> io.Combo.Input:
+    """The checkpoint combo of a model kind: its Hugging Face folders and its original release files."""
+    return io.Combo.Input("checkpoint", options=choices, default=preferred if preferred in choices else None,
+                          tooltip=tooltip)
+
+
 class VMDiffLoadGroundingDINO(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -95,29 +101,31 @@ class VMDiffLoadGroundingDINO(io.ComfyNode):
             node_id="VMDiffLoadGroundingDINO",
             display_name="VMDiff Load GroundingDINO",
             category="VMDiff/score",
-            description="GroundingDINO (groundingdino-py) to find the object before scoring. Checkpoint in "
-                        "models/grounding-dino, its text encoder from models/bert-base-uncased (no download).",
+            description="GroundingDINO (transformers) to find the object before scoring: a Hugging Face folder in "
+                        "models/grounding-dino (grounding-dino-tiny), or the original groundingdino_swint_ogc.pth "
+                        "with its text encoder from models/bert-base-uncased. Nothing is downloaded.",
             inputs=[
-                io.Combo.Input("config", options=grounding_dino_configs(), default=BUILTIN_GDINO_CONFIG,
-                               tooltip="The model config: the built-in SwinT-OGC, or a *.cfg.py / *.json in "
-                                       "models/grounding-dino (read as literals, never executed)."),
-                io.Combo.Input("checkpoint", options=list_weight_files("grounding-dino"),
-                               tooltip="groundingdino_swint_ogc.pth"),
+                _model_input(detection.model_choices(), "grounding-dino-tiny",
+                             "A Hugging Face folder (IDEA-Research/grounding-dino-tiny, 0.69 GB, all in one folder) "
+                             "or an original release file (groundingdino_swint_ogc.pth, needs bert)."),
+                io.Combo.Input("config", options=detection.grounding_dino_configs(),
+                               default=detection.BUILTIN_GDINO_CONFIG,
+                               tooltip="Original release files only: the built-in SwinT-OGC / SwinB config, or a "
+                                       "*.cfg.py / *.json in models/grounding-dino (read as literals, never run)."),
                 _hf_folder_input("bert", "bert-base-uncased", "bert-base-uncased",
-                                 "models/bert-base-uncased (config.json, weights, vocab.txt)."),
+                                 "Original release files only: models/bert-base-uncased (config.json, weights, "
+                                 "vocab.txt).", optional=True),
             ],
             outputs=[GroundingDinoType.Output(display_name="grounding_dino")],
         )
 
     @classmethod
-    def validate_inputs(cls, config, checkpoint, bert):
-        return _check((grounding_dino_config_path, config),
-                      (resolve_weight_file, "grounding-dino", checkpoint),
-                      (resolve_hf_folder, "bert-base-uncased", bert))
+    def validate_inputs(cls, checkpoint, config, bert=None):
+        return _check((detection.check_choice, checkpoint, config, bert))
 
     @classmethod
-    def execute(cls, config, checkpoint, bert) -> io.NodeOutput:
-        return _loaded(load_grounding_dino(config, checkpoint, bert))
+    def execute(cls, checkpoint, config, bert=None) -> io.NodeOutput:
+        return _loaded(detection.load_grounding_dino(config, checkpoint, bert))
 
 
 class VMDiffLoadSAM(io.ComfyNode):
@@ -127,21 +135,22 @@ class VMDiffLoadSAM(io.ComfyNode):
             node_id="VMDiffLoadSAM",
             display_name="VMDiff Load SAM",
             category="VMDiff/score",
-            description="Segment Anything (vit_h / vit_l / vit_b, recognised from the file) for the 'sam' isolation: "
-                        "box → object mask. Checkpoints in models/sams.",
-            inputs=[io.Combo.Input("checkpoint", options=list_weight_files("sams"),
-                                   tooltip="sam_vit_h_4b8939.pth, sam_vit_l_0b3195.pth or sam_vit_b_01ec64.pth")],
+            description="Segment Anything (transformers SamModel) for the 'sam' isolation: box → object mask. A "
+                        "Hugging Face folder (sam-vit-base) or an original sam_vit_{b,l,h}_*.pth in models/sams.",
+            inputs=[_model_input(segmentation.model_choices(), "sam-vit-base",
+                                 "A Hugging Face folder (facebook/sam-vit-base) or an original release file "
+                                 "(sam_vit_b_01ec64.pth, sam_vit_l_0b3195.pth, sam_vit_h_4b8939.pth).")],
             outputs=[SamType.Output(display_name="sam")],
         )
 
     @classmethod
     def validate_inputs(cls, checkpoint):
-        return _check((resolve_weight_file, "sams", checkpoint))
+        return _check((resolve_model, "sams", checkpoint))
 
     @classmethod
     def execute(cls, checkpoint) -> io.NodeOutput:
-        model = load_sam(checkpoint)
-        return _loaded(model, f" ({model.info['variant']})")
+        model = segmentation.load_sam(checkpoint)
+        return _loaded(model, f" ({model.info['variant']}, {model.info['format']})")
 
 
 LOADER_NODES = [VMDiffLoadDINOv2, VMDiffLoadOpenCLIP, VMDiffLoadGroundingDINO, VMDiffLoadSAM]

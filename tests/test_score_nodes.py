@@ -47,9 +47,9 @@ def loaded(models_dir):
     return {
         "dino": VMDiffLoadDINOv2.execute(NAMES["dinov2"]).result[0],
         "clip": VMDiffLoadOpenCLIP.execute(NAMES["open_clip_model"], NAMES["open_clip"]).result[0],
-        "gdino": VMDiffLoadGroundingDINO.execute(NAMES["grounding_dino_config"], NAMES["grounding_dino"],
-                                                 NAMES["bert"]).result[0],
-        "sam": VMDiffLoadSAM.execute(NAMES["sam"]).result[0],
+        "gdino": VMDiffLoadGroundingDINO.execute(checkpoint=NAMES["grounding_dino_hf"], config=detection.BUILTIN_GDINO_CONFIG
+                                                 ).result[0],
+        "sam": VMDiffLoadSAM.execute(NAMES["sam_hf"]).result[0],
     }
 
 
@@ -101,10 +101,12 @@ def test_loader_widgets_list_the_files(models_dir):
     assert NAMES["open_clip_model"] + ".json" not in options(VMDiffLoadOpenCLIP, "checkpoint")
     gd_configs = options(VMDiffLoadGroundingDINO, "config")
     assert gd_configs[0] == detection.BUILTIN_GDINO_CONFIG and NAMES["grounding_dino_config"] in gd_configs
-    assert NAMES["grounding_dino"] in options(VMDiffLoadGroundingDINO, "checkpoint")
-    assert NAMES["grounding_dino_config"] not in options(VMDiffLoadGroundingDINO, "checkpoint")
-    assert NAMES["bert"] in options(VMDiffLoadGroundingDINO, "bert")
-    assert NAMES["sam"] in options(VMDiffLoadSAM, "checkpoint")
+    gd_models = options(VMDiffLoadGroundingDINO, "checkpoint")
+    assert NAMES["grounding_dino"] in gd_models and NAMES["grounding_dino_hf"] in gd_models
+    assert NAMES["grounding_dino_config"] not in gd_models
+    bert = VMDiffLoadGroundingDINO.INPUT_TYPES()["optional"]["bert"]  # a Hugging Face folder needs no BERT folder
+    assert NAMES["bert"] in (bert[0] if isinstance(bert[0], list) else bert[1]["options"])
+    assert {NAMES["sam"], NAMES["sam_hf"]} <= set(options(VMDiffLoadSAM, "checkpoint"))
 
 
 def test_hf_folder_may_be_the_registered_folder_itself(tmp_path):
@@ -142,26 +144,22 @@ def test_loaders_read_the_architecture_from_the_files(loaded):
     assert clip.image_size == 224 and clip.encode_texts(["a owl"]).shape == (1, 16)
     assert loaded["sam"].info["variant"] == "custom" and loaded["sam"].info["img_size"] == 64
     gdino = loaded["gdino"].patcher.model.inner
-    assert type(gdino.bert).__name__ == "GroundingBertCompat" and gdino.num_queries == 16
-    assert gdino.tokenizer.convert_tokens_to_ids(["most", "prominent", "object"]) != [1, 1, 1]  # known words
+    assert type(gdino).__name__ == "GroundingDinoForObjectDetection" and gdino.config.num_queries == 16
+    tokenizer = loaded["gdino"].processor.tokenizer
+    assert tokenizer.unk_token_id not in tokenizer.convert_tokens_to_ids(["most", "prominent", "object"])
 
 
-@pytest.mark.parametrize("variant", ["vit_b", "vit_l", "vit_h"])
-def test_sam_release_architectures_are_recognised_from_tensor_shapes(variant):
-    from segment_anything import sam_model_registry
-
-    with torch.device("meta"):
-        reference = sam_model_registry[variant]()
-    config = segmentation.sam_config_from_state_dict(reference.state_dict())
-    expected = {"vit_b": (768, 12, 12, [2, 5, 8, 11]), "vit_l": (1024, 24, 16, [5, 11, 17, 23]),
-                "vit_h": (1280, 32, 16, [7, 15, 23, 31])}[variant]
-    assert (config["embed_dim"], config["depth"], config["num_heads"], config["global_attn_indexes"]) == expected
-    assert config["variant"] == variant and config["img_size"] == 1024 and config["window_size"] == 14
-    assert (config["prompt_embed_dim"], config["decoder_mlp_dim"], config["iou_head_hidden_dim"]) == (256, 2048, 256)
-    with torch.device("meta"):
-        rebuilt = segmentation.build_sam(config)
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
-        {k: v.shape for k, v in reference.state_dict().items()}
+@pytest.mark.parametrize("fmt", ["release", "hf"])
+def test_both_formats_load_onto_the_same_transformers_modules(models_dir, fmt):
+    gdino = VMDiffLoadGroundingDINO.execute(
+        checkpoint=NAMES["grounding_dino" if fmt == "release" else "grounding_dino_hf"],
+        config=NAMES["grounding_dino_config"], bert=NAMES["bert"] if fmt == "release" else None).result[0]
+    sam = VMDiffLoadSAM.execute(NAMES["sam" if fmt == "release" else "sam_hf"]).result[0]
+    assert type(gdino.ready()).__name__ == "GroundingDinoForObjectDetection"
+    assert type(sam.ready()).__name__ == "SamModel"
+    expected = "original release" if fmt == "release" else "Hugging Face folder"
+    assert gdino.info["format"] == sam.info["format"] == expected
+    assert len(gdino.detect(image(5).movedim(-1, 1), "owl", 0.0, short_side=DETECT)) == 1
 
 
 def test_grounding_dino_config_is_read_without_running_it(tmp_path):
@@ -171,7 +169,7 @@ def test_grounding_dino_config_is_read_without_running_it(tmp_path):
     with pytest.raises(VMDiffInputError, match="only `name = value` lines"):
         detection.parse_literal_config(cfg)
     assert not marker.exists()
-    builtin = detection.parse_literal_config(detection.grounding_dino_config_path(detection.BUILTIN_GDINO_CONFIG))
+    builtin = detection.original_config(detection.BUILTIN_GDINO_CONFIG)
     assert builtin["backbone"] == "swin_T_224_1k" and builtin["hidden_dim"] == 256
 
 
@@ -199,8 +197,8 @@ def test_pickle_payloads_are_refused_without_running(models_dir, tmp_path):
             torch.save({"model": {"w": torch.zeros(2)}, "payload": _Payload(marker)}, path)
             paths.append(path)
         calls_ = [lambda: VMDiffLoadSAM.execute(evil["sams"]),
-                  lambda: VMDiffLoadGroundingDINO.execute(detection.BUILTIN_GDINO_CONFIG, evil["grounding-dino"],
-                                                          NAMES["bert"]),
+                  lambda: VMDiffLoadGroundingDINO.execute(checkpoint=evil["grounding-dino"],
+                                                          config=detection.BUILTIN_GDINO_CONFIG, bert=NAMES["bert"]),
                   lambda: VMDiffLoadOpenCLIP.execute(NAMES["open_clip_model"], evil["open_clip"])]
         for call in calls_:
             with pytest.raises(VMDiffInputError, match="refused to load .*pickled Python objects"):
@@ -221,11 +219,11 @@ def test_missing_files_name_the_folder_the_expected_files_and_the_source(models_
     assert isinstance(msg, str)
     assert os.path.join(folder_paths.models_dir, "sams") in msg and str(models_dir / "sams") in msg
     assert "sam_vit_b_01ec64.pth" in msg and "segment-anything" in msg
-    msg = VMDiffLoadGroundingDINO.validate_inputs(detection.BUILTIN_GDINO_CONFIG, "groundingdino_swint_ogc.pth",
-                                                  NAMES["bert"])
+    msg = VMDiffLoadGroundingDINO.validate_inputs(checkpoint="groundingdino_swint_ogc.pth",
+                                                  config=detection.BUILTIN_GDINO_CONFIG, bert=NAMES["bert"])
     assert "grounding-dino" in msg and "groundingdino_swint_ogc.pth" in msg and "huggingface.co" in msg
-    msg = VMDiffLoadGroundingDINO.validate_inputs(detection.BUILTIN_GDINO_CONFIG, NAMES["grounding_dino"],
-                                                  "bert-base-uncased")
+    msg = VMDiffLoadGroundingDINO.validate_inputs(checkpoint=NAMES["grounding_dino"],
+                                                  config=detection.BUILTIN_GDINO_CONFIG, bert="bert-base-uncased")
     assert "bert-base-uncased" in msg and "vocab.txt" in msg
     msg = VMDiffLoadDINOv2.validate_inputs("dinov2-base")
     assert "models" in msg and "dinov2-base" in msg and "model.safetensors" in msg
@@ -303,10 +301,10 @@ def test_box_isolation_crops_to_the_top_box_scaled_to_the_real_size(loaded, box_
         for h, w in ((48, 64), (150, 90)):
             fused = image(7, h, w, batch=2)
             results = box_scorer.score(fused)
-            scores = captured["out"]["pred_logits"].sigmoid().max(-1).values
+            scores = captured["out"].logits.sigmoid().max(-1).values
             for i, r in enumerate(results):
                 top = int(scores[i].argmax())
-                cx, cy, bw, bh = (captured["out"]["pred_boxes"][i, top] * torch.tensor([w, h, w, h])).tolist()
+                cx, cy, bw, bh = (captured["out"].pred_boxes[i, top] * torch.tensor([w, h, w, h])).tolist()
                 expected = score_ops.crop_bounds([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], w, h)
                 assert r["box"] == list(expected)
                 assert r["box_confidence"] == pytest.approx(float(scores[i, top]), abs=1e-4)

@@ -3,8 +3,9 @@ import math
 
 import pytest
 import torch
+from torchvision.ops import box_iou
 
-from vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, box_iou, boxes_to_pixels, center_crop_resize,
+from vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, boxes_to_pixels, center_crop_resize,
                               cosine_similarity,
                               crop_bounds, crop_to_box, grounding_resize_shape, mean_token_feature, neutral_fill,
                               normalise_pixels, normalise_text_similarity, select_box, similarity_score, squash_resize)
@@ -109,6 +110,7 @@ def test_select_box_threshold_nms_top1():
     box, conf = select_box(scores, boxes, box_threshold=0.25, nms_iou=0.8)
     assert box.tolist() == [1, 0, 10, 10] and conf == pytest.approx(0.9)
     assert select_box(scores, boxes, box_threshold=0.95) is None
+    assert select_box(scores[:1], boxes[:1], box_threshold=0.5) is None  # strictly above the threshold
     assert box_iou(boxes[:1], boxes[1:2]).item() == pytest.approx(0.9)
     assert box_iou(boxes[:1], boxes[2:3]).item() == 0.0
 

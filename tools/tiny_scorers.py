@@ -9,17 +9,25 @@ dinov2/             vmdiff-tiny-dinov2/{config.json, model.safetensors}         
 open_clip/          vmdiff-tiny-clip.json (model config) + .safetensors         OpenCLIP ViT: width 32, 1 layer,
                                                                                 embed 16 (ViT-bigG-14 is 1664 × 48)
 bert-base-uncased/  vmdiff-tiny-bert/{config.json, model.safetensors,           BertModel hidden 32, 1 layer, a
-                    vocab.txt, tokenizer_config.json}                           60-word vocab.txt
-grounding-dino/     vmdiff-tiny-groundingdino.cfg.py + .pth ({"model": sd},     groundingdino-py, FULL Swin-T
-                    the original release format)                                backbone (groundingdino-py only
-                                                                                builds named Swin sizes) and
-                                                                                d_model 256 (text position
-                                                                                features are hard-coded to 256);
-                                                                                1 encoder / 2 decoder layers, 16
+                    vocab.txt, tokenizer_config.json}                           1034-entry vocab.txt (special
+                                                                                tokens at bert-base's ids)
+grounding-dino/     vmdiff-tiny-grounding-dino/{config.json, model.safetensors,  transformers GroundingDino: Swin
+                    vocab.txt, tokenizer + preprocessor configs} (the Hugging   width 16, d_model 32, 1 encoder /
+                    Face format: what the workflows use)                        2 decoder layers, 16 queries
+grounding-dino/     vmdiff-tiny-groundingdino.cfg.py + .pth ({"model": sd},     groundingdino-py (the ORIGINAL
+                    the original release format)                                implementation), FULL Swin-T
+                                                                                backbone (it only builds named
+                                                                                Swin sizes), d_model 256, 1
+                                                                                encoder / 2 decoder layers, 16
                                                                                 queries: 33 M parameters
-sams/               vmdiff-tiny-sam.pth (a plain state dict, as released)       segment-anything Sam, ViT width 32,
-                                                                                depth 2, 64 px input
+sams/               vmdiff-tiny-sam/{config.json, model.safetensors,            transformers SamModel, ViT width
+                    preprocessor_config.json} (Hugging Face format)             32, depth 2, 64 px input
+sams/               vmdiff-tiny-sam.pth (a plain state dict, as released)       segment-anything Sam (ORIGINAL),
+                                                                                same sizes
 ==================  ==========================================================  ==================================
+
+The original-format files are written with groundingdino-py and segment-anything, TEST-ONLY dependencies (never in
+requirements.txt): the pack maps them onto transformers, and tests/test_score_equivalence.py compares the two.
 
 Generated once per recipe (hash of this file and the library versions) into ``<repo>/.cache/tiny_models`` (or a
 given folder), beside tools/tiny_models.py's files, never committed.
@@ -50,6 +58,8 @@ TINY_SCORER_NAMES = {
     "grounding_dino": "vmdiff-tiny-groundingdino.pth",
     "bert": "vmdiff-tiny-bert",
     "sam": "vmdiff-tiny-sam.pth",
+    "grounding_dino_hf": "vmdiff-tiny-grounding-dino",
+    "sam_hf": "vmdiff-tiny-sam",
 }
 
 TINY_DINOV2_CONFIG = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=4, patch_size=14,
@@ -61,16 +71,34 @@ TINY_OPEN_CLIP_CONFIG = {
 }
 TINY_BERT_CONFIG = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                         max_position_embeddings=512)
-TINY_BERT_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "?", ",", "'", "[", "]", "a", "photo", "of",
-                   "most", "prominent", "object", "owl", "jar", "cat", "dog", "red", "blue", "green", "square",
-                   "circle", "astronaut", "figurine", "creatively", "fused", "with", "the", "and"] + \
-                  [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+#: bert-base-uncased's ids of the tokens GroundingDINO treats as special (transformers hard-codes these ids)
+BERT_SPECIAL_IDS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103, "'": 1005, ",": 1010,
+                    ".": 1012, "?": 1029, "[": 1031, "]": 1033}
+TINY_BERT_TEXT = ["a", "photo", "of", "most", "prominent", "object", "owl", "jar", "cat", "dog", "red", "blue", "green",
+                  "square", "circle", "astronaut", "figurine", "creatively", "fused", "with", "the", "and"] + \
+                 [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+
+
+def tiny_bert_vocab() -> list[str]:
+    """A 1034-entry vocab.txt with the special tokens at bert-base-uncased's ids, the words after them."""
+    words = [f"[unused{i}]" for i in range(1034)]
+    for token, i in BERT_SPECIAL_IDS.items():
+        words[i] = token
+    free = [i for i in range(1, 1034) if words[i].startswith("[unused") and i not in range(100, 104)]
+    for i, word in zip(free[-len(TINY_BERT_TEXT):], TINY_BERT_TEXT):
+        words[i] = word
+    return words
 # GroundingDINO SwinT-OGC with a small transformer (everything not listed is the release config's value)
 TINY_GDINO_OVERRIDES = dict(enc_layers=1, dec_layers=2, dim_feedforward=256, num_queries=16)
-TINY_SAM_CONFIG = dict(embed_dim=32, depth=2, patch_size=16, img_size=64, num_heads=2, mlp_ratio=4.0,
+TINY_SAM_CONFIG = dict(embed_dim=32, depth=2, patch_size=16, img_size=64, num_heads=2, mlp_dim=128,
                        global_attn_indexes=[1], window_size=2, prompt_embed_dim=32, mask_in_chans=16,
                        decoder_depth=2, decoder_mlp_dim=64, num_multimask_outputs=3, iou_head_depth=3,
                        iou_head_hidden_dim=32)
+# transformers GroundingDino, small everywhere (the original implementation cannot be made this small)
+TINY_HF_GDINO = dict(backbone_config=dict(model_type="swin", embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                                          window_size=7, image_size=224, out_indices=[2, 3, 4]),
+                     d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                     encoder_attention_heads=2, decoder_attention_heads=2, num_queries=16)
 
 
 def scoring_modules():
@@ -83,6 +111,85 @@ def scoring_modules():
     from vmdiff_pack.vmdiff_comfy.scoring import detection, segmentation
 
     return detection, segmentation
+
+
+# --------------------------------------------------------------------------------------------------
+# the ORIGINAL implementations (test-only dependencies), to write release-format files and compare against
+
+class GroundingBertCompat(torch.nn.Module):
+    """groundingdino-py's BERT wrapper for transformers 5 (its BertModelWarper calls ``get_extended_attention_mask``
+    / ``get_head_mask``, which transformers 5 removed). Same sub-modules, hence the same ``bert.*`` checkpoint keys;
+    the (B, N, N) sub-sentence mask becomes an additive attention mask, as BertModelWarper makes it."""
+
+    def __init__(self, bert_model):
+        super().__init__()
+        self.config = bert_model.config
+        self.embeddings = bert_model.embeddings
+        self.encoder = bert_model.encoder
+        self.pooler = bert_model.pooler
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, **_):
+        from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
+
+        hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        mask = attention_mask[:, None] if attention_mask.ndim == 3 else attention_mask[:, None, None]
+        additive = (1.0 - mask.to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        hidden = self.encoder(hidden, attention_mask=additive)[0]
+        return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=hidden, pooler_output=self.pooler(hidden))
+
+
+def build_original_grounding_dino(config: dict, bert_folder: Path) -> torch.nn.Module:
+    """groundingdino-py's model for a config dict (e.g. the release's GroundingDINO_SwinT_OGC.py read as literals),
+    its text encoder built from a local BERT folder, for inference. Random weights except BERT's."""
+    from types import SimpleNamespace
+
+    import groundingdino.models.GroundingDINO.groundingdino as gd_module
+    from groundingdino.models import build_model
+
+    config = dict(config, text_encoder_type=str(bert_folder), use_checkpoint=False, use_transformer_ckpt=False,
+                  device="cpu")
+    original, gd_module.BertModelWarper = gd_module.BertModelWarper, GroundingBertCompat
+    try:
+        return build_model(SimpleNamespace(**config)).eval()
+    finally:
+        gd_module.BertModelWarper = original
+
+
+def original_grounding_dino_config() -> dict:
+    """The release's GroundingDINO_SwinT_OGC.py, as shipped in groundingdino-py, read as literals."""
+    import groundingdino
+
+    detection, _ = scoring_modules()
+    return detection.parse_literal_config(Path(groundingdino.__file__).parent / "config" / "GroundingDINO_SwinT_OGC.py")
+
+
+def build_original_sam(config: dict):
+    """A segment_anything ``Sam`` of the given architecture (the library's builders hard-code vit_h/l/b)."""
+    from functools import partial
+
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    c = config
+    grid = c["img_size"] // c["patch_size"]
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            depth=c["depth"], embed_dim=c["embed_dim"], img_size=c["img_size"], mlp_ratio=c["mlp_dim"] / c["embed_dim"],
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=c["num_heads"], patch_size=c["patch_size"],
+            qkv_bias=True, use_rel_pos=True, global_attn_indexes=c["global_attn_indexes"],
+            window_size=c["window_size"], out_chans=c["prompt_embed_dim"]),
+        prompt_encoder=PromptEncoder(
+            embed_dim=c["prompt_embed_dim"], image_embedding_size=(grid, grid),
+            input_image_size=(c["img_size"], c["img_size"]), mask_in_chans=c["mask_in_chans"]),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=c["num_multimask_outputs"],
+            transformer=TwoWayTransformer(depth=c["decoder_depth"], embedding_dim=c["prompt_embed_dim"],
+                                          mlp_dim=c["decoder_mlp_dim"], num_heads=8),
+            transformer_dim=c["prompt_embed_dim"], iou_head_depth=c["iou_head_depth"],
+            iou_head_hidden_dim=c["iou_head_hidden_dim"]),
+        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
+    ).eval()
 
 
 def recipe_hash(seed: int) -> str:
@@ -101,10 +208,11 @@ def write_bert(folder: Path) -> None:
     from transformers import BertConfig, BertModel
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(TINY_BERT_WORDS) + "\n")
+    vocab = tiny_bert_vocab()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "model_max_length": 512,
                                                               "tokenizer_class": "BertTokenizer"}))
-    BertModel(BertConfig(vocab_size=len(TINY_BERT_WORDS), **TINY_BERT_CONFIG)).save_pretrained(folder)
+    BertModel(BertConfig(vocab_size=len(vocab), **TINY_BERT_CONFIG)).save_pretrained(folder)
 
 
 def write_dinov2(folder: Path) -> None:
@@ -124,20 +232,47 @@ def write_open_clip(folder: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / TINY_SCORER_NAMES["open_clip"]))
 
 
-def write_grounding_dino(folder: Path, bert_folder: Path, detection) -> None:
-    base = detection.parse_literal_config(detection.grounding_dino_config_path(detection.BUILTIN_GDINO_CONFIG))
-    config = dict(base, **TINY_GDINO_OVERRIDES)
+def write_grounding_dino(folder: Path, bert_folder: Path) -> None:
+    """The original release format, written by groundingdino-py: a *.cfg.py and a {"model": state_dict} .pth."""
+    config = dict(original_grounding_dino_config(), **TINY_GDINO_OVERRIDES)
     lines = ["# VMDiff tiny GroundingDINO: SwinT-OGC with a 1-encoder / 2-decoder transformer (random weights)"]
     lines += [f"{k} = {v!r}" for k, v in config.items()]
     (folder / TINY_SCORER_NAMES["grounding_dino_config"]).write_text("\n".join(lines) + "\n")
-    model = detection.build_grounding_dino(config, bert_folder)
+    model = build_original_grounding_dino(config, bert_folder)
     with torch.no_grad():  # small query features: unsaturated, distinct box confidences (no ties at 1.0)
         model.transformer.decoder.norm.weight.fill_(0.02)
     torch.save({"model": model.state_dict()}, folder / TINY_SCORER_NAMES["grounding_dino"])
 
 
-def write_sam(folder: Path, segmentation) -> None:
-    torch.save(segmentation.build_sam(TINY_SAM_CONFIG).state_dict(), folder / TINY_SCORER_NAMES["sam"])
+def write_grounding_dino_hf(folder: Path, bert_folder: Path) -> None:
+    """The Hugging Face format (as IDEA-Research/grounding-dino-tiny): config, safetensors weights, the BERT
+    tokenizer files and the processor config, written by transformers."""
+    from transformers import (AutoTokenizer, BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection,
+                              GroundingDinoImageProcessor, GroundingDinoProcessor)
+
+    text_config = BertConfig.from_pretrained(str(bert_folder))
+    model = GroundingDinoForObjectDetection(GroundingDinoConfig(text_config=text_config, **TINY_HF_GDINO))
+    with torch.no_grad():  # as write_grounding_dino: distinct, unsaturated box confidences
+        model.model.decoder.layer_norm.weight.fill_(0.02)
+    model.save_pretrained(folder)
+    GroundingDinoProcessor(GroundingDinoImageProcessor(), AutoTokenizer.from_pretrained(str(bert_folder))) \
+        .save_pretrained(folder)
+
+
+def write_sam(folder: Path) -> None:
+    """The original release format, written by segment-anything: a plain state dict .pth."""
+    torch.save(build_original_sam(TINY_SAM_CONFIG).state_dict(), folder / TINY_SCORER_NAMES["sam"])
+
+
+def write_sam_hf(folder: Path) -> None:
+    """The Hugging Face format (as facebook/sam-vit-base), written by transformers."""
+    from transformers import SamImageProcessor, SamModel, SamProcessor
+
+    _, segmentation = scoring_modules()
+    SamModel(segmentation.hf_sam_config(TINY_SAM_CONFIG)).save_pretrained(folder)
+    size = TINY_SAM_CONFIG["img_size"]
+    SamProcessor(SamImageProcessor(size={"longest_edge": size}, pad_size={"height": size, "width": size})) \
+        .save_pretrained(folder)
 
 
 def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: bool = False) -> dict[str, str]:
@@ -146,7 +281,6 @@ def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: b
     marker = models_dir / f".scorers-recipe-{recipe_hash(seed)}"
     if marker.is_file():
         return dict(TINY_SCORER_NAMES)
-    detection, segmentation = scoring_modules()
     folders = {name: models_dir / name
                for name in ("dinov2", "open_clip", "bert-base-uncased", "grounding-dino", "sams")}
     for folder in folders.values():
@@ -156,8 +290,11 @@ def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: b
         ("bert", lambda: write_bert(bert_folder)),
         ("dinov2", lambda: write_dinov2(folders["dinov2"] / TINY_SCORER_NAMES["dinov2"])),
         ("open_clip", lambda: write_open_clip(folders["open_clip"])),
-        ("grounding_dino", lambda: write_grounding_dino(folders["grounding-dino"], bert_folder, detection)),
-        ("sam", lambda: write_sam(folders["sams"], segmentation)),
+        ("grounding_dino", lambda: write_grounding_dino(folders["grounding-dino"], bert_folder)),
+        ("grounding_dino_hf", lambda: write_grounding_dino_hf(folders["grounding-dino"] / TINY_SCORER_NAMES[
+            "grounding_dino_hf"], bert_folder)),
+        ("sam", lambda: write_sam(folders["sams"])),
+        ("sam_hf", lambda: write_sam_hf(folders["sams"] / TINY_SCORER_NAMES["sam_hf"])),
     ]
     with torch.random.fork_rng():
         for name, step in steps:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import box_convert, nms
 
 #: The reference's text normalisation bounds (run_single.py:69-70).
 T_LOW, T_HIGH = 0.15, 0.45
@@ -95,17 +96,7 @@ def boxes_to_pixels(boxes_cxcywh: torch.Tensor, width: int, height: int) -> torc
     """Normalised (cx, cy, w, h) → pixel (x0, y0, x1, y1) on the REAL image size (the reference multiplies by a
     hard-coded 512, spec §9 row 11)."""
     scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes_cxcywh.device)
-    cx, cy, w, h = (boxes_cxcywh.float() * scale).unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of every box in a (N, 4) with every box in b (M, 4), xyxy → (N, M)."""
-    area = lambda x: (x[:, 2] - x[:, 0]).clamp(min=0) * (x[:, 3] - x[:, 1]).clamp(min=0)  # noqa: E731
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter).clamp(min=1e-12)
+    return box_convert(boxes_cxcywh.float() * scale, "cxcywh", "xyxy")
 
 
 def select_box(scores: torch.Tensor, boxes_xyxy: torch.Tensor, box_threshold: float = 0.25,
@@ -117,12 +108,8 @@ def select_box(scores: torch.Tensor, boxes_xyxy: torch.Tensor, box_threshold: fl
     scores, boxes = scores[keep].float(), boxes_xyxy[keep].float()
     if scores.numel() == 0:
         return None
-    order = scores.argsort(descending=True)
-    kept: list[int] = []
-    for i in order.tolist():
-        if not kept or box_iou(boxes[i:i + 1], boxes[kept]).max() <= nms_iou:
-            kept.append(i)
-    return boxes[kept[0]], float(scores[kept[0]])
+    best = nms(boxes, scores, nms_iou)[0]
+    return boxes[best], float(scores[best])
 
 
 def crop_bounds(box_xyxy, width: int, height: int) -> tuple[int, int, int, int] | None:

@@ -24,6 +24,7 @@ import importlib.util
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -175,3 +176,71 @@ def package_dir(name: str) -> Path | None:
     """Where an installed package lives, without importing it (ComfyUI start-up stays fast)."""
     spec = importlib.util.find_spec(name)
     return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+
+
+def apply_key_map(sd: dict[str, torch.Tensor], key_map: list[tuple[str, str | None]]) -> dict[str, torch.Tensor]:
+    """Rename a state dict by ``(regex, replacement)`` rules, the first matching rule wins: a replacement of None
+    drops the tensor (a buffer the target model recomputes), one containing ``{qkv}`` splits a fused
+    query/key/value tensor along dim 0 into ``query``, ``key`` and ``value``. Keys no rule matches are kept as they
+    are (the loader then reports them as unexpected)."""
+    out = {}
+    for key, value in sd.items():
+        for pattern, replacement in key_map:
+            if re.search(pattern, key):
+                break
+        else:
+            out[key] = value
+            continue
+        if replacement is None:
+            continue
+        new = re.sub(pattern, replacement, key)
+        if "{qkv}" in new:
+            for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0)):
+                out[new.replace("{qkv}", name)] = part
+        else:
+            out[new] = value
+    return out
+
+
+def resolve_model(kind: str, name: str) -> tuple[Path, bool]:
+    """A model widget value of ``kind``: (path, True) for a Hugging Face folder, (path, False) for a weight file."""
+    folder = list_hf_folders(kind).get(name)
+    return (folder, True) if folder is not None else (resolve_weight_file(kind, name), False)
+
+
+HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
+
+
+def check_hf_weights(kind: str, folder: Path) -> Path:
+    """The weight file of a Hugging Face folder, checked before transformers reads it (a pickled
+    ``pytorch_model.bin`` is read with weights_only=True first)."""
+    weights = [folder / n for n in HF_WEIGHT_NAMES if (folder / n).is_file()]
+    if not weights:
+        raise VMDiffInputError(f"{kind}: {folder} has config.json but no {' or '.join(HF_WEIGHT_NAMES)}. "
+                               f"Expected {SCORE_FOLDERS[kind][1]}.")
+    if weights[0].suffix == ".safetensors":
+        check_safetensors_file(weights[0], kind)
+    else:
+        load_weights_safely(weights[0], kind)
+    return weights[0]
+
+
+def from_pretrained(cls, kind: str, path: Path, ignore_missing=(), **kwargs):
+    """``cls.from_pretrained`` of a local folder (or, with ``config`` and ``state_dict`` in kwargs, of tensors in
+    memory) with transformers' own key handling; a tensor missing or of the wrong shape names the file."""
+    source = None if "state_dict" in kwargs else str(path)
+    try:
+        model, loading = cls.from_pretrained(source, local_files_only=True, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
+        raise VMDiffInputError(f"{kind}: could not load {path.name} ({str(e)[:500]}). "
+                               f"Expected {SCORE_FOLDERS[kind][1]}.") from e
+    missing = [k for k in loading.get("missing_keys", []) if not any(s in k for s in ignore_missing)]
+    mismatched = list(loading.get("mismatched_keys", []))
+    if missing or mismatched:
+        raise VMDiffInputError(f"{kind}: {path.name} does not fit this model ({len(missing)} tensors missing, e.g. "
+                               f"{sorted(missing)[:3]}; {len(mismatched)} of another shape, e.g. {mismatched[:2]}). "
+                               f"Expected {SCORE_FOLDERS[kind][1]}.")
+    if loading.get("unexpected_keys"):
+        log.info("%s: %d unused tensors in %s (e.g. %s)", kind, len(loading["unexpected_keys"]), path.name,
+                 sorted(loading["unexpected_keys"])[:3])
+    return model.eval().float()
