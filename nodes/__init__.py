@@ -2,6 +2,7 @@
 from ..vmdiff_comfy.stages.presets import register_routes
 from .auto_tune import VMDiffAutoTune
 from .blending_noise import VMDiffBlendingNoise
+from .clip_from_comfy import VMDiffClipFromComfy
 from .magicmix import VMDiffMagicMix
 from .mix_tokens_n import VMDiffMixTokensN
 from .mixing_denoise import VMDiffMixingDenoise
@@ -15,5 +16,5 @@ from .similarity_score import VMDiffScorer, VMDiffSimilarityScore
 
 NODES = [VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune,
          VMDiffSaveImage, VMDiffMagicMix, *LOADER_NODES, VMDiffScorer, VMDiffSimilarityScore, VMDiffRandomNoise,
-         VMDiffMixTokensN, VMDiffStageSettings]
+         VMDiffMixTokensN, VMDiffStageSettings, VMDiffClipFromComfy]
 register_routes()

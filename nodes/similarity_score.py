@@ -28,7 +28,8 @@ class VMDiffScorer(io.ComfyNode):
                                                                   "or a DINOv2-large/giant from Load CLIP Vision "
                                                                   "(runs at 518 px: a different metric)."),
                                    types=[io.ClipVision]),
-                OpenClipType.Input("open_clip", tooltip="VMDiff Load OpenCLIP (ViT-bigG-14 laion2b_s39b_b160k)."),
+                OpenClipType.Input("open_clip", tooltip="VMDiff Load OpenCLIP (ViT-bigG-14 laion2b_s39b_b160k), or "
+                                                        "VMDiff CLIP from ComfyUI (clip_vision_g + clip_g)."),
                 io.Image.Input("image_1", tooltip="Source image 1 (first image of the batch)."),
                 io.Image.Input("image_2", tooltip="Source image 2."),
                 io.String.Input("label_1", default="owl", tooltip="What image 1 shows (T1)."),
