@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment, golden_section_maximize,
-                        golden_section_maximize_on_grid, speculative_points, stronger_side)
+                        golden_section_maximize_on_grid, round_seed, search_value, speculative_points, stronger_side)
 
 
 class Counted:
