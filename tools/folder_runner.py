@@ -13,24 +13,35 @@ The two orders of a pair go to the same server one after the other, so its cache
 several ``--server`` URLs each server takes the next pair from a shared queue.
 
 Written to ``--out``: ``images/<obj1>__<obj2>_*.png``, ``records/<obj1>__<obj2>.json`` (written last: a pair with a
-record is done and skipped when the runner is started again), and ``results.csv`` / ``results.json`` with α, β1, β2,
+record whose images are all there is done and skipped when the runner is started again), and ``results.csv`` / ``results.json`` with α, β1, β2,
 seed and every score term the workflow reports: the STRING outputs of the VMDiff nodes (Auto-Tune's params/log,
 Similarity Score's scores_json) are read back through core ``PreviewAny`` nodes the runner adds; a workflow with
 fixed α/β (the manual one) or MagicMix (ν, K_min, K_max) reports the values of its widgets.
+
+Nothing is lost or swapped: two files with one label (``owl.png``, ``owl.jpg``) are refused before any work; a pair
+id is unique per pair of files; the runner never overwrites a file it did not write in ``--out`` (it lists its own
+in ``.folder_runner_files``); uploads are named by their content; the exit code is 0 only when every ordered pair
+has its record, else the missing pairs are named with their reasons; SIGTERM, SIGHUP and Ctrl-C stop the ComfyUI
+server the runner started.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import csv
+import hashlib
+import io
 import json
 import os
 import queue
 import re
+import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -57,19 +68,52 @@ SMALL_OVERRIDES = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2
                    "VMDiffMixingDenoise": {"steps": 2}, "VMDiffMagicMix": {"width": 32, "height": 32, "steps": 4}}
 
 
+class RunnerError(SystemExit):
+    """A refusal before any work, or a run that did not finish every pair: the message names what and the fix."""
+
+    def __init__(self, message: str):
+        super().__init__(f"[folder_runner] {message}")
+
+
 def sanitize_name(name: str) -> str:
     """The reference's label from a file name: every '2' becomes a space, every '1' is deleted, whitespace collapsed
     (``astronaut2figurine`` → "astronaut figurine")."""
     return " ".join(name.replace("2", " ").replace("1", "").split())
 
 
+def object_key(stem: str) -> str:
+    """A file-system-safe key of a file stem with no '__' inside and none at its ends, so '<key1>__<key2>' names
+    exactly one ordered pair."""
+    return re.sub(r"_{2,}", "_", re.sub(r"[^\w.-]+", "_", stem)).strip("_") or "object"
+
+
 def find_objects(folder: Path, labels: str = "stem") -> list[dict]:
-    """The object images of a folder, sorted by file name, each with its label."""
+    """The object images of a folder, sorted by file name, each with its label and a key unique per file.
+
+    Two files whose labels collide (``owl.png`` and ``owl.jpg``: two objects, one label) are refused by name
+    before any work; keys that collide only as file names (``a b.png``, ``a_b.png``) get a suffix from the name."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if len(files) < 2:
-        raise SystemExit(f"{folder}: needs at least two images ({', '.join(IMAGE_SUFFIXES)}), found {len(files)}")
-    label = sanitize_name if labels == "sanitize" else (lambda s: s)
-    return [{"path": p, "stem": p.stem, "label": label(p.stem)} for p in files]
+        raise RunnerError(f"{folder}: needs at least two images ({', '.join(IMAGE_SUFFIXES)}), found {len(files)}")
+    label = sanitize_name if labels == "sanitize" else (lambda s: s.strip())
+    objects = [{"path": p, "stem": p.stem, "label": label(p.stem)} for p in files]
+    by_label: dict[str, list[str]] = {}
+    for o in objects:
+        by_label.setdefault(o["label"].casefold(), []).append(o["path"].name)
+    clashes = [names for names in by_label.values() if len(names) > 1]
+    empty = [o["path"].name for o in objects if not o["label"]]
+    if clashes or empty:
+        rule = "--labels sanitize" if labels == "sanitize" else "the file name without its extension"
+        problems = [f"{' and '.join(names)} give the same label {label(Path(names[0]).stem)!r}" for names in clashes]
+        problems += [f"{name} gives an empty label" for name in empty]
+        raise RunnerError(f"{folder}: {'; '.join(problems)} (the label is {rule}); rename the files so that each "
+                          f"object has its own label, e.g. owl_glass.jpg — nothing was run")
+    keys = [object_key(o["stem"]) for o in objects]
+    folded = [k.casefold() for k in keys]  # records/Owl__x.json and records/owl__x.json are one file on macOS
+    for o, key in zip(objects, keys):
+        o["key"] = key if folded.count(key.casefold()) == 1 else \
+            f"{key}-{hashlib.sha1(o['path'].name.encode()).hexdigest()[:8]}"
+    return objects
 
 
 def pair_units(objects: list[dict]) -> list[list[tuple[int, int]]]:
@@ -79,8 +123,7 @@ def pair_units(objects: list[dict]) -> list[list[tuple[int, int]]]:
 
 
 def pair_id(objects: list[dict], i: int, j: int) -> str:
-    safe = lambda s: re.sub(r"[^\w.-]+", "_", s)  # noqa: E731
-    return f"{safe(objects[i]['stem'])}__{safe(objects[j]['stem'])}"
+    return f"{objects[i]['key']}__{objects[j]['key']}"
 
 
 def add_string_probes(api: dict, object_info: dict) -> dict:
@@ -134,14 +177,78 @@ def widget_params(api: dict) -> dict:
     return out
 
 
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+def upload_name(path: Path) -> str:
+    """The input-folder name of an object image: its content's hash, so two runs on one server whose folders share
+    file names never swap pictures (equal names mean equal bytes)."""
+    return f"vmdiff_folder_{hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]}{Path(path).suffix.lower()}"
+
+
+@dataclass
+class Prepared:
+    """A workflow in API format for one server, with its probes: every pair's prompt is a copy of it."""
+
+    api: dict
+    probes: dict
+    sets: list
+    overrides: Optional[dict]
+
+
+def prepare_workflow(workflow: dict, object_info: dict, sets: list[str] = (), overrides: dict | None = None,
+                     name: str = "the workflow") -> Prepared:
+    """The workflow converted for a server, checked once before any pair: two LoadImage nodes, nodes that take
+    label_1 and label_2 (the file names), --set targets that exist. Raises RunnerError naming what is wrong."""
+    api = as_api(workflow, object_info)
+    probes = add_string_probes(api, object_info)
+    loaders = [k for k, v in api.items() if v["class_type"] == "LoadImage"]
+    if len(loaders) < 2:
+        raise RunnerError(f"{name}: has {len(loaders)} LoadImage node(s); a pair needs two (image 1, image 2)")
+    takes = {n: [k for k, v in api.items() if isinstance(v["inputs"].get(n), str)] for n in ("label_1", "label_2")}
+    if not all(takes.values()):
+        raise RunnerError(f"{name}: no node takes {' or '.join(n for n in takes if not takes[n])}, so the file "
+                          f"names (the labels) could not reach the graph and every pair would keep the workflow's "
+                          f"own prompt; use a workflow with VMDiff Fusion Prompt (e.g. --method vmdiff or "
+                          f"workflows/vmdiff_full.json) — nothing was run")
+    try:
+        apply_inputs(copy.deepcopy(api), ["a.png", "b.png"], ["a", "b"], list(sets), overrides)
+    except SystemExit as error:
+        raise RunnerError(f"{name}: {error}") from None
+    return Prepared(api, probes, list(sets), overrides)
+
+
+def fuse_pair(client: ComfyClient, prepared: Prepared, first: dict, second: dict, uploaded: dict,
+              timeout: float) -> dict:
+    """Run one ordered pair on a server: upload both images (content-named, once per server), queue the prompt,
+    fetch its images. Returns {"fields": the record's measured fields, "images": [(suffix, bytes)]}; writes nothing
+    (the caller stores it), so it runs the same in a thread or in a Ray actor."""
+    names = []
+    for o in (first, second):
+        if o["path"] not in uploaded:
+            uploaded[o["path"]] = client.upload_image(o["path"], upload_name(o["path"]))
+        names.append(uploaded[o["path"]])
+    api = copy.deepcopy(prepared.api)
+    apply_inputs(api, names, [first["label"], second["label"]], prepared.sets, prepared.overrides)
+    t0 = time.monotonic()
+    entry = client.run(api, timeout=timeout)
+    seconds = time.monotonic() - t0
+    images = []
+    for ref in client.image_refs(entry):
+        data = client.get("/view", params={k: ref.get(k, "") for k in ("filename", "subfolder", "type")}).content
+        images.append((Path(ref["filename"]).suffix or ".png", data))
+    params, terms = read_scores(entry, prepared.probes)
+    fields = {**widget_params(api), **params, **terms, "server": client.url, "seconds": round(seconds, 2),
+              "prompt_id": entry.get("prompt", [None, None])[1]}
+    return {"fields": fields, "images": images}
+
+
+MANIFEST = ".folder_runner_files"  # the output folder's files this runner wrote, one relative path a line
 
 
 class FolderRun:
-    """The pairs of one folder, their outputs and records; ``run(urls)`` fuses what is not done yet."""
+    """The pairs of one folder, their outputs and records. ``run(urls)`` fuses what is not done yet over running
+    servers (threads); ``store`` writes a pair's images and record, never over a file the runner did not write.
+
+    A pair is done when its record (written last) is one the runner wrote, names this pair and these files, and
+    every image it lists is there; anything else is run again (a resume re-runs exactly what is missing)."""
 
     def __init__(self, objects: list[dict], out: Path, workflow: dict, sets: list[str] = (),
                  overrides: dict | None = None, timeout: float = 3600, log=print, workflow_name: str = ""):
@@ -150,24 +257,107 @@ class FolderRun:
         for sub in ("images", "records"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
-        self.failures: list[str] = []
+        self.failures: dict[str, str] = {}  # pair id → reason of its last failure
+        self.worker_errors: list[str] = []
+        self.pairs = [p for unit in pair_units(objects) for p in unit]
+        self._check_output_folder()
+
+    # --- the output folder -------------------------------------------------------------------------------------
+    def _written(self) -> set[str]:
+        path = self.out / MANIFEST
+        return set(path.read_text().splitlines()) if path.exists() else set()
+
+    def _claim(self, path: Path) -> None:
+        """Note a file as the runner's before it is put in place."""
+        with open(self.out / MANIFEST, "a") as f:
+            f.write(f"{path.relative_to(self.out).as_posix()}\n")
+
+    def _check_output_folder(self) -> None:
+        """Refuse, before any work, an output folder whose records or results this runner did not write."""
+        written = self._written()
+        candidates = [self.out / "results.json", self.out / "results.csv"]
+        candidates += [self.record_path(i, j) for i, j in self.pairs]
+        foreign = [p.relative_to(self.out).as_posix() for p in candidates
+                   if p.exists() and p.relative_to(self.out).as_posix() not in written]
+        if foreign:
+            raise RunnerError(f"{self.out}: holds {', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}, "
+                              f"which this runner did not write here; it never overwrites such files: choose "
+                              f"another --out (or move them away) — nothing was run")
+
+    def _write(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        self._claim(path)
+        os.replace(tmp, path)
+
+    def _free_image_path(self, name: str, suffix: str, written: set[str]) -> Path:
+        """images/<name><suffix>, or <name>-2<suffix>, … if a file the runner did not write has that name."""
+        for n in range(1, 10_000):
+            path = self.out / "images" / f"{name}{'' if n == 1 else f'-{n}'}{suffix}"
+            if not path.exists() or path.relative_to(self.out).as_posix() in written:
+                return path
+        raise RunnerError(f"{self.out / 'images'}: no free name for {name}{suffix}")
 
     def record_path(self, i: int, j: int) -> Path:
         return self.out / "records" / f"{pair_id(self.objects, i, j)}.json"
 
+    def done(self, i: int, j: int, written: set[str] | None = None) -> bool:
+        written = self._written() if written is None else written
+        path = self.record_path(i, j)
+        if path.relative_to(self.out).as_posix() not in written or not path.exists():
+            return False
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return (record.get("pair") == pair_id(self.objects, i, j)
+                and (record.get("image_1"), record.get("image_2")) == (self.objects[i]["path"].name,
+                                                                       self.objects[j]["path"].name)
+                and all(f"images/{name}" in written and (self.out / "images" / name).exists()
+                        for name in record.get("outputs", [])))
+
     def todo(self) -> list[list[tuple[int, int]]]:
-        units = [[p for p in unit if not self.record_path(*p).exists()] for unit in pair_units(self.objects)]
+        written = self._written()
+        units = [[p for p in unit if not self.done(*p, written)] for unit in pair_units(self.objects)]
         return [u for u in units if u]
 
+    def missing(self) -> list[str]:
+        return [pair_id(self.objects, *p) for unit in self.todo() for p in unit]
+
+    def store(self, i: int, j: int, result: dict) -> dict:
+        """Write a pair's images, then its record (last: a pair with a record is done)."""
+        a, b = self.objects[i], self.objects[j]
+        name = pair_id(self.objects, i, j)
+        with self.lock:
+            written, saved = self._written(), []
+            for k, (suffix, data) in enumerate(result["images"]):
+                path = self._free_image_path(f"{name}_{k}", suffix, written)
+                self._write(path, data)
+                written.add(path.relative_to(self.out).as_posix())
+                saved.append(path.name)
+            record = {"pair": name, "workflow": self.workflow_name, "label_1": a["label"], "label_2": b["label"],
+                      "image_1": a["path"].name, "image_2": b["path"].name, **result["fields"], "outputs": saved}
+            self._write(self.record_path(i, j), (json.dumps(record, indent=1) + "\n").encode())
+            self.failures.pop(name, None)
+        return record
+
+    def fail(self, i: int, j: int, reason: str) -> None:
+        with self.lock:
+            self.failures[pair_id(self.objects, i, j)] = reason
+        self.log(f"[folder_runner] {pair_id(self.objects, i, j)} failed: {reason}")
+
+    # --- threads over running servers ----------------------------------------------------------------------------
     def run(self, urls: list[str]) -> int:
-        """Fuse the pairs without a record over the servers at ``urls``; returns the number of failed pairs."""
+        """Fuse the pairs without a record over the servers at ``urls`` (each takes the next unit from a shared
+        queue); returns the number of pairs still missing afterwards (failed, or left by a dead worker)."""
         from tqdm import tqdm
 
-        total = len(self.objects) * (len(self.objects) - 1)
+        todo = self.todo()
         units = queue.Queue()
-        for unit in self.todo():
+        for unit in todo:
             units.put(unit)
-        remaining = sum(len(u) for u in units.queue)
+        remaining = sum(len(u) for u in todo)
+        total = len(self.pairs)
         self.log(f"[folder_runner] {len(self.objects)} images, {total} ordered pairs, {total - remaining} done, "
                  f"{remaining} to run on {len(urls)} server(s)")
         bar = tqdm(total=total, initial=total - remaining, unit="pair", file=sys.stderr, dynamic_ncols=True)
@@ -179,18 +369,19 @@ class FolderRun:
                 t.join(0.5)
         bar.close()
         self.write_results()
-        return len(self.failures)
+        return len(self.missing())
 
     def _worker(self, url: str, units: queue.Queue, bar) -> None:
-        client = ComfyClient(url)
         try:
-            info = client.object_info()
-            template = as_api(self.workflow, info)  # each worker adds its probes to its own copy
-            probes = add_string_probes(template, info)
-        except Exception as error:  # a server that cannot be reached leaves its share to the others
+            client = ComfyClient(url)
+            prepared = prepare_workflow(self.workflow, client.object_info(), self.sets, self.overrides,
+                                        self.workflow_name or "the workflow")
+        except BaseException as error:  # noqa: BLE001 — its share goes to the others; the run reports it
+            with self.lock:
+                self.worker_errors.append(f"{url}: {error}")
             self.log(f"[folder_runner] {url}: {error}")
             return
-        uploaded: dict[int, str] = {}
+        uploaded: dict = {}
         while True:
             try:
                 unit = units.get_nowait()
@@ -198,53 +389,59 @@ class FolderRun:
                 return
             for i, j in unit:
                 try:
-                    for k in (i, j):
-                        if k not in uploaded:
-                            path = self.objects[k]["path"]
-                            uploaded[k] = client.upload_image(path, f"vmdiff_folder_{path.name}")
-                    self._run_pair(client, template, probes, uploaded, i, j)
-                except Exception as error:
-                    with self.lock:
-                        self.failures.append(pair_id(self.objects, i, j))
-                    self.log(f"[folder_runner] {pair_id(self.objects, i, j)} on {url} failed: {error}")
+                    self.store(i, j, fuse_pair(client, prepared, self.objects[i], self.objects[j], uploaded,
+                                               self.timeout))
+                except BaseException as error:  # noqa: BLE001 — one pair's failure is recorded, not fatal
+                    self.fail(i, j, f"on {url}: {error}")
                 bar.update(1)
 
-    def _run_pair(self, client: ComfyClient, template: dict, probes: dict, uploaded: dict, i: int, j: int) -> None:
-        a, b = self.objects[i], self.objects[j]
-        api = copy.deepcopy(template)
-        apply_inputs(api, [uploaded[i], uploaded[j]], [a["label"], b["label"]], self.sets, self.overrides)
-        t0 = time.monotonic()
-        entry = client.run(api, timeout=self.timeout)
-        seconds = time.monotonic() - t0
-        name = pair_id(self.objects, i, j)
-        saved = []
-        for k, src in enumerate(client.download_images(entry, self.out / "images" / f".{name}.partial")):
-            dest = self.out / "images" / f"{name}_{k}{src.suffix}"
-            os.replace(src, dest)
-            saved.append(dest.name)
-        (self.out / "images" / f".{name}.partial").rmdir()
-        params, terms = read_scores(entry, probes)
-        record = {"pair": name, "workflow": self.workflow_name, "label_1": a["label"], "label_2": b["label"],
-                  "image_1": a["path"].name,
-                  "image_2": b["path"].name, **widget_params(api), **params, **terms, "outputs": saved,
-                  "server": client.url, "seconds": round(seconds, 2), "prompt_id": entry.get("prompt", [None, None])[1]}
-        write_json_atomic(self.record_path(i, j), record)
-
+    # --- results -------------------------------------------------------------------------------------------------
     def records(self) -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted((self.out / "records").glob("*.json"))]
+        """The records of this folder's pairs that are done, in pair order."""
+        written = self._written()
+        return [json.loads(self.record_path(*p).read_text()) for unit in pair_units(self.objects) for p in unit
+                if self.done(*p, written)]
 
     def write_results(self) -> None:
-        """results.json and results.csv from every record (so a resumed run reports all pairs)."""
+        """results.json and results.csv from every done pair's record (so a resumed run reports all pairs)."""
         records = self.records()
-        write_json_atomic(self.out / "results.json", records)
+        self._write(self.out / "results.json", (json.dumps(records, indent=1) + "\n").encode())
         extra = sorted({k for r in records for k in r} - set(FIRST_COLUMNS) - set(LAST_COLUMNS))
-        columns = FIRST_COLUMNS + extra + LAST_COLUMNS
-        with open(self.out / "results.csv.tmp", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            for r in records:
-                writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()})
-        os.replace(self.out / "results.csv.tmp", self.out / "results.csv")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=FIRST_COLUMNS + extra + LAST_COLUMNS)
+        writer.writeheader()
+        for r in records:
+            writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()})
+        self._write(self.out / "results.csv", buffer.getvalue().encode())
+
+    def report(self) -> int:
+        """Print what is done and what is missing (with the reasons); 0 only when every pair has its record."""
+        missing = self.missing()
+        done = len(self.pairs) - len(missing)
+        self.log(f"[folder_runner] {done} of {len(self.pairs)} pair(s) done, {len(missing)} missing; results in "
+                 f"{self.out}")
+        for error in self.worker_errors:
+            self.log(f"[folder_runner] worker failed: {error}")
+        for name in missing[:20]:
+            self.log(f"[folder_runner] missing {name}: {self.failures.get(name, 'not run (no worker took it)')}")
+        if len(missing) > 20:
+            self.log(f"[folder_runner] … and {len(missing) - 20} more missing")
+        return 1 if missing else 0
+
+
+def server_args(objects: list[dict]) -> list[str]:
+    """An LRU cache that keeps every image's Redux encoding (and the loaded models) across all the pairs."""
+    return ["--cache-lru", str(4 * len(objects) + 32)]
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the runner like Ctrl-C does: by an exception, so ``with ComfyServer`` stops the
+    server it started (that server runs in its own session and would outlive a runner killed outright)."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
 
 
 def main(argv=None) -> int:
@@ -259,6 +456,8 @@ def main(argv=None) -> int:
                     help="a running ComfyUI with this pack; repeat to share the pairs between servers")
     ap.add_argument("--models-dir", type=Path, help="start a ComfyUI on this models folder (no --server)")
     ap.add_argument("--tiny", action="store_true", help="start a ComfyUI on the generated stand-in models")
+    ap.add_argument("--custom-nodes", action="append", type=Path, default=[], metavar="DIR",
+                    help="another custom node folder for the server(s) the runner starts; repeatable")
     ap.add_argument("--labels", choices=["stem", "sanitize"], default="stem",
                     help="label = file name without extension, or the reference's sanitize_name of it")
     ap.add_argument("--small", action="store_true", help="smallest size and steps (smoke runs on stand-in models)")
@@ -266,6 +465,7 @@ def main(argv=None) -> int:
                     help="override an input of the workflow (value parsed as JSON); repeatable")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for one pair")
     args = ap.parse_args(argv)
+    stop_on_signals()
     if args.server and (args.tiny or args.models_dir):
         ap.error("--server uses that server's models: drop --tiny/--models-dir")
     objects = find_objects(args.input_dir, args.labels)
@@ -284,19 +484,18 @@ def main(argv=None) -> int:
     run = FolderRun(objects, args.out or args.input_dir.with_name(args.input_dir.name + "_fused"), workflow,
                     args.set, overrides, args.timeout, workflow_name=workflow_path.name)
     if args.server:
-        failures = run.run(args.server)
+        run.run(args.server)
     else:
         models_dir = args.models_dir
         if args.tiny:
             from tools.tiny_models import write_real_loader_models_in_child
 
             models_dir = write_real_loader_models_in_child(scorers=True)
-        # an LRU cache keeps every image's Redux encoding (and the loaded models) across all the pairs
-        with ComfyServer(models_dir, extra_args=["--cache-lru", str(4 * len(objects) + 32)]) as server:
-            print(f"[folder_runner] ComfyUI started at {server.url} (log: {server.log_path})")
-            failures = run.run([server.url])
-    print(f"[folder_runner] {len(run.records())} pair(s) done, {failures} failed; results in {run.out}")
-    return 1 if failures else 0
+        with ComfyServer(models_dir, args.custom_nodes, extra_args=server_args(objects)) as server:
+            print(f"[folder_runner] ComfyUI started at {server.url} (pid {server.pid}, log: {server.log_path})",
+                  flush=True)
+            run.run([server.url])
+    return run.report()
 
 
 if __name__ == "__main__":

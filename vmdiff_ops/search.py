@@ -3,10 +3,25 @@ side's β, in rounds with ε resampled (spec §6, Part A §1). Pure orchestratio
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 INV_PHI = (math.sqrt(5.0) - 1.0) / 2.0  # 1/φ ≈ 0.618
+SEED_RANGE = 2 ** 64  # torch.manual_seed and the nodes' seed widgets take [0, 2^64)
+
+
+def search_value(score: float) -> float:
+    """The order of the score S in every search: a non-finite S (NaN or ±inf, e.g. an fp8/fp16 model that overflowed)
+    is the worst possible, below every finite S, so it never wins while a finite one exists. Among only non-finite
+    scores the first evaluated is kept; ``efficient_adaptive_adjustment`` refuses to go on from such a stage."""
+    return score if math.isfinite(score) else -math.inf
+
+
+def round_seed(seed: int, r: int) -> int:
+    """seed_r, the seed of round r's resampled ε (spec §6: seed + r), wrapped into [0, 2^64) so a seed near the top
+    of the range (2^64 − 1) still gives valid, distinct seeds for every round."""
+    return (seed + r) % SEED_RANGE
 
 
 def golden_section_maximize(f: Callable[[float], float], lo: float, hi: float, tol: float, max_iter: int = 50,
@@ -35,19 +50,24 @@ def golden_section_maximize(f: Callable[[float], float], lo: float, hi: float, t
             c, fc = point(c)
         if fd is None:
             d, fd = point(d)
-        if fd >= fc:  # the maximum lies in [c, b]; d becomes the new lower point
+        if search_value(fd) >= search_value(fc):  # the maximum lies in [c, b]; d becomes the new lower point
             a, c, fc = c, d, fd
             d, fd = a + INV_PHI * (b - a), None
         else:  # the maximum lies in [a, d]; c becomes the new upper point
             b, d, fd = d, c, fc
             c, fc = b - INV_PHI * (b - a), None
         iteration += 1
-    best_x, best_value = max(evaluated, key=lambda xv: xv[1])
+    best_x, best_value = max(evaluated, key=lambda xv: search_value(xv[1]))
     return best_x, best_value, len(evaluated)
 
 
 def beta_grid(beta_min: float, beta_max: float, step: float) -> list[float]:
-    """The candidate β values β_min, β_min + step, … below β_max (reference: 0.5, 0.7, …, 3.3)."""
+    """The candidate β values β_min, β_min + step, … below β_max (reference: 0.5, 0.7, …, 3.3). A step wider than
+    the range leaves the single value β_min, which the grid search evaluates; an empty grid is refused."""
+    if not (math.isfinite(beta_min) and math.isfinite(beta_max) and math.isfinite(step)) or step <= 0:
+        raise ValueError(f"β grid: β_min {beta_min}, β_max {beta_max} and the step {step} must be finite, step > 0")
+    if beta_max < beta_min:
+        raise ValueError(f"β grid: β_max {beta_max} is below β_min {beta_min}; no β candidate to search")
     count = int(math.floor((beta_max - beta_min) / step - 1e-9)) + 1
     return [round(beta_min + k * step, 6) for k in range(count)]
 
@@ -69,7 +89,11 @@ def golden_section_maximize_on_grid(f: Callable[[float], float], grid: list[floa
         upper_target, lower_target = lo + INV_PHI * (hi - lo), hi - INV_PHI * (hi - lo)
         upper = nearest_new(upper_target, lo, hi, set())
         lower = nearest_new(lower_target, lo, hi, {upper})
-        if upper is None or lower is None:
+        if upper is None:
+            break
+        if lower is None:  # a one-point grid (or bracket): that point is the answer
+            if upper not in cache:
+                cache[upper] = f(upper)
             break
         if lower > upper:
             lower, upper = upper, lower
@@ -78,14 +102,14 @@ def golden_section_maximize_on_grid(f: Callable[[float], float], grid: list[floa
             break
         for g in fresh:
             cache[g] = f(g)
-        if cache[upper] >= cache[lower]:
+        if search_value(cache[upper]) >= search_value(cache[lower]):
             lo = lower
         else:
             hi = upper
         iteration += 1
     if not cache:
         raise ValueError(f"no β candidate on the grid inside [{lo}, {hi}]")
-    best = max(cache, key=lambda g: cache[g])
+    best = max(cache, key=lambda g: search_value(cache[g]))
     return best, cache[best], len(cache)
 
 
@@ -152,9 +176,10 @@ def speculative_points(search: Callable[[Callable[[float], float]], Any], known:
     at most ``limit`` (a batch of candidates to render together; no paper symbol, an execution plan).
 
     ``search(f)`` is replayed without evaluating anything: ``known(x)`` gives the values already measured; the first
-    unmeasured point is the one needed now, and each hypothetical outcome for it (it beats every other point: +∞;
-    it loses: −∞) is replayed to find the point needed after it. Golden-section search only compares values, so
-    these two outcomes cover every branch; a point that turns out unused is simply never consumed by the search.
+    unmeasured point is the one needed now, and each hypothetical outcome for it (it beats every other point: the
+    largest float; it loses: −∞, as low as a non-finite score, see ``search_value``) is replayed to find the point
+    needed after it. Golden-section search only compares values, so these two outcomes cover every
+    branch; a point that turns out unused is simply never consumed by the search.
     """
     planned: list[float] = []
     frontier: list[dict] = [{}]
@@ -174,7 +199,7 @@ def speculative_points(search: Callable[[Callable[[float], float]], Any], known:
         except _UnknownPoint as unknown:
             if unknown.x not in planned:
                 planned.append(unknown.x)
-            frontier += [{**assumed, unknown.x: math.inf}, {**assumed, unknown.x: -math.inf}]
+            frontier += [{**assumed, unknown.x: sys.float_info.max}, {**assumed, unknown.x: -math.inf}]
     return planned
 
 
@@ -183,7 +208,7 @@ EvaluateBatch = Callable[[list[tuple[float, float, float, int]]], list[tuple[flo
 
 
 def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: SearchOptions,
-                                  next_seed: Callable[[int, int], int] = lambda seed, r: seed + r,
+                                  next_seed: Callable[[int, int], int] = round_seed,
                                   on_evaluation: Optional[Callable[[Evaluation], None]] = None,
                                   evaluate_batch: Optional[EvaluateBatch] = None, batch_size: int = 1
                                   ) -> tuple[Evaluation, list[Evaluation]]:
@@ -195,6 +220,10 @@ def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: Search
     candidate is generated twice. With ``evaluate_batch`` and ``batch_size`` > 1, a missing candidate is rendered
     together with the ones the search may need after it (``speculative_points``); the search consumes exactly the
     candidates it would consume one at a time, so the result and the history do not change.
+
+    A non-finite S ranks below every finite one (``search_value``): it never wins, never stops the search at the
+    threshold. If every α candidate of a round scores non-finite there is no α to continue from: ValueError naming S.
+    The β grid is checked before any candidate is evaluated (``beta_grid``).
     """
     history: list[Evaluation] = []
     cache: dict[tuple, Evaluation] = {}
@@ -233,8 +262,9 @@ def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: Search
         search(f)
 
     def best() -> Evaluation:
-        return max(history, key=lambda e: e.score)
+        return max(history, key=lambda e: search_value(e.score))
 
+    grid = beta_grid(options.beta_min, options.beta_max, options.beta_step)  # refused before any evaluation
     seed_r = seed
     for r in range(1, options.rounds + 1):
         context.update(round=r, stage="alpha")
@@ -243,21 +273,25 @@ def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: Search
         search_1d(lambda f: golden_section_maximize(f, options.alpha_min, options.alpha_max, options.alpha_tol,
                                                     options.alpha_max_iter, options.alpha_digits),
                   lambda a, s=seed_r: (a, 1.0, 1.0, s))
-        if best().score > options.threshold:
+        if search_value(best().score) > options.threshold:
             break
         context["stage"] = "beta"
         best_alpha = best_alpha_stage(history, r)
+        if not math.isfinite(best_alpha.score):
+            scored = [e for e in history if e.round == r and e.stage == "alpha"]
+            raise ValueError(f"S: all {len(scored)} α candidates of round {r} scored non-finite "
+                             f"({', '.join(sorted({str(e.score) for e in scored}))}); the images or the scorer "
+                             f"overflowed (an fp8/fp16 model: load it with a wider weight_dtype)")
         side = stronger_side(best_alpha.terms, options.text_weight)
         fixed = options.beta_stronger
-        grid = beta_grid(options.beta_min, options.beta_max, options.beta_step)
         search_1d(lambda f: golden_section_maximize_on_grid(f, grid, options.beta_min, options.beta_max,
                                                             options.beta_tol, options.beta_max_iter),
                   lambda b, a=best_alpha.alpha, s=seed_r: (a, fixed, b, s) if side == 1 else (a, b, fixed, s))
-        if best().score > options.threshold:
+        if search_value(best().score) > options.threshold:
             break
     return best(), history
 
 
 def best_alpha_stage(history: list[Evaluation], round_: int) -> Evaluation:
     """The best α-stage evaluation of a round (the β stage starts from its α and its terms)."""
-    return max((e for e in history if e.round == round_ and e.stage == "alpha"), key=lambda e: e.score)
+    return max((e for e in history if e.round == round_ and e.stage == "alpha"), key=lambda e: search_value(e.score))
