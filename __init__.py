@@ -11,6 +11,9 @@ async def comfy_entrypoint():
     from comfy_api.latest import ComfyExtension
 
     from .nodes import NODES
+    from .vmdiff_comfy.example_inputs import install_example_inputs
+
+    install_example_inputs()  # the shipped workflows' photos, only where absent
 
     class VMDiffExtension(ComfyExtension):
         async def get_node_list(self):
