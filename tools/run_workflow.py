@@ -159,7 +159,11 @@ def check_args(args, workflow: dict) -> None:
                              f"image {i}; add --image{i} PATH (the picture of a {label})")
     if args.server:
         return
-    if args.models_dir is None and not args.tiny:
+    from tools.build_workflows import MODEL_DOWNLOADS
+
+    needs_models = _strings(workflow) & set(MODEL_DOWNLOADS) or any(
+        "Load" in t and t != "LoadImage" for t in _node_types(workflow))
+    if args.models_dir is None and not args.tiny and needs_models:
         raise UsageError("no models: give --models-dir PATH (your ComfyUI models folder, with diffusion_models/, "
                          "vae/, ...) or --tiny (random-weight stand-ins, a smoke run)")
     if args.models_dir is not None:
@@ -260,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from vmdiff_comfy.console import make_console_safe
+
+    make_console_safe()  # node texts carry Greek (ε_b, α, σ): escaped on a console that cannot show them
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.server and (args.tiny or args.models_dir):
