@@ -11,6 +11,11 @@ async def comfy_entrypoint():
     from comfy_api.latest import ComfyExtension
 
     from .nodes import NODES
+    from .vmdiff_comfy.console import make_console_safe
+    from .vmdiff_comfy.example_inputs import install_example_inputs
+
+    make_console_safe()  # Greek in log lines on a cp1252 console: escaped there, kept in the UI
+    install_example_inputs()  # the shipped workflows' photos, only where absent
 
     class VMDiffExtension(ComfyExtension):
         async def get_node_list(self):

@@ -14,6 +14,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO_ROOT / "workflows"
 PRIMITIVES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# The example photos every workflow loads (example_inputs/, copied into ComfyUI's input folder when the pack loads;
+# CC0 / public domain, from scikit-image's data) and what they show.
+EXAMPLE_IMAGES = ("vmdiff_example_cat.jpg", "vmdiff_example_coffee_cup.jpg", "vmdiff_example_rocket.jpg")
+EXAMPLE_LABELS = ("cat", "coffee cup", "rocket")
 
 # node key: (class_type, column, row, {input: value | ("@", node key, output slot)}, title)
 MANUAL = {
@@ -23,13 +27,14 @@ MANUAL = {
     "clip_vision": ("CLIPVisionLoader", 0, 2, {"clip_name": "sigclip_vision_patch14_384.safetensors"}, None),
     "redux": ("StyleModelLoader", 0, 3, {"style_model_name": "flux1-redux-dev.safetensors"}, None),
     "vae": ("VAELoader", 0, 4, {"vae_name": "ae.safetensors"}, None),
-    "image_1": ("LoadImage", 1, 0, {"image": "vmdiff_object_1.png"}, "Object image 1"),
-    "image_2": ("LoadImage", 1, 2, {"image": "vmdiff_object_2.png"}, "Object image 2"),
+    "image_1": ("LoadImage", 1, 0, {"image": EXAMPLE_IMAGES[0]}, "Object image 1"),
+    "image_2": ("LoadImage", 1, 2, {"image": EXAMPLE_IMAGES[1]}, "Object image 2"),
     "tokens_1": ("VMDiffReduxEncode", 2, 0, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
                                              "image": ("@", "image_1", 0), "resize": "squash"}, None),
     "tokens_2": ("VMDiffReduxEncode", 2, 1, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
                                              "image": ("@", "image_2", 0), "resize": "squash"}, None),
-    "prompt": ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), "label_1": "owl", "label_2": "jar",
+    "prompt": ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), "label_1": EXAMPLE_LABELS[0],
+                                            "label_2": EXAMPLE_LABELS[1],
                                             "template": "A photo of {T1} creatively fused with {T2}."}, None),
     "blend": ("VMDiffBlendingNoise", 3, 0, {
         "model": ("@", "unet", 0), "tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
@@ -49,7 +54,14 @@ MANUAL = {
 
 # The manual graph plus the Similarity Score of its result: the four scorer loaders (release file names), the
 # scorer (sources, labels, the reference's box isolation) and the score of the decoded image, shown as text.
+LABEL_NODES = {
+    "label_1": ("PrimitiveString", 1, 6, {"value": EXAMPLE_LABELS[0]}, "Label 1: what image 1 shows"),
+    "label_2": ("PrimitiveString", 1, 7, {"value": EXAMPLE_LABELS[1]}, "Label 2: what image 2 shows"),
+}
+LINKED_LABELS = {"label_1": ("@", "label_1", 0), "label_2": ("@", "label_2", 0)}
 MANUAL_SCORED = dict(MANUAL)
+MANUAL_SCORED["prompt"] = MANUAL["prompt"][:3] + ({**MANUAL["prompt"][3], **LINKED_LABELS}, None)
+MANUAL_SCORED.update(LABEL_NODES)
 MANUAL_SCORED.update({
     "dinov2": ("VMDiffLoadDINOv2", 0, 5, {"dinov2": "dinov2-base"}, None),
     "open_clip": ("VMDiffLoadOpenCLIP", 0, 6, {"model_name": "ViT-bigG-14",
@@ -60,10 +72,10 @@ MANUAL_SCORED.update({
     "sam": ("VMDiffLoadSAM", 1, 5, {"checkpoint": "sam_vit_h_4b8939.pth"}, None),
     "scorer": ("VMDiffScorer", 2, 4, {
         "dino": ("@", "dinov2", 0), "open_clip": ("@", "open_clip", 0), "image_1": ("@", "image_1", 0),
-        "image_2": ("@", "image_2", 0), "label_1": "owl", "label_2": "jar", "isolation": "box",
+        "image_2": ("@", "image_2", 0), **LINKED_LABELS, "isolation": "box",
         "detection_query": "most prominent object", "label_text": "official", "resize": "squash",
         "source_resize": "none", "box_threshold": 0.25, "detect_size": 800,
-        "grounding_dino": ("@", "grounding_dino", 0), "sam": ("@", "sam", 0)}, "VMDiff Scorer (labels as above)"),
+        "grounding_dino": ("@", "grounding_dino", 0), "sam": ("@", "sam", 0)}, None),
     "score": ("VMDiffSimilarityScore", 5, 4, {"scorer": ("@", "scorer", 0), "images": ("@", "decode", 0)}, None),
     "score_views": ("PreviewImage", 6, 4, {"images": ("@", "score", 3)}, "What the score saw"),
 })
@@ -84,6 +96,15 @@ FULL.update({
     "plot": ("PreviewImage", 4, 2, {"images": ("@", "auto_tune", 9)}, "Score against α and β"),
     "grid": ("PreviewImage", 4, 3, {"images": ("@", "auto_tune", 10)}, "Every candidate"),
 })
+
+def share_seed(graph: dict, col: int, row: int) -> dict:
+    """The graph with one "Seed" primitive linked into every node's seed: the branches of a side-by-side graph
+    always run on the same seed."""
+    seed = ("PrimitiveInt", col, row, {"value": 42}, "Seed (every branch)")
+    linked = {k: v[:3] + ({**v[3], "seed": ("@", "seed", 0)} if "seed" in v[3] else v[3], v[4])
+              for k, v in graph.items()}
+    return {"seed": seed, **linked}
+
 
 # MagicMix (VMDiffMagicMix) on Flux: layout = image 1 (VAE-encoded), content = image 2's Redux tokens; the σ grid of
 # ModelSamplingFlux at 512² is VMDiff's (μ from the size), the fusion prompt gives the pooled vector, FluxGuidance γ.
@@ -110,13 +131,15 @@ VMDIFF_VS_MAGICMIX["save"] = MANUAL["save"][:3] + ({**MANUAL["save"][3], "filena
 VMDIFF_VS_MAGICMIX.update(MAGICMIX_FLUX_NODES)
 VMDIFF_VS_MAGICMIX["save_magicmix"] = MAGICMIX_FLUX_NODES["save_magicmix"][:3] + (
     {"images": ("@", "decode_magicmix", 0), "filename_prefix": "magicmix"}, "MagicMix")
+VMDIFF_VS_MAGICMIX = share_seed(VMDIFF_VS_MAGICMIX, 1, 4)
 # MagicMix on SD1.5 (the paper's setting): layout image + text content, CFG 7.5 with a negative, 50 steps.
 MAGICMIX_SD15 = {
     "checkpoint": ("CheckpointLoaderSimple", 0, 0, {"ckpt_name": "v1-5-pruned-emaonly-fp16.safetensors"}, None),
     "clip": ("CLIPLoader", 0, 1, {"clip_name": "clip_l.safetensors", "type": "stable_diffusion"},
-             "CLIP-L = SD1.5's text encoder (or use the checkpoint's CLIP)"),
-    "image": ("LoadImage", 0, 2, {"image": "vmdiff_object_1.png"}, "Layout image"),
-    "content": ("CLIPTextEncode", 1, 0, {"clip": ("@", "clip", 0), "text": "a photo of a corgi"}, "Content prompt"),
+             "CLIP-L: SD1.5's text encoder"),
+    "image": ("LoadImage", 0, 2, {"image": EXAMPLE_IMAGES[0]}, "Layout image"),
+    "content": ("CLIPTextEncode", 1, 0, {"clip": ("@", "clip", 0), "text": "a photo of a coffee cup"},
+                "Content prompt"),
     "negative": ("CLIPTextEncode", 1, 1, {"clip": ("@", "clip", 0), "text": "blurry, low quality"}, "Negative"),
     "magicmix": ("VMDiffMagicMix", 2, 0, {
         "model": ("@", "checkpoint", 0), "content": ("@", "content", 0), "layout_image": ("@", "image", 0),
@@ -129,7 +152,7 @@ MAGICMIX_SD15 = {
 # The paper's baselines and what ComfyUI users do today, side by side on one pair, prompt and seed: Baseline 1
 # (random ε, no Blending Noise, Mixing Denoise at α 0.5), Baseline 2 (Blending Noise at β = 1 + Mixing Denoise at
 # α 0.5, i.e. the manual graph) and two StyleModelApply (Redux) chained on one prompt with core nodes only.
-FUSION_TEXT = "A photo of owl creatively fused with jar."
+FUSION_TEXT = f"A photo of {EXAMPLE_LABELS[0]} creatively fused with {EXAMPLE_LABELS[1]}."
 CORE_TWO_REDUX_NODES = {
     "dual_clip": ("DualCLIPLoader", 0, 5, {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors",
                                            "type": "flux"}, "Load CLIP-L + T5 (the usual Flux text path)"),
@@ -168,16 +191,21 @@ BASELINES.update({
     "save_b1": ("SaveImage", 6, 2, {"images": ("@", "decode_b1", 0), "filename_prefix": "vmdiff_baseline1"},
                 "Baseline 1: random noise + Mixing Denoise (α = 0.5)"),
     **CORE_TWO_REDUX_NODES,
+    # the core branch encodes the Fusion Prompt's own text: the labels typed there reach every branch
+    "text": CORE_TWO_REDUX_NODES["text"][:3] + ({"clip": ("@", "dual_clip", 0), "text": ("@", "prompt", 1)},
+                                               "Fusion prompt text (T5 + CLIP-L)"),
 })
+BASELINES = share_seed(BASELINES, 1, 4)
 # N-object fusion: three objects' token sets mixed by VMDiff Mix Tokens N (order-invariant, weights), its concat
 # into Blending Noise and its mix into Mixing Denoise (their tokens_2 left unconnected).
 THREE_OBJECTS = {k: MANUAL[k] for k in ("unet", "clip", "clip_vision", "redux", "vae", "image_1", "image_2",
                                         "tokens_1", "tokens_2")}
 THREE_OBJECTS.update({
-    "image_3": ("LoadImage", 1, 4, {"image": "vmdiff_object_3.png"}, "Object image 3"),
+    "image_3": ("LoadImage", 1, 4, {"image": EXAMPLE_IMAGES[2]}, "Object image 3"),
     "tokens_3": ("VMDiffReduxEncode", 2, 2, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
                                              "image": ("@", "image_3", 0), "resize": "squash"}, None),
-    "prompt": ("VMDiffFusionPrompt", 2, 3, {"clip": ("@", "clip", 0), "label_1": "owl", "label_2": "jar and a teapot",
+    "prompt": ("VMDiffFusionPrompt", 2, 3, {"clip": ("@", "clip", 0), "label_1": EXAMPLE_LABELS[0],
+                                            "label_2": f"{EXAMPLE_LABELS[1]} and a {EXAMPLE_LABELS[2]}",
                                             "template": "A photo of {T1} creatively fused with {T2}."}, None),
     "mix_n": ("VMDiffMixTokensN", 3, 1, {"tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
                                          "tokens_3": ("@", "tokens_3", 0), "weight_1": 1.0, "weight_2": 1.0,
@@ -235,9 +263,10 @@ IMAGE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "VMDiffSaveImage"}  # t
 
 
 def node_height(node: dict) -> int:
-    """About the height the frontend gives a node (litegraph: 20 px per socket row, ~26 px per widget)."""
+    """At least the height the frontend gives a node: litegraph draws 20 px per socket row and ~26 px per widget,
+    the Vue node renderer up to ~30 px per widget (measured by tools/frontend_check.py; the test checks overlaps)."""
     sockets = max(len([i for i in node["inputs"] if "widget" not in i]), len(node["outputs"]))
-    height = 30 + 20 * sockets + 26 * sum(1 for v in node["widgets_values"] if v not in ("fixed", "image"))
+    height = 30 + 20 * sockets + 30 * sum(1 for v in node["widgets_values"] if v not in ("fixed", "image"))
     return max(160, height + (260 if node["type"] in IMAGE_NODES else 0))
 
 
@@ -292,6 +321,7 @@ def build_ui(graph: dict, classes: dict) -> dict:
         inputs, widgets = [], []
         for name, kind, opts in _input_spec(cls):
             value = values.get(name)
+            widget = kind in PRIMITIVES and not opts.get("forceInput")  # forceInput: a socket only
             if isinstance(value, tuple):
                 link_id = len(links) + 1
                 src = ids[value[1]]
@@ -300,10 +330,12 @@ def build_ui(graph: dict, classes: dict) -> dict:
                 links.append([link_id, src, value[2], ids[key], len(inputs), link_type])
                 out_links.setdefault((src, value[2]), []).append(link_id)
                 entry = {"name": name, "type": kind, "link": link_id}
-                if kind in PRIMITIVES:
+                if widget:
                     entry["widget"] = {"name": name}
                 inputs.append(entry)
-            elif kind in PRIMITIVES:
+            if widget:  # a linked widget keeps its (unused) value too: widgets_values is positional
+                if isinstance(value, tuple):  # shown as the primitive's value, or the widget's default
+                    value = graph[value[1]][3].get("value") if graph[value[1]][0].startswith("Primitive") else None
                 if value is None:  # not set in the description: the widget's default, as the frontend saves it
                     spec = cls.INPUT_TYPES()
                     options = {**spec.get("required", {}), **spec.get("optional", {})}[name][0]
@@ -313,7 +345,7 @@ def build_ui(graph: dict, classes: dict) -> dict:
                     widgets.append("fixed")
                 if opts.get("image_upload"):
                     widgets.append("image")
-            elif name not in cls.INPUT_TYPES().get("optional", {}):
+            elif value is None and name not in cls.INPUT_TYPES().get("optional", {}):
                 raise ValueError(f"{key}.{name} ({kind}) is not connected")
         node = {"id": ids[key], "type": class_type, "pos": [COLUMN_X[col], row * ROW_H], "size": [340, 160],
                 "flags": {}, "order": 0, "mode": 0, "inputs": inputs, "outputs": [],

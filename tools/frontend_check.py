@@ -1,41 +1,39 @@
-"""Open workflow JSON files in ComfyUI's real frontend (headless Chromium) and report what the frontend reports.
+"""Open workflow JSON files in ComfyUI's real frontend (headless Chromium driven by Playwright) and report what the
+frontend reports.
 
-The page is ComfyUI's own frontend served by a ComfyUI server (``ComfyServer(frontend=True)`` or any URL); each
-workflow goes through the frontend's ``app.loadGraphData`` — the code path of "Open" and of the template browser —
-and the missing node types and missing models that the frontend would show in its dialogs are read back, with every
-console error, uncaught exception and failed request of the page. Chromium is driven over the Chrome DevTools
-protocol (websocket-client), no browser download needed: Debian's ``chromium`` is enough.
+The page is ComfyUI's own frontend served by a ComfyUI server (``ComfyServer(frontend=True)``, optionally another
+frontend package with ``--front-end-root``, or any URL); each workflow goes through the frontend's
+``app.loadGraphData`` (the code path of "Open" and of the template browser) and the missing node types and missing
+models that the frontend would show in its dialogs are read back, with every console error, uncaught exception and
+failed request of the page, and the nodes' on-screen boxes (litegraph canvas or Vue node renderer) for overlaps.
+Playwright drives the system Chromium (Debian's ``chromium``; scripts/install_chromium.sh): no browser download.
 
-    python tools/frontend_check.py workflows/*.json                       # starts its own model-less server
-    python tools/frontend_check.py --server http://127.0.0.1:8188 workflows/vmdiff_manual.json \
-        --screenshot docs/vmdiff_manual_graph.png
+    .venv/bin/python tools/frontend_check.py workflows/*.json             # starts its own model-less server
+    .venv/bin/python tools/frontend_check.py --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
+        --screenshot docs/vmdiff_manual_graph_vue.png
+    .venv/bin/python tools/frontend_check.py --thumbnails                  # rewrites workflows/<name>.jpg
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
-
-import requests
-import websocket
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--remote-allow-origins=*", "--remote-debugging-port=0"]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic"]
+#: the newest comfyui-frontend-package checked here (ComfyUI 0.8.0 pins 1.35.9); a test-only download into .cache/
+LATEST_FRONTEND = "1.58.1"
+PACK = "comfyui-vmdiff"  # the folder name the pack is installed under (tools/comfy_server.PACK_DIR_NAME)
 
 
 def find_chromium() -> str:
@@ -45,122 +43,75 @@ def find_chromium() -> str:
     raise RuntimeError("no Chromium found: `apt-get install -y chromium` (scripts/install_chromium.sh) or set CHROMIUM")
 
 
+def frontend_root(version: str = LATEST_FRONTEND) -> Path:
+    """The ``static`` folder of comfyui-frontend-package==version, pip-installed once into .cache/ (not into any
+    environment): what ``--front-end-root`` serves instead of the frontend ComfyUI pins."""
+    target = REPO_ROOT / ".cache" / f"comfyui-frontend-{version}"
+    static = target / "comfyui_frontend_package" / "static"
+    if not (static / "index.html").is_file():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+                        f"comfyui-frontend-package=={version}"], check=True)
+    return static
+
+
 class Browser:
-    """One headless Chromium page driven over the DevTools protocol (context manager). ``problems`` collects console
-    errors, uncaught exceptions and failed loads of the page as strings."""
+    """One headless Chromium page (context manager). ``problems`` collects console errors, uncaught exceptions and
+    failed requests of the page as strings."""
 
     def __init__(self, width: int = 1600, height: int = 1000, executable: str | None = None, timeout: float = 60):
         self.width, self.height, self.timeout = width, height, timeout
         self.executable = executable or find_chromium()
-        self.proc: subprocess.Popen | None = None
-        self.profile: str | None = None
-        self.ws: websocket.WebSocket | None = None
-        self.ids = itertools.count(1)
         self.problems: list[str] = []
+        self.responses: list[tuple[str, int]] = []  # (url, HTTP status) of every response the page got
+        self._pw = self._browser = self.page = None
 
     def __enter__(self) -> "Browser":
-        self.profile = tempfile.mkdtemp(prefix="vmdiff-chromium-")
-        cmd = [self.executable, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}",
-               f"--window-size={self.width},{self.height}", "about:blank"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
         try:
-            port_file = Path(self.profile) / "DevToolsActivePort"
-            deadline = time.monotonic() + self.timeout
-            while not (port_file.exists() and port_file.read_text().strip()):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Chromium did not start (exit code {self.proc.poll()})")
-                time.sleep(0.1)
-            port = int(port_file.read_text().split()[0])
-            pages = [t for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-                     if t["type"] == "page"]
-            self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=self.timeout,
-                                                  suppress_origin=True)
-            for domain in ("Page", "Runtime", "Log"):
-                self.send(f"{domain}.enable")
-            self.send("Emulation.setDeviceMetricsOverride",
-                      width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
+            self._browser = self._pw.chromium.launch(executable_path=self.executable, args=CHROMIUM_ARGS)
+            self.page = self._browser.new_page(viewport={"width": self.width, "height": self.height})
+            self.page.set_default_timeout(self.timeout * 1000)
+            self.page.on("console", self._console)
+            self.page.on("pageerror", lambda exc: self.problems.append(f"exception: {exc}"))
+            self.page.on("response", lambda r: self.responses.append((r.url, r.status)))
+            self.page.on("requestfailed", lambda req: self.problems.append(
+                f"request failed: {req.url} {req.failure}"))
         except BaseException:
             self.close()
             raise
         return self
 
+    def _console(self, msg) -> None:
+        if msg.type in ("error", "assert"):
+            self.problems.append(f"console.error: {msg.text} {msg.location.get('url', '')}".strip())
+
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        if self.ws is not None:
-            self.ws.close()
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(10)
-        if self.profile:
-            shutil.rmtree(self.profile, ignore_errors=True)
+        if self._browser is not None:
+            self._browser.close()
+        if self._pw is not None:
+            self._pw.stop()
+        self._pw = self._browser = self.page = None
 
-    def _event(self, msg: dict) -> None:
-        method, params = msg.get("method"), msg.get("params", {})
-        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            args = [a.get("value", a.get("description", "")) for a in params.get("args", [])]
-            self.problems.append("console.error: " + " ".join(str(a) for a in args))
-        elif method == "Runtime.exceptionThrown":
-            details = params.get("exceptionDetails", {})
-            self.problems.append("exception: " + str(details.get("exception", {}).get("description")
-                                                      or details.get("text")))
-        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-            entry = params["entry"]
-            self.problems.append(f"log ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}".strip())
+    def eval(self, expression: str, arg=None):
+        """Evaluate JS in the page (a function expression gets ``arg``; promises are awaited)."""
+        return self.page.evaluate(expression, arg)
 
-    def send(self, method: str, **params):
-        msg_id = next(self.ids)
-        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == msg_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            self._event(msg)
+    def wait_for(self, expression: str, timeout: float | None = None) -> None:
+        self.page.wait_for_function(expression, timeout=(timeout or self.timeout) * 1000, polling=250)
 
     def pump(self, seconds: float) -> None:
-        """Let the page run for a while, collecting its events."""
-        deadline = time.monotonic() + seconds
-        self.ws.settimeout(0.1)
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    self._event(json.loads(self.ws.recv()))
-                except websocket.WebSocketTimeoutException:
-                    pass
-        finally:
-            self.ws.settimeout(self.timeout)
+        """Let the page run for a while."""
+        self.page.wait_for_timeout(seconds * 1000)
 
-    def eval(self, expression: str):
-        """Evaluate JS in the page (promises awaited); returns the JSON value."""
-        out = self.send("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in out:
-            details = out["exceptionDetails"]
-            raise RuntimeError(f"page JS failed: {details.get('exception', {}).get('description') or details}")
-        return out.get("result", {}).get("value")
-
-    def wait_for(self, expression: str, timeout: float | None = None, what: str = "") -> None:
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while not self.eval(f"Boolean({expression})"):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"page: {what or expression} not true after {timeout or self.timeout} s")
-            self.pump(0.25)
-
-    def goto(self, url: str) -> None:
-        self.send("Page.navigate", url=url)
-
-    def screenshot(self, path: Path, **params) -> Path:
-        """A PNG of the page (``params``: Page.captureScreenshot's, e.g. clip)."""
-        data = self.send("Page.captureScreenshot", format="png", **params)["data"]
+    def screenshot(self, path: Path, **clip) -> Path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(base64.b64decode(data))
+        self.page.screenshot(path=str(path), clip=clip or None, type="jpeg" if str(path).endswith(".jpg") else "png",
+                             **({"quality": 85} if str(path).endswith(".jpg") else {}))
         return Path(path)
 
 
@@ -168,122 +119,238 @@ class Browser:
 #: the frontend package): page-load noise of any fresh ComfyUI, not caused by a workflow.
 FRESH_INSTALL_404 = ("/api/userdata/user.css", "/user.css", "/favicon.ico", "/api/userdata?dir=workflows&",
                      "/api/userdata?dir=subgraphs&", "/api/userdata/comfy.templates.json")
-#: Settings for a quiet, readable canvas: no first-run template browser, no minimap, no missing-model dialog.
+#: Settings for a quiet, readable canvas: no first-run template browser, no minimap.
 PAGE_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
+VUE_SETTING = "Comfy.VueNodes.Enabled"  # the Vue node renderer ("Nodes 2.0"); frontends before ~1.27 ignore it
 
-LOAD_JS = """(async (workflow, name) => {
-    const seen = {missing_nodes: [], missing_models: [], model_folders: []};
-    // the frontend's own detection results, taken where it would open its dialogs
-    app.showMissingNodesError = (types) => { seen.missing_nodes = types.map(t => typeof t === 'string' ? t : t.type); };
+LOAD_JS = """async ([workflow, name]) => {
+    const seen = {missing_models: [], model_folders: []};
+    // the frontend's own missing-model list, taken where it would open its dialog (frontends before ~1.40)
     app.showMissingModelsError = (models, paths) => {
         seen.missing_models = models; seen.model_folders = Object.keys(paths || {}); };
     await app.loadGraphData(workflow, true, true, name);
-    await new Promise(r => setTimeout(r, 300));
+    await new Promise(r => setTimeout(r, 500));
     seen.nodes = app.graph.nodes.length;
     seen.links = app.graph.links instanceof Map ? app.graph.links.size : Object.keys(app.graph.links).length;
     seen.types = app.graph.nodes.map(n => n.type);
+    // what the missing-nodes dialog lists, in every frontend: node types the page has no definition for
+    seen.missing_nodes = [...new Set(seen.types.filter(t => !(t in LiteGraph.registered_node_types)))];
     return seen;
-})"""
+}"""
+
+#: Each node's box in graph units: the Vue renderer's DOM element (converted back through the canvas transform)
+#: when it draws the nodes, else litegraph's bounding box (title bar included).
+BOXES_JS = """() => {
+    const ds = app.canvas.ds, canvas = app.canvas.canvas.getBoundingClientRect();
+    return app.graph.nodes.map((n) => {
+        const el = document.querySelector(`[data-node-id="${n.id}"]`);
+        if (el) {
+            const r = el.getBoundingClientRect();
+            const x = (r.left - canvas.left) / ds.scale - ds.offset[0], y = (r.top - canvas.top) / ds.scale - ds.offset[1];
+            return {id: n.id, title: n.title, vue: true, box: [x, y, x + r.width / ds.scale, y + r.height / ds.scale]};
+        }
+        const b = n.getBounding ? Array.from(n.getBounding()) : [n.pos[0], n.pos[1] - 30, n.size[0], n.size[1] + 30];
+        return {id: n.id, title: n.title, vue: false, box: [b[0], b[1], b[0] + b[2], b[1] + b[3]]};
+    });
+}"""
 
 
 def is_fresh_install_noise(problem: str) -> bool:
-    return "status of 404" in problem and any(p in problem for p in FRESH_INSTALL_404)
+    return ("404" in problem or "ERR_ABORTED" in problem) and any(p in problem for p in FRESH_INSTALL_404)
 
 
-def prepare_server(client, workflows: list[dict], tmp: Path) -> None:
-    """Quiet settings, and the images the workflows' LoadImage nodes name (synthetic objects) in the input folder."""
-    from tools.run_workflow import synthetic_objects
+def is_offline_noise(problem: str) -> bool:
+    """Newer frontends ask huggingface.co for the size of each model a loader's properties.models names; a server
+    that may not reach the internet (--disable-api-nodes sets connect-src 'self') or an offline machine refuses.
+    (The answers of one workflow may arrive while the next one loads: any model URL of the pack counts.)"""
+    from tools.build_workflows import MODEL_DOWNLOADS
 
-    for key, value in PAGE_SETTINGS.items():
+    return (any(url in problem for _, url in MODEL_DOWNLOADS.values())
+            and ("Content Security Policy" in problem or "ERR_" in problem))
+
+
+def prepare_server(client, vue: bool = False) -> None:
+    """Quiet settings, and the node renderer: Vue ("Nodes 2.0") or the litegraph canvas. The workflows' images are
+    the pack's example photos, copied into the input folder when the pack loaded."""
+    for key, value in {**PAGE_SETTINGS, VUE_SETTING: vue}.items():
         client.http.post(client.url + f"/api/settings/{key}", json=value, timeout=30).raise_for_status()
-    names = sorted({n["widgets_values"][0] for wf in workflows for n in wf["nodes"] if n["type"] == "LoadImage"})
-    pictures = synthetic_objects(Path(tmp), size=128)
-    for i, name in enumerate(names):
-        client.upload_image(pictures[i % len(pictures)], name)
 
 
 def open_frontend(browser: Browser, url: str, timeout: float = 120) -> list[str]:
     """Load the frontend page; returns the problems of the page load (fresh-install 404s included)."""
-    browser.goto(url)
-    browser.wait_for("window.app && window.app.graph && window.app.vueAppReady && document.readyState === 'complete'"
-                     " && window.LiteGraph && Object.keys(LiteGraph.registered_node_types).length > 0", timeout,
-                     "ComfyUI frontend ready")
+    browser.page.goto(url)
+    browser.wait_for("() => window.app && window.app.graph && window.app.vueAppReady && document.readyState === "
+                     "'complete' && window.LiteGraph && Object.keys(LiteGraph.registered_node_types).length > 0",
+                     timeout)
     browser.pump(1.0)
     problems, browser.problems = browser.problems, []
     return problems
 
 
 def load_workflow(browser: Browser, workflow: dict, name: str) -> dict:
-    """Open one workflow through app.loadGraphData; returns what the frontend found and the page's problems."""
+    """Open one workflow through app.loadGraphData; returns what the frontend found, the nodes' boxes and the
+    page's problems."""
     browser.problems = []
-    seen = browser.eval(f"{LOAD_JS}({json.dumps(workflow)}, {json.dumps(name)})")
+    seen = browser.eval(LOAD_JS, [workflow, name])
     browser.pump(0.5)
+    seen["boxes"] = browser.eval(BOXES_JS)
     seen["problems"], browser.problems = browser.problems, []
     return seen
 
 
-BOUNDS_JS = """(() => {
-    const title = LiteGraph.NODE_TITLE_HEIGHT || 30;
-    let b = [Infinity, Infinity, -Infinity, -Infinity];
-    for (const n of app.graph.nodes) {
-        b = [Math.min(b[0], n.pos[0]), Math.min(b[1], n.pos[1] - title),
-             Math.max(b[2], n.pos[0] + n.size[0]), Math.max(b[3], n.pos[1] + n.size[1])];
-    }
-    return b;
-})()"""
+def overlaps(boxes: list[dict], gap: float = 0) -> list[tuple[str, str]]:
+    """Pairs of node titles whose boxes intersect (closer than ``gap``)."""
+    out = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a["box"], b["box"]
+            if ax0 < bx1 + gap and bx0 < ax1 + gap and ay0 < by1 + gap and by0 < ay1 + gap:
+                out.append((f"{a['id']} {a['title']}", f"{b['id']} {b['title']}"))
+    return out
 
 
-def screenshot_graph(browser: Browser, path: Path, scale: float = 1.0, margin: int = 30) -> Path:
-    """A PNG of the loaded graph alone at ``scale`` (1 = the frontend's 100 % zoom): the window is grown to fit."""
-    if not browser.eval("document.body.classList.contains('vmdiff-shot')"):  # hide the UI around the canvas once
-        browser.eval("app.extensionManager.command.execute('Workspace.ToggleFocusMode'); "
-                     "document.body.classList.add('vmdiff-shot')")
-    x0, y0, x1, y1 = browser.eval(BOUNDS_JS)
-    width, height = int((x1 - x0) * scale) + 2 * margin, int((y1 - y0) * scale) + 2 * margin
-    browser.send("Emulation.setDeviceMetricsOverride", width=width + 400, height=height + 300, deviceScaleFactor=1,
-                 mobile=False)
+def template_thumbnails(browser: Browser, names: list[str]) -> dict:
+    """Open the frontend's template browser on this pack's category and bring every workflow's card into view;
+    returns the HTTP status of each ``<name>.jpg`` as the page fetched it ({name: status or None}) and the sizes of
+    the pictures the dialog shows (sorted [[naturalWidth, naturalHeight], ...]; a broken picture has width 0)."""
+    browser.eval("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    browser.wait_for("() => document.querySelector('[role=dialog]')")
     browser.pump(1.0)
-    rect = browser.eval(f"""(() => {{
+    find = """([name, click]) => {
+        const el = [...document.querySelectorAll('[role=dialog] *')].find(
+            (e) => e.children.length === 0 && e.textContent.trim() === name);
+        if (el) { el.scrollIntoView({block: 'center'}); if (click) el.click(); }
+        return Boolean(el);
+    }"""
+    browser.eval(find, [PACK, True])  # the pack's category: the nav entry named after the pack folder
+    browser.pump(1.0)
+    images = "[...document.querySelectorAll('[role=dialog] img')]"
+    shown = {}
+    for name in names:  # cards load their picture when they come into view (and may unload it after)
+        browser.eval(find, [name, False])
+        browser.wait_for(f"() => {images}.every((i) => i.complete)", 30)
+        shown.update(browser.eval(f"() => Object.fromEntries({images}.map((i) => [i.src, [i.naturalWidth, "
+                                  "i.naturalHeight]]))"))
+    sizes = list(shown.values())
+    fetched = {url.rsplit("/", 1)[-1]: status for url, status in browser.responses
+               if f"/workflow_templates/{PACK}/" in url and url.endswith(".jpg")}
+    browser.page.keyboard.press("Escape")
+    browser.pump(0.5)
+    return {"status": {name: fetched.get(f"{name}.jpg") for name in names}, "sizes": sorted(sizes)}
+
+
+def choose_combo(browser: Browser, node_id: int, widget: str, value: str) -> None:
+    """Pick ``value`` in a node's combo widget the way a user does: in the Vue node renderer by clicking its
+    select and the option; on the litegraph canvas as its combo menu does (set the value, call the callback)."""
+    row = browser.page.locator(f"[data-node-id='{node_id}'] [data-widget-name='{widget}']")
+    if row.count():
+        row.get_by_role("combobox").click()
+        browser.page.get_by_role("option", name=value, exact=True).click()
+    else:
+        browser.eval("""([id, name, value]) => {
+            const w = app.graph.getNodeById(id).widgets.find((w) => w.name === name);
+            w.value = value; w.callback?.(value, app.canvas, app.graph.getNodeById(id));
+        }""", [node_id, widget, value])
+    browser.pump(0.3)
+
+
+def widget_values(browser: Browser, node_id: int) -> dict:
+    """{widget name: value} of a node, and in the Vue renderer also what its inputs show ({name: text})."""
+    return browser.eval("""(id) => {
+        const values = Object.fromEntries(app.graph.getNodeById(id).widgets.map((w) => [w.name, w.value]));
+        const shown = {};
+        for (const row of document.querySelectorAll(`[data-node-id="${id}"] [data-widget-name]`)) {
+            const input = row.querySelector('input');
+            shown[row.dataset.widgetName] = input ? input.value : row.textContent.trim();
+        }
+        return {values, shown};
+    }""", node_id)
+
+
+def fit_view(browser: Browser, scale: float = 1.0, margin: int = 30) -> dict:
+    """Grow the window to hold the whole graph at ``scale`` (1 = the frontend's 100 % zoom) with the UI around the
+    canvas hidden; returns the clip rectangle of the graph on the page."""
+    if not browser.eval("() => document.body.classList.contains('vmdiff-shot')"):  # hide the UI once
+        browser.eval("() => { app.extensionManager.command.execute('Workspace.ToggleFocusMode'); "
+                     "document.body.classList.add('vmdiff-shot'); }")
+    boxes = browser.eval(BOXES_JS)
+    x0, y0 = min(b["box"][0] for b in boxes), min(b["box"][1] for b in boxes)
+    x1, y1 = max(b["box"][2] for b in boxes), max(b["box"][3] for b in boxes)
+    width, height = int((x1 - x0) * scale) + 2 * margin, int((y1 - y0) * scale) + 2 * margin
+    browser.page.set_viewport_size({"width": width + 400, "height": height + 300})
+    browser.pump(1.0)
+    left, top = browser.eval(f"""() => {{
         const ds = app.canvas.ds; ds.scale = {scale};
         ds.offset = [{margin / scale} - {x0}, {margin / scale} - {y0}];
         app.canvas.setDirty(true, true); app.canvas.draw(true, true);
         const r = app.canvas.canvas.getBoundingClientRect(); return [r.left, r.top];
-    }})()""")
-    browser.pump(1.0)
-    return browser.screenshot(path, clip={"x": rect[0], "y": rect[1], "width": width, "height": height, "scale": 1})
+    }}""")
+    browser.pump(1.5)  # the Vue renderer re-lays its DOM nodes after the transform changes
+    return {"x": left, "y": top, "width": width, "height": height}
+
+
+def screenshot_graph(browser: Browser, path: Path, scale: float = 1.0) -> Path:
+    """A PNG (or .jpg) of the loaded graph alone at ``scale``."""
+    return browser.screenshot(path, **fit_view(browser, scale))
+
+
+def write_thumbnail(browser: Browser, path: Path, width: int = 640) -> Path:
+    """The template browser's picture of the loaded workflow: the graph at 70 % zoom, resized to ``width``."""
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shot = screenshot_graph(browser, Path(tmp) / "graph.png", scale=0.7)
+        with Image.open(shot) as im:
+            im = im.convert("RGB")
+            im.thumbnail((width, width * 3 // 4), Image.LANCZOS)
+            im.save(path, quality=82, optimize=True)
+    return path
 
 
 def main(argv=None) -> int:
     from tools.comfy_server import ComfyClient, ComfyServer
 
-    ap = argparse.ArgumentParser(description="Open workflows in ComfyUI's real frontend (headless Chromium).")
+    ap = argparse.ArgumentParser(description="Open workflows in ComfyUI's real frontend (headless Chromium).",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("workflows", nargs="*", type=Path, help="UI-format workflow JSON (default: workflows/*.json)")
     ap.add_argument("--server", help="a running ComfyUI that serves its frontend (default: start a model-less one)")
+    ap.add_argument("--frontend-version", help=f"serve this comfyui-frontend-package (e.g. {LATEST_FRONTEND}) with "
+                                               "--front-end-root instead of the one ComfyUI pins")
+    ap.add_argument("--vue", action="store_true", help="enable the Vue node renderer (Comfy.VueNodes.Enabled)")
     ap.add_argument("--screenshot", type=Path, help="PNG of the first workflow's full graph")
-    ap.add_argument("--size", default="2600x1400", help="browser window WIDTHxHEIGHT")
+    ap.add_argument("--thumbnails", action="store_true",
+                    help="write each workflow's template-browser thumbnail beside it (<name>.jpg)")
+    ap.add_argument("--size", default="1600x1000", help="browser window WIDTHxHEIGHT")
     args = ap.parse_args(argv)
     paths = args.workflows or sorted((REPO_ROOT / "workflows").glob("*.json"))
-    workflows = {p.stem: json.loads(p.read_text()) for p in paths}
     width, height = (int(v) for v in args.size.split("x"))
+    extra = ["--front-end-root", str(frontend_root(args.frontend_version))] if args.frontend_version else []
     failed = False
     # --server: that server is not ours to stop
-    serving = nullcontext(ComfyClient(args.server)) if args.server else ComfyServer(None, frontend=True)
-    with tempfile.TemporaryDirectory() as tmp, serving as server:
-        prepare_server(server, list(workflows.values()), Path(tmp))
+    serving = nullcontext(ComfyClient(args.server)) if args.server else ComfyServer(None, frontend=True,
+                                                                                    extra_args=extra)
+    with serving as server:
+        prepare_server(server, vue=args.vue)
         with Browser(width, height) as browser:
             page = [p for p in open_frontend(browser, server.url) if not is_fresh_install_noise(p)]
             if page:
                 print("page load problems:", *page, sep="\n  ")
                 failed = True
-            for i, (name, wf) in enumerate(workflows.items()):
-                seen = load_workflow(browser, wf, name)
-                bad = seen["missing_nodes"] or seen["problems"]
+            for i, path in enumerate(paths):
+                workflow = json.loads(path.read_text())
+                seen = load_workflow(browser, workflow, path.stem)
+                seen["problems"] = [p for p in seen["problems"] if not is_offline_noise(p)]
+                crossed = overlaps(seen["boxes"])
+                bad = seen["missing_nodes"] or seen["problems"] or crossed
                 failed |= bool(bad)
-                print(f"{'FAIL' if bad else 'ok  '} {name}: {seen['nodes']} nodes, {seen['links']} links, missing node "
-                      f"types {seen['missing_nodes']}, {len(seen['missing_models'])} model(s) to download, "
-                      f"problems {seen['problems']}")
+                print(f"{'FAIL' if bad else 'ok  '} {path.stem}: {seen['nodes']} nodes, {seen['links']} links, "
+                      f"missing node types {seen['missing_nodes']}, {len(seen['missing_models'])} model(s) to "
+                      f"download, overlapping nodes {crossed}, problems {seen['problems']}")
                 if i == 0 and args.screenshot:
                     print("screenshot:", screenshot_graph(browser, args.screenshot))
+                if args.thumbnails:
+                    print("thumbnail:", write_thumbnail(browser, path.with_suffix(".jpg")))
+                    browser.page.set_viewport_size({"width": width, "height": height})
     return 1 if failed else 0
 
 
