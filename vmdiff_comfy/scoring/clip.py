@@ -1,6 +1,7 @@
 """OpenCLIP for the text terms T1, T2 (image and text towers)."""
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import folder_paths
 
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
-from .files import SCORE_FOLDERS, check_safetensors_file, package_dir, resolve_weight_file
+from .files import SCORE_FOLDERS, explain_load_error, package_dir, resolve_weight_file, sniff_file
 from .scorer import ScorerModel, prepare_views
 
 
@@ -51,29 +52,47 @@ class OpenClipEncoder(ScorerModel):
             return model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu()
 
 
+def register_config(open_clip, model_name: str) -> bool:
+    """Register models/open_clip/<model_name>.json with OpenCLIP after checking it (a malformed file is named with
+    the fix and never registered). True if a file config was registered."""
+    for base in map(Path, folder_paths.get_folder_paths("open_clip")):
+        path = base / f"{model_name}.json"
+        if not path.is_file():
+            continue
+        sniff_file(path, "open_clip")
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise VMDiffInputError(f"open_clip: the model config {path} is malformed ({e}); fix or delete it") from None
+        if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("vision_cfg", "text_cfg")) \
+                or not isinstance(config.get("embed_dim"), int):
+            raise VMDiffInputError(f"open_clip: the model config {path} is not an OpenCLIP model config (it needs "
+                                   f"embed_dim, vision_cfg and text_cfg); fix or delete it")
+        open_clip.add_model_config(path)
+        return True
+    return False
+
+
 def load_open_clip(model_name: str, checkpoint: str) -> OpenClipEncoder:
     try:
         import open_clip
     except ImportError as e:
         raise VMDiffInputError("open_clip: the package is not installed; pip install open-clip-torch") from e
-    path = resolve_weight_file("open_clip", checkpoint)
-    if path.suffix.lower() == ".safetensors":
-        check_safetensors_file(path, "open_clip")
-    for base in map(Path, folder_paths.get_folder_paths("open_clip")):
-        if (base / f"{model_name}.json").is_file():
-            open_clip.add_model_config(base / f"{model_name}.json")
+    path = resolve_weight_file("open_clip", checkpoint)  # looked at before loading
+    from_file = register_config(open_clip, model_name)
     if model_name not in open_clip.list_models():
         raise VMDiffInputError(f"open_clip: unknown model {model_name!r}; put {model_name}.json in "
                                f"{folder_paths.get_folder_paths('open_clip')[0]} or pick a built-in OpenCLIP model")
     try:  # open_clip reads safetensors, or torch.load(weights_only=True): pickled objects are refused
         model = open_clip.create_model(model_name, pretrained=str(path), weights_only=True, device="cpu",
                                        require_pretrained=True)
-    except pickle.UnpicklingError as e:
-        raise VMDiffInputError(f"open_clip: refused to load {path.name}: the checkpoint contains pickled Python "
-                               f"objects, not only tensors, and loading it could run arbitrary code") from e
-    except (RuntimeError, AssertionError, KeyError, ValueError) as e:  # open_clip asserts on some mismatches
-        raise VMDiffInputError(f"open_clip: {path.name} is not a {model_name} checkpoint ({str(e)[:500]}). "
-                               f"Expected {SCORE_FOLDERS['open_clip'][1]}.") from e
+    except Exception as e:  # noqa: BLE001 - open_clip raises many kinds on a wrong file
+        if from_file:  # a config that cannot build this file is not left registered for later loads
+            getattr(open_clip.factory, "_MODEL_CONFIGS", {}).pop(model_name, None)
+        if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e):
+            raise explain_load_error(e, path, "open_clip") from None
+        raise VMDiffInputError(f"open_clip: {path.name} is not a {model_name} checkpoint "
+                               f"({str(e).splitlines()[0][:400] if str(e) else type(e).__name__}). "
+                               f"Expected {SCORE_FOLDERS['open_clip'][1]}.") from None
     info = {"model": model_name, "file": str(path)}
     return OpenClipEncoder(model, f"{model_name} ({path.name})", info, open_clip.get_tokenizer(model_name))
-

@@ -5,7 +5,7 @@ import torch
 
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
-from .files import SCORE_FOLDERS, check_safetensors_file, load_weights_safely, resolve_hf_folder
+from .files import check_hf_weights, from_pretrained, resolve_hf_folder
 from .scorer import ScorerModel, prepare_views
 
 
@@ -58,30 +58,12 @@ def dino_encoder(model) -> ScorerModel:
 
 
 def load_dinov2(folder_name: str) -> DinoEncoder:
-    """transformers' own loader (it maps the released key names onto the current modules), local files only; a
-    pickled pytorch_model.bin is first checked with weights_only=True (transformers does the same on torch ≥ 2.6)."""
+    """transformers' own loader (it maps the released key names onto the current modules), local files only."""
     from transformers import Dinov2Model
 
     folder = resolve_hf_folder("dinov2", folder_name)
-    weights = [folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()]
-    if not weights:
-        raise VMDiffInputError(f"dinov2: {folder} has config.json but no model.safetensors or pytorch_model.bin. "
-                               f"Expected {SCORE_FOLDERS['dinov2'][1]}.")
-    if weights[0].suffix != ".safetensors":
-        load_weights_safely(weights[0], "dinov2")
-    else:
-        check_safetensors_file(weights[0], "dinov2")
-    try:
-        model, loading = Dinov2Model.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise VMDiffInputError(f"dinov2: could not load {folder} as DINOv2 ({str(e)[:500]}). "
-                               f"Expected {SCORE_FOLDERS['dinov2'][1]}.") from e
-    missing = [k for k in loading.get("missing_keys", []) if "mask_token" not in k]
-    if missing or loading.get("mismatched_keys"):
-        raise VMDiffInputError(f"dinov2: {weights[0]} does not fit its config.json (missing {missing[:3]}, "
-                               f"mismatched {list(loading.get('mismatched_keys', []))[:3]}). "
-                               f"Expected {SCORE_FOLDERS['dinov2'][1]}.")
+    weights = check_hf_weights("dinov2", folder)
+    model = from_pretrained(Dinov2Model, "dinov2", folder, ignore_missing=("mask_token",))
     config = model.config
-    info = {"hidden_size": config.hidden_size, "layers": config.num_hidden_layers, "file": str(weights[0])}
-    return DinoEncoder(model.float(), folder_name, info)
-
+    info = {"hidden_size": config.hidden_size, "layers": config.num_hidden_layers, "file": str(weights)}
+    return DinoEncoder(model, folder_name, info)

@@ -21,6 +21,7 @@ checkpoints with ``torch.load(weights_only=True)``, which refuses any pickled Py
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import pickle
@@ -95,9 +96,11 @@ def list_hf_folders(kind: str) -> dict[str, Path]:
 
 
 def resolve_weight_file(kind: str, name: str) -> Path:
+    """The full path of a weight file of ``kind``, looked at (sniff_file) before anything loads it."""
     path = folder_paths.get_full_path(kind, name) if name else None
     if path is None or not os.path.isfile(path):
         raise VMDiffInputError(missing_file_message(kind, name))
+    sniff_file(Path(path), kind)
     return Path(path)
 
 
@@ -111,6 +114,48 @@ def resolve_hf_folder(kind: str, name: str) -> Path:
 # --------------------------------------------------------------------------------------------------
 # safe weights
 
+#: Byte sizes of the original release files, to tell a user how much of a file arrived.
+RELEASE_SIZES = {"groundingdino_swint_ogc.pth": 693_997_677, "sam_vit_b_01ec64.pth": 375_042_383,
+                 "sam_vit_l_0b3195.pth": 1_249_524_607, "sam_vit_h_4b8939.pth": 2_564_550_879}
+
+
+def _not_a_model(path: Path, kind: str, what: str, expected: int | None = None) -> VMDiffInputError:
+    size = path.stat().st_size
+    expected = expected or RELEASE_SIZES.get(path.name)
+    sizes = f"{size:,} bytes" + (f"; the real file is {expected:,} bytes" if expected else "")
+    return VMDiffInputError(f"{kind}: {path.name} in {path.parent} is {what} ({sizes}), not the model file. Download "
+                            f"it again (a browser download or `git lfs pull` of the whole file). Expected "
+                            f"{SCORE_FOLDERS[kind][1]}.")
+
+
+def sniff_file(path: Path, kind: str) -> None:
+    """Look before loading (cheap: the size and the first bytes): an empty file, a Git LFS pointer, an HTML or JSON
+    error page saved in place of the weights, or a cut-off safetensors / zip checkpoint is named here with its size
+    and where to get the file, before any library reads it."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(512)
+    text = head.lstrip().lower()
+    if size == 0:
+        raise _not_a_model(path, kind, "empty")
+    if head.startswith(b"version https://git-lfs"):
+        expected = re.search(rb"size (\d+)", head)
+        raise _not_a_model(path, kind, "a Git LFS pointer (a 3-line text stub; the weights were never fetched)",
+                           int(expected.group(1)) if expected else None)
+    if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")):
+        raise _not_a_model(path, kind, "an HTML page (an error or login page saved instead of the file)")
+    if path.suffix.lower() != ".json" and text.startswith((b"{", b"[")):
+        raise _not_a_model(path, kind, "a JSON text (an error message saved instead of the file)")
+    if path.suffix.lower() == ".safetensors":
+        check_safetensors_file(path, kind)
+    elif head.startswith(b"PK\x03\x04"):  # torch's zip format: the central directory is at the very end
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise _not_a_model(path, kind, "a cut-off PyTorch checkpoint (its end is missing: an interrupted "
+                                           "download)")
+
+
 def check_safetensors_file(path: Path, kind: str) -> None:
     """Read a .safetensors file's header (cheap): a corrupt or cut-off file is named here, with the fix, instead of
     failing later inside a library with a bare parse error."""
@@ -120,8 +165,23 @@ def check_safetensors_file(path: Path, kind: str) -> None:
         with safe_open(str(path), framework="pt") as f:
             f.keys()
     except (SafetensorError, OSError) as e:
-        raise VMDiffInputError(f"{kind}: {Path(path).name} is not a valid safetensors file ({e}): it is corrupt or "
-                               f"incomplete, download it again. Expected {SCORE_FOLDERS[kind][1]}.") from e
+        raise _not_a_model(path, kind, f"not a complete safetensors file ({e}): corrupt or cut off") from e
+
+
+def explain_load_error(e: Exception, path: Path, kind: str) -> VMDiffInputError:
+    """A library's failure to read a checkpoint, in the pack's words. torch's own text is never relayed: it advises
+    ``weights_only=False``, which would run whatever the file holds."""
+    found = re.search(r"Unsupported global: GLOBAL [\w.]+", str(e))  # a real pickle with forbidden contents
+    if isinstance(e, pickle.UnpicklingError) and found:
+        what = f" ({found.group(0).replace('GLOBAL ', '')})"
+        return VMDiffInputError(
+            f"{kind}: refused to load {path.name}: the checkpoint contains pickled Python objects{what}, not only "
+            f"tensors, and loading it could run arbitrary code. Use the original release file or a .safetensors "
+            f"conversion. Expected {SCORE_FOLDERS[kind][1]}.")
+    detail = str(e).splitlines()[0][:200] if str(e) else ""
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in detail:  # torch's text: never relayed
+        detail = "its bytes are not a tensor checkpoint"
+    return _not_a_model(path, kind, f"not a readable PyTorch checkpoint ({detail}): corrupt or cut off")
 
 
 def load_weights_safely(path: Path, kind: str = "") -> dict[str, torch.Tensor]:
@@ -129,47 +189,25 @@ def load_weights_safely(path: Path, kind: str = "") -> dict[str, torch.Tensor]:
     (tensors and plain containers only: a pickled Python object is refused before anything runs). Unwraps the
     common ``{"model": sd}`` / ``{"state_dict": sd}`` wrappers and a ``module.`` prefix."""
     path = Path(path)
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+    sniff_file(path, kind)
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
 
-        try:
             sd = load_file(str(path))
-        except Exception as e:  # noqa: BLE001 - any parse error means a bad file
-            raise VMDiffInputError(f"{kind}: {path.name} is not a valid safetensors file ({e})") from e
-    else:
-        try:
+        else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise VMDiffInputError(
-                f"{kind}: refused to load {path.name}: the checkpoint contains pickled Python objects, not only "
-                f"tensors, and loading it could run arbitrary code. Use the original release file or a "
-                f".safetensors conversion. ({str(e).splitlines()[0]})") from e
-        except Exception as e:  # noqa: BLE001 - truncated / not a torch file
-            raise VMDiffInputError(f"{kind}: could not read {path.name} as a PyTorch checkpoint ({e})") from e
+    except Exception as e:  # noqa: BLE001 - any parse error means a bad file
+        raise explain_load_error(e, path, kind) from None
     for key in ("model", "state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise VMDiffInputError(f"{kind}: {path.name} does not hold a state dict of tensors")
+        raise VMDiffInputError(f"{kind}: {path.name} does not hold a state dict of tensors. "
+                               f"Expected {SCORE_FOLDERS[kind][1]}.")
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
-
-
-def load_into(module: torch.nn.Module, sd: dict, kind: str, path: Path, ignore_missing=()) -> None:
-    """Copy ``sd`` into ``module``; a missing tensor or a shape mismatch means the wrong file for this model."""
-    try:
-        missing, unexpected = module.load_state_dict(sd, strict=False)
-    except RuntimeError as e:  # size mismatch
-        raise VMDiffInputError(f"{kind}: {path.name} does not fit this model: {str(e)[:600]}. "
-                               f"Expected {SCORE_FOLDERS[kind][1]}.") from e
-    missing = [k for k in missing if not k.startswith(tuple(ignore_missing))]
-    if missing:
-        raise VMDiffInputError(f"{kind}: {path.name} is not a checkpoint for this model ({len(missing)} tensors "
-                               f"missing, e.g. {missing[:3]}). Expected {SCORE_FOLDERS[kind][1]}.")
-    if unexpected:
-        log.info("%s: %d unused tensors in %s (e.g. %s)", kind, len(unexpected), path.name, unexpected[:3])
-
 
 
 def package_dir(name: str) -> Path | None:
@@ -203,26 +241,41 @@ def apply_key_map(sd: dict[str, torch.Tensor], key_map: list[tuple[str, str | No
 
 
 def resolve_model(kind: str, name: str) -> tuple[Path, bool]:
-    """A model widget value of ``kind``: (path, True) for a Hugging Face folder, (path, False) for a weight file."""
+    """A model widget value of ``kind``: (path, True) for a Hugging Face folder, (path, False) for a weight file;
+    either looked at before loading (cheap)."""
     folder = list_hf_folders(kind).get(name)
-    return (folder, True) if folder is not None else (resolve_weight_file(kind, name), False)
+    if folder is None:
+        return resolve_weight_file(kind, name), False
+    hf_weights(kind, folder)
+    return folder, True
 
 
 HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 
 
-def check_hf_weights(kind: str, folder: Path) -> Path:
-    """The weight file of a Hugging Face folder, checked before transformers reads it (a pickled
-    ``pytorch_model.bin`` is read with weights_only=True first)."""
+def hf_weights(kind: str, folder: Path) -> Path:
+    """A Hugging Face folder's weight file, its config.json and weights looked at (sniff_file) before loading."""
     weights = [folder / n for n in HF_WEIGHT_NAMES if (folder / n).is_file()]
     if not weights:
         raise VMDiffInputError(f"{kind}: {folder} has config.json but no {' or '.join(HF_WEIGHT_NAMES)}. "
                                f"Expected {SCORE_FOLDERS[kind][1]}.")
-    if weights[0].suffix == ".safetensors":
-        check_safetensors_file(weights[0], kind)
-    else:
-        load_weights_safely(weights[0], kind)
+    config = folder / "config.json"
+    sniff_file(config, kind)
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise VMDiffInputError(f"{kind}: config.json in {folder} is not valid JSON ({e}); download the folder's "
+                               f"config.json again. Expected {SCORE_FOLDERS[kind][1]}.") from e
+    sniff_file(weights[0], kind)
     return weights[0]
+
+
+def check_hf_weights(kind: str, folder: Path) -> Path:
+    """hf_weights, and a pickled ``pytorch_model.bin`` read with weights_only=True before transformers reads it."""
+    weights = hf_weights(kind, folder)
+    if weights.suffix != ".safetensors":
+        load_weights_safely(weights, kind)
+    return weights
 
 
 def from_pretrained(cls, kind: str, path: Path, ignore_missing=(), **kwargs):
@@ -232,8 +285,8 @@ def from_pretrained(cls, kind: str, path: Path, ignore_missing=(), **kwargs):
     try:
         model, loading = cls.from_pretrained(source, local_files_only=True, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
-        raise VMDiffInputError(f"{kind}: could not load {path.name} ({str(e)[:500]}). "
-                               f"Expected {SCORE_FOLDERS[kind][1]}.") from e
+        raise VMDiffInputError(f"{kind}: could not load {path} ({str(e).splitlines()[0][:400]}). "
+                               f"Expected {SCORE_FOLDERS[kind][1]}.") from None
     missing = [k for k in loading.get("missing_keys", []) if not any(s in k for s in ignore_missing)]
     mismatched = list(loading.get("mismatched_keys", []))
     if missing or mismatched:

@@ -55,6 +55,10 @@ def image_to_bchw(image: torch.Tensor, input_name: str) -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise VMDiffInputError(f"{input_name}: expected an IMAGE (B, H, W, 1|3|4), got {shape}")
+    if not torch.isfinite(image).all():
+        bad = int((~torch.isfinite(image)).sum())
+        raise VMDiffInputError(f"{input_name}: {bad} pixel values are NaN or infinite; the image is broken (often a "
+                               f"fp16/fp8 model overflowing: load it with weight_dtype default or fp32), not scored")
     rgb = image[..., :3] if image.shape[-1] >= 3 else image.expand(*image.shape[:-1], 3)
     return rgb.movedim(-1, 1).float().clamp(0.0, 1.0).cpu()
 
