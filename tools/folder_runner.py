@@ -4,6 +4,7 @@
     python tools/folder_runner.py objects/ --tiny                                  # own server, stand-in models
     python tools/folder_runner.py objects/ --models-dir ~/ComfyUI/models --out fused/
     python tools/folder_runner.py objects/ --server http://gpu0:8188 --server http://gpu1:8188   # share the pairs
+    python tools/folder_runner.py objects/ --models-dir ~/ComfyUI/models --ray          # one actor per GPU (Ray)
 
 The file names are the labels (``owl.png`` → "owl"; ``--labels sanitize`` applies the reference's sanitize_name:
 '2' → space, '1' deleted). Each ordered pair (i, j), i ≠ j, runs the workflow of ``--method`` (``vmdiff``: the
@@ -13,9 +14,10 @@ The two orders of a pair go to the same server one after the other, so its cache
 several ``--server`` URLs each server takes the next pair from a shared queue.
 
 Written to ``--out``: ``images/<obj1>__<obj2>_*.png``, ``records/<obj1>__<obj2>.json`` (written last: a pair with a
-record whose images are all there is done and skipped when the runner is started again), and ``results.csv`` / ``results.json`` with α, β1, β2,
-seed and every score term the workflow reports: the STRING outputs of the VMDiff nodes (Auto-Tune's params/log,
-Similarity Score's scores_json) are read back through core ``PreviewAny`` nodes the runner adds; a workflow with
+record whose images are all there is done and skipped when the runner is started again), ``results.csv`` (one row
+a pair) and ``results.json`` (a summary: pairs done/failed/missing, seconds and DiT passes per pair, per worker; and
+the records) with α, β1, β2, seed and every score term the workflow reports: the STRING outputs of the VMDiff
+nodes (Auto-Tune's params/log, Similarity Score's scores_json) are read back through core ``PreviewAny`` nodes the runner adds; a workflow with
 fixed α/β (the manual one) or MagicMix (ν, K_min, K_max) reports the values of its widgets.
 
 Nothing is lost or swapped: two files with one label (``owl.png``, ``owl.jpg``) are refused before any work; a pair
@@ -36,6 +38,7 @@ import os
 import queue
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -62,7 +65,7 @@ WIDGET_PARAMS = {("VMDiffMixingDenoise", "alpha"): "alpha", ("VMDiffBlendingNois
 METHOD_WORKFLOWS = {"vmdiff": DEFAULT_WORKFLOW, "magicmix": REPO_ROOT / "workflows" / "vmdiff_magicmix_flux.json"}
 FIRST_COLUMNS = ["pair", "workflow", "label_1", "label_2", "image_1", "image_2", "alpha", "beta_1", "beta_2", "seed",
                  "score"]
-LAST_COLUMNS = ["outputs", "server", "seconds", "prompt_id"]
+LAST_COLUMNS = ["outputs", "server", "worker", "seconds", "prompt_id"]
 #: --small: the smallest run of the manual / baseline graphs (smoke tests of the runner on stand-in models)
 SMALL_OVERRIDES = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
                    "VMDiffMixingDenoise": {"steps": 2}, "VMDiffMagicMix": {"width": 32, "height": 32, "steps": 4}}
@@ -298,6 +301,9 @@ class FolderRun:
                 return path
         raise RunnerError(f"{self.out / 'images'}: no free name for {name}{suffix}")
 
+    def pair_name(self, i: int, j: int) -> str:
+        return pair_id(self.objects, i, j)
+
     def record_path(self, i: int, j: int) -> Path:
         return self.out / "records" / f"{pair_id(self.objects, i, j)}.json"
 
@@ -402,17 +408,38 @@ class FolderRun:
         return [json.loads(self.record_path(*p).read_text()) for unit in pair_units(self.objects) for p in unit
                 if self.done(*p, written)]
 
-    def write_results(self) -> None:
-        """results.json and results.csv from every done pair's record (so a resumed run reports all pairs)."""
+    def summary(self, records: list[dict]) -> dict:
+        """Pairs done, failed, missing; mean seconds (and DiT passes, where the workflow reports them) per pair,
+        over all and per worker (a server URL, or a Ray actor)."""
+        def means(rs: list[dict]) -> dict:
+            dit = [r["dit_calls"] for r in rs if isinstance(r.get("dit_calls"), (int, float))]
+            return {"pairs": len(rs), "mean_seconds": round(sum(r["seconds"] for r in rs) / len(rs), 2) if rs else None,
+                    "mean_dit_passes": round(sum(dit) / len(dit), 1) if dit else None}
+        by_worker: dict[str, list] = {}
+        for r in records:
+            by_worker.setdefault(r.get("worker") or r.get("server", "?"), []).append(r)
+        return {"pairs": len(self.pairs), "done": len(records), "missing": len(self.pairs) - len(records),
+                "failed": len(self.failures), **{k: v for k, v in means(records).items() if k != "pairs"},
+                "workers": {name: means(rs) for name, rs in by_worker.items()}}
+
+    def write_results(self, extra: dict | None = None) -> dict:
+        """results.json ({"summary", "pairs": every done pair's record}) and results.csv (one row a pair), from all
+        records (so a resumed run reports all pairs). Returns the summary."""
         records = self.records()
-        self._write(self.out / "results.json", (json.dumps(records, indent=1) + "\n").encode())
-        extra = sorted({k for r in records for k in r} - set(FIRST_COLUMNS) - set(LAST_COLUMNS))
+        summary = self.summary(records)
+        for name, stats in (extra or {}).pop("workers", {}).items():
+            summary["workers"].setdefault(name, {}).update(stats)
+        summary.update(extra or {})
+        self._write(self.out / "results.json", (json.dumps({"summary": summary, "pairs": records}, indent=1)
+                                                + "\n").encode())
+        extra_columns = sorted({k for r in records for k in r} - set(FIRST_COLUMNS) - set(LAST_COLUMNS))
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=FIRST_COLUMNS + extra + LAST_COLUMNS)
+        writer = csv.DictWriter(buffer, fieldnames=FIRST_COLUMNS + extra_columns + LAST_COLUMNS)
         writer.writeheader()
         for r in records:
             writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()})
         self._write(self.out / "results.csv", buffer.getvalue().encode())
+        return summary
 
     def report(self) -> int:
         """Print what is done and what is missing (with the reasons); 0 only when every pair has its record."""
@@ -420,6 +447,8 @@ class FolderRun:
         done = len(self.pairs) - len(missing)
         self.log(f"[folder_runner] {done} of {len(self.pairs)} pair(s) done, {len(missing)} missing; results in "
                  f"{self.out}")
+        for name, stats in self.summary(self.records())["workers"].items():
+            self.log(f"[folder_runner]   {name}: {stats['pairs']} pair(s), {stats['mean_seconds']} s a pair")
         for error in self.worker_errors:
             self.log(f"[folder_runner] worker failed: {error}")
         for name in missing[:20]:
@@ -432,6 +461,37 @@ class FolderRun:
 def server_args(objects: list[dict]) -> list[str]:
     """An LRU cache that keeps every image's Redux encoding (and the loaded models) across all the pairs."""
     return ["--cache-lru", str(4 * len(objects) + 32)]
+
+
+WATCHDOG = """
+import os, signal, sys, time
+parent, server = int(sys.argv[1]), int(sys.argv[2])
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+while os.getppid() == parent and running(server):
+    time.sleep(0.5)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    if not running(server):
+        break
+    try:
+        os.killpg(server, sig)
+    except OSError:
+        break
+    time.sleep(10)
+"""
+
+
+def reap_with_parent(server_pid: int) -> None:
+    """Start a watchdog that stops the server (its process group) when this process dies, however it dies
+    (SIGKILL, a killed Ray actor): the server runs in its own session, so nothing else would stop it. Linux."""
+    if Path(f"/proc/{server_pid}").exists():
+        subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(server_pid)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
 
 
 def stop_on_signals() -> None:
@@ -464,10 +524,21 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NODE_ID.input=value",
                     help="override an input of the workflow (value parsed as JSON); repeatable")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for one pair")
+    ap.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="run on Ray: one actor per GPU (per CPU without GPUs) owning a ComfyUI server; no ADDRESS: "
+                         "a local Ray instance; 'auto' or ray://HEAD:10001: a cluster (needs pip install ray)")
+    ap.add_argument("--actors", type=int, default=0, help="--ray: number of actors (default: one per GPU/CPU)")
+    ap.add_argument("--retries", type=int, default=2, help="--ray: runs of a failed pair after the first")
     args = ap.parse_args(argv)
     stop_on_signals()
     if args.server and (args.tiny or args.models_dir):
         ap.error("--server uses that server's models: drop --tiny/--models-dir")
+    if args.server and args.ray:
+        ap.error("--ray starts its own servers (one per actor): drop --server")
+    if args.ray:
+        from tools.folder_ray import require_ray
+
+        require_ray()
     objects = find_objects(args.input_dir, args.labels)
     workflow_path = args.workflow or METHOD_WORKFLOWS[args.method]
     workflow = json.loads(workflow_path.read_text())
@@ -483,15 +554,23 @@ def main(argv=None) -> int:
             "VMDiffLoadSAM": {"checkpoint": names["sam"]}, "VMDiffScorer": {"detect_size": 224}})
     run = FolderRun(objects, args.out or args.input_dir.with_name(args.input_dir.name + "_fused"), workflow,
                     args.set, overrides, args.timeout, workflow_name=workflow_path.name)
+    models_dir = args.models_dir
+    if args.tiny and not args.server:
+        from tools.tiny_models import write_real_loader_models_in_child
+
+        models_dir = write_real_loader_models_in_child(scorers=True)
     if args.server:
         run.run(args.server)
-    else:
-        models_dir = args.models_dir
-        if args.tiny:
-            from tools.tiny_models import write_real_loader_models_in_child
+    elif args.ray:
+        from tools.folder_ray import run_on_ray
 
-            models_dir = write_real_loader_models_in_child(scorers=True)
+        summary = run_on_ray(run, None if args.ray == "local" else args.ray, args.actors, models_dir,
+                             args.custom_nodes, server_args(objects), args.retries)
+        print(f"[folder_runner] Ray: {summary['actors']} actor(s), {summary['retried']} retried, "
+              f"{summary['wall_seconds']} s")
+    else:
         with ComfyServer(models_dir, args.custom_nodes, extra_args=server_args(objects)) as server:
+            reap_with_parent(server.pid)  # even a SIGKILL of the runner stops its server
             print(f"[folder_runner] ComfyUI started at {server.url} (pid {server.pid}, log: {server.log_path})",
                   flush=True)
             run.run([server.url])

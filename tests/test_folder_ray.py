@@ -1,0 +1,99 @@
+"""Issue 14: the folder runner on a local Ray instance with 2 actors, each owning a cheap tiny-loader ComfyUI server.
+Every ordered pair of a 3-image folder ends with exactly one record and the same pixels as a single-server run, even
+when one actor's server is killed mid-run, or the actor itself."""
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import ray
+from PIL import Image
+
+from tests.test_folder_runner import TEST_NODES, alive, folder_of, tiny_workflow
+from tools.folder_ray import ray_env, require_ray, run_on_ray
+from tools.folder_runner import MANIFEST, SMALL_OVERRIDES, FolderRun, find_objects
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, runtime_env=ray_env(), include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray")
+    folder = folder_of(root / "objs", ["owl.png", "jar.png", "cup.png"])
+    workflow = json.loads(tiny_workflow(root / "tiny.json", seconds_per_call=0.3).read_text())
+    return folder, workflow
+
+
+def pixels(run: FolderRun) -> dict:
+    return {r["pair"]: [np.asarray(Image.open(run.out / "images" / name)) for name in r["outputs"]]
+            for r in run.records()}
+
+
+@pytest.fixture(scope="module")
+def single_server(comfy_server, setup, tmp_path_factory):
+    folder, workflow = setup
+    run = FolderRun(find_objects(folder), tmp_path_factory.mktemp("single") / "out", workflow,
+                    overrides=SMALL_OVERRIDES, timeout=600)
+    assert run.run([comfy_server.url]) == 0
+    return pixels(run)
+
+
+@pytest.mark.parametrize("fault", ["none", "kill a server", "kill an actor"])
+def test_every_pair_once_and_the_same_images_despite_a_fault(local_ray, setup, single_server, tmp_path, fault):
+    folder, workflow = setup
+    run = FolderRun(find_objects(folder), tmp_path / "out", workflow, overrides=SMALL_OVERRIDES, timeout=600)
+    killed = {}
+
+    def after_store(stored, handles, infos):
+        if stored == 1 and fault != "none" and not killed:
+            killed["server_pid"] = infos[0]["server_pid"]
+            if fault == "kill a server":
+                os.kill(infos[0]["server_pid"], signal.SIGKILL)
+            else:
+                ray.kill(handles[0], no_restart=False)  # Ray restarts the actor; its old server must not survive
+
+    t0 = time.monotonic()
+    summary = run_on_ray(run, actors=2, custom_nodes=[TEST_NODES], retries=2, after_store=after_store)
+    print(f"\n[ray] fault {fault!r}: {json.dumps(summary)} in {time.monotonic() - t0:.0f} s")
+    assert run.missing() == [] and run.report() == 0
+    records = sorted((run.out / "records").glob("*.json"))
+    assert len(records) == 6 == summary["done"] == len(json.loads((run.out / "results.json").read_text())["pairs"])
+    written = (run.out / MANIFEST).read_text().splitlines()
+    assert sum(line.startswith("records/") for line in set(written)) == 6  # one record file a pair, no strays
+    assert len(list((run.out / "images").glob("*.png"))) == 6
+    got = pixels(run)
+    assert got.keys() == single_server.keys()
+    for pair, images in single_server.items():
+        assert all(np.array_equal(a, b) for a, b in zip(got[pair], images)), pair
+    assert set(summary["workers"]) == {"actor 1", "actor 2"}
+    assert summary["workers"]["actor 1"]["pairs"] + summary["workers"]["actor 2"]["pairs"] == 6
+    if fault != "none":
+        assert summary["retried"] >= 1
+        deadline = time.monotonic() + 30
+        while alive(killed["server_pid"]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not alive(killed["server_pid"])
+
+
+def test_require_ray_names_the_package(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(SystemExit, match=r"--ray needs the optional package 'ray' \(pip install"):
+        require_ray()
