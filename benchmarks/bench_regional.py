@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_stages import ForwardTimer  # noqa: E402
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
+from tools.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
 
 REDUX_TOKENS = 729  # SigLIP-so400m at 384² → 27² Redux tokens per image
 
@@ -59,8 +59,10 @@ def main() -> int:
     load_pack()
     import comfy.utils
     from tools import tiny_models
-    from vmdiff_pack.nodes.common import ReduxTokens
-    from vmdiff_pack.nodes.mixing_denoise import run_mixing_denoise
+    from vmdiff_pack.vmdiff_comfy.stages.mixing_denoise import run_mixing_denoise
+    from vmdiff_pack.vmdiff_comfy.stages.regional import AlphaMap
+    from vmdiff_pack.vmdiff_comfy.stages.settings import StageSettings
+    from vmdiff_pack.vmdiff_comfy.stages.sockets import ReduxTokens
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
     torch.manual_seed(0)
@@ -70,9 +72,11 @@ def main() -> int:
     cond = tiny_models.tiny_flux_conditioning(vec_dim=vec, context_dim=ctx)
     eps_b = torch.randn(1, 16, args.size // 8, args.size // 8)
     # a K-level map: K horizontal bands from 0 to 1 (every level in use)
-    runs = [("plain", 1, {})] + [(f"{k} levels", k, {"mask": torch.linspace(0, 1, k).repeat_interleave(
-        -(-args.size // k))[:args.size, None].expand(1, args.size, args.size), "alpha_masked": 0.8,
-        "mask_levels": k}) for k in args.levels]
+    bands = [torch.linspace(0, 1, k).repeat_interleave(-(-args.size // k))[:args.size, None].expand(1, args.size,
+                                                                                                  args.size)
+             for k in args.levels]
+    runs = [("plain", 1, None)] + [(f"{k} levels", k, AlphaMap(m, alpha_masked=0.8, levels=k))
+                                   for k, m in zip(args.levels, bands)]
 
     walls, forward = {name: [] for name, _, _ in runs}, {name: [] for name, _, _ in runs}
     nfe, blocks = {}, {}
@@ -80,11 +84,12 @@ def main() -> int:
         for name, k, extra in runs:
             timer = ForwardTimer(model)
             start = time.perf_counter()
-            out = run_mixing_denoise(timer.model, eps_b, z1, z2, cond, alpha=0.2, steps=args.steps, **extra)
+            out = run_mixing_denoise(timer.model, eps_b, z1, z2, cond, settings=StageSettings(steps=args.steps),
+                                     alpha=0.2, alpha_map=extra)
             if repeat:
                 walls[name].append(time.perf_counter() - start)
                 forward[name].append(timer.seconds)
-            nfe[name], blocks[name] = timer.calls, len(out.get("block_alphas", [0.2]))
+            nfe[name], blocks[name] = timer.calls, len(out.block_alphas or [0.2])
     assert all(blocks[name] == k for name, k, _ in runs)
     rows = [(name, k, nfe[name], statistics.median(walls[name]), statistics.median(forward[name]))
             for name, k, _ in runs]

@@ -20,7 +20,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
+from tools.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
 
 
 def main() -> int:

@@ -23,8 +23,10 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from tools.comfy_env import load_pack  # noqa: E402
 
-from vmdiff_ops import PRESETS, SearchOptions, efficient_adaptive_adjustment  # noqa: E402
+load_pack()
+from vmdiff_pack.vmdiff_ops import PRESETS, SearchOptions, efficient_adaptive_adjustment  # noqa: E402
 
 PHI = (1 + math.sqrt(5)) / 2
 STEPS, T_DEN = 20, 10
@@ -155,25 +157,26 @@ def timed(run, repeats: int) -> tuple[float, int]:
 
 
 def wall_times(size: int, repeats: int) -> list[tuple]:
-    from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+    from tools.comfy_env import boot_comfy_inprocess, load_pack
 
     boot_comfy_inprocess()
     load_pack()
     import comfy.utils
     from tools import tiny_models
-    from vmdiff_pack.nodes.auto_tune import CandidateRenderer, StageSettings, auto_tune
-    from vmdiff_pack.nodes.common import ReduxTokens
+    from vmdiff_pack.vmdiff_comfy.stages.auto_tune import CandidateRenderer, auto_tune
+    from vmdiff_pack.vmdiff_comfy.stages.settings import StageSettings
+    from vmdiff_pack.vmdiff_comfy.stages.sockets import ReduxTokens
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
     model, vae = tiny_models.tiny_flux(), tiny_models.tiny_vae()
     cond = tiny_models.tiny_flux_conditioning()
     z = [ReduxTokens(torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(s)), "bench") for s in (1, 2)]
-    settings = StageSettings(width=size, height=size)
+    settings = StageSettings()
     rows = []
     for case in ("typical", "worst"):
         score = forced_score(case)
         # reference: no ε_b cache (BNoise per β per iteration), both golden points fresh every iteration
-        renderer = CandidateRenderer(model, *z, cond, vae)
+        renderer = CandidateRenderer(model, *z, cond, vae, width=size, height=size)
         state = {}
 
         def blend(b1, b2):
@@ -206,8 +209,10 @@ def wall_times(size: int, repeats: int) -> list[tuple]:
         CandidateRenderer.render_many = tracking_render_many
         try:
             for search_steps, batch in ((0, 1), (8, 1), (8, 3)):
-                ours = timed(lambda: auto_tune(model, *z, cond, vae, ParamScorer(), 42, PRESETS["official"],
-                                               settings, search_steps, candidates_per_batch=batch)["nfe"], repeats)
+                ours = timed(lambda: auto_tune(model, *z, cond, vae, ParamScorer(), seed=42,
+                                               options=PRESETS["official"], settings=settings, width=size,
+                                               height=size, search_steps=search_steps,
+                                               candidates_per_batch=batch).nfe, repeats)
                 rows.append((case, reference, search_steps or settings.steps, batch, *ours))
         finally:
             CandidateRenderer.render_many = original_render_many

@@ -19,7 +19,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
+from tools.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
 
 
 class ForwardTimer:
@@ -48,9 +48,10 @@ def main() -> int:
     boot_comfy_inprocess()
     load_pack()
     from tools import tiny_models
-    from vmdiff_pack.nodes.blending_noise import run_blending_noise
-    from vmdiff_pack.nodes.common import ReduxTokens
-    from vmdiff_pack.nodes.mixing_denoise import run_mixing_denoise
+    from vmdiff_pack.vmdiff_comfy.stages.blending_noise import run_blending_noise
+    from vmdiff_pack.vmdiff_comfy.stages.sockets import ReduxTokens
+    from vmdiff_pack.vmdiff_comfy.stages.mixing_denoise import run_mixing_denoise
+    from vmdiff_pack.vmdiff_comfy.stages.settings import StageSettings
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
@@ -81,14 +82,15 @@ def main() -> int:
             timer = ForwardTimer(model)
             start = time.perf_counter()
             if stage == "Blending Noise":
-                out = run_blending_noise(timer.model, z1, z2, cond, 42, args.size, args.size)
-                eps_b = out["x"]
+                out = run_blending_noise(timer.model, z1, z2, cond, seed=42, width=args.size, height=args.size,
+                                         settings=StageSettings())
+                eps_b = out.eps_b
             else:
-                out = run_mixing_denoise(timer.model, eps_b, z1, z2, cond, alpha=0.5)
+                out = run_mixing_denoise(timer.model, eps_b, z1, z2, cond, settings=StageSettings(), alpha=0.5)
             wall = time.perf_counter() - start
             walls.append(wall)
             shares.append(1 - timer.seconds / wall)
-            nfe = (out["nfe"], timer.calls)
+            nfe = (out.nfe, timer.calls)
         walls, shares = walls[1:], shares[1:]
         rows.append((stage, nfe, statistics.median(walls), statistics.median(shares)))
 

@@ -1,5 +1,6 @@
-"""ComfyUI glue: one file per VMDiff stage."""
-from .auto_tune import VMDiffAutoTune, register_routes
+"""The VMDiff nodes: one file per node (or family of nodes), each only define_schema + a short execute."""
+from ..vmdiff_comfy.stages.presets import register_routes
+from .auto_tune import VMDiffAutoTune
 from .blending_noise import VMDiffBlendingNoise
 from .magicmix import VMDiffMagicMix
 from .mix_tokens_n import VMDiffMixTokensN
@@ -8,10 +9,11 @@ from .prompt import VMDiffFusionPrompt
 from .random_noise import VMDiffRandomNoise
 from .redux_encode import VMDiffReduxEncode
 from .save_image import VMDiffSaveImage
+from .stage_settings import VMDiffStageSettings
 from .score_loaders import LOADER_NODES
 from .similarity_score import VMDiffScorer, VMDiffSimilarityScore
 
 NODES = [VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune,
          VMDiffSaveImage, VMDiffMagicMix, *LOADER_NODES, VMDiffScorer, VMDiffSimilarityScore, VMDiffRandomNoise,
-         VMDiffMixTokensN]
+         VMDiffMixTokensN, VMDiffStageSettings]
 register_routes()

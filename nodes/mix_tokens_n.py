@@ -2,31 +2,13 @@
 Denoise, and concatenates them into the N-object SCat for Blending Noise (their tokens_2 left unconnected)."""
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io, ui
 
-from ..vmdiff_ops import MIX_RULES_N, mix_tokens_n, normalized_weights
-from .common import ReduxTokens, ReduxTokensType, VMDiffInputError, check_is_tokens, check_same_encoder
+from ..vmdiff_comfy.stages.sockets import ReduxTokensType
+from ..vmdiff_comfy.stages.tokens import mix_token_sets
+from ..vmdiff_ops import MIX_RULES_N
 
 MAX_SETS = 4
-
-
-def mix_token_sets(sets: list, weights: list, rule: str) -> tuple[ReduxTokens, ReduxTokens, list[float]]:
-    """(SInp, SCat, normalised weights) of the connected token sets; errors name the input to fix."""
-    named = [(f"tokens_{k}", t) for k, t in sets]
-    for name, t in named:
-        check_is_tokens(name, t)
-    check_same_encoder(named)
-    try:
-        w = normalized_weights(weights, len(sets)).tolist()
-        mixed = mix_tokens_n([t.tokens for _, t in sets], w, rule)
-    except ValueError as error:
-        raise VMDiffInputError(f"weights / mix_rule: {error}") from None
-    names = [name for name, _ in named]
-    encoder = sets[0][1].encoder_id
-    sinp = ReduxTokens(mixed, encoder, {"mixed": names, "weights": w, "rule": rule})
-    scat = ReduxTokens(torch.cat([t.tokens for _, t in sets], dim=1), encoder, {"concat": names})
-    return sinp, scat, w
 
 
 class VMDiffMixTokensN(io.ComfyNode):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from .common import VMDiffInputError
+from ..vmdiff_comfy.errors import VMDiffInputError
 
 DEFAULT_TEMPLATE = "A photo of {T1} creatively fused with {T2}."
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from .blending_noise import check_size, initial_noise
-from .common import noise_space_latent
+from ..vmdiff_comfy.stages import settings
+from ..vmdiff_comfy.stages.blending_noise import initial_noise
+from ..vmdiff_comfy.stages.checks import check_size
+from ..vmdiff_comfy.stages.sockets import noise_space_latent
 
 #: FLUX.1's latent channels (what Mixing Denoise checks eps_b against).
 FLUX_LATENT_CHANNELS = 16
@@ -21,16 +23,14 @@ class VMDiffRandomNoise(io.ComfyNode):
             category="VMDiff",
             description="Seeded random noise ε as a noise-space LATENT for VMDiff Mixing Denoise: the same ε that "
                         "VMDiff Blending Noise starts from at this seed and size, without blending (Baseline 1).",
-            inputs=[
-                io.Int.Input("seed", default=42, min=0, max=0xffffffffffffffff, control_after_generate=True),
-                io.Int.Input("width", default=512, min=16, max=4096, step=16),
-                io.Int.Input("height", default=512, min=16, max=4096, step=16),
-            ],
+            inputs=settings.inputs("seed", "width", "height"),
             outputs=[io.Latent.Output(display_name="eps", tooltip="ε in noise space, for VMDiff Mixing Denoise.")],
         )
 
     @classmethod
-    def execute(cls, seed, width=512, height=512) -> io.NodeOutput:
+    def execute(cls, **widgets) -> io.NodeOutput:
+        v = settings.with_defaults(("seed", "width", "height"), widgets)
+        seed, width, height = v["seed"], v["width"], v["height"]
         check_size(width, height)
         eps = initial_noise(seed, FLUX_LATENT_CHANNELS, width, height)
         return io.NodeOutput(noise_space_latent(eps, seed=seed, width=width, height=height, source="random"),

@@ -7,7 +7,7 @@ import json
 import nodes as comfy_nodes
 from comfy_api.latest import io
 
-from .common import VMDiffInputError
+from ..vmdiff_comfy.errors import VMDiffInputError
 
 METADATA_KEY = "vmdiff"
 

@@ -3,7 +3,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # `import vmdiff_ops` and `import tests.support…` / `import tools…`
+    sys.path.insert(0, str(REPO_ROOT))  # the one sys.path entry of the tests: `import tools…`, `import tests.support…`
+
+from tools.comfy_env import load_pack  # noqa: E402
+
+load_pack()  # the pack as ComfyUI imports it, `vmdiff_pack`: the one name the tests import it (and vmdiff_ops) by
 
 
 # --- real ComfyUI server fixtures (tools/comfy_server.py) ---

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+from tools.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 load_pack()
@@ -14,7 +14,7 @@ from tools import tiny_models  # noqa: E402
 
 from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune  # noqa: E402
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.nodes.common import upstream_model_files  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.stages.provenance import upstream_model_files  # noqa: E402
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
 from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
 from vmdiff_pack.nodes.save_image import VMDiffSaveImage  # noqa: E402

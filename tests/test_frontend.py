@@ -76,7 +76,7 @@ def test_choosing_an_auto_tune_preset_sets_its_search_widgets(page):
     server, browser, _ = page
     from dataclasses import asdict
 
-    from vmdiff_ops import PRESETS
+    from vmdiff_pack.vmdiff_ops import PRESETS
 
     served = server.get("/vmdiff/presets").json()
     for name, options in PRESETS.items():  # the search widgets of each preset, from the one table

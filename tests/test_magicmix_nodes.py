@@ -3,7 +3,7 @@ UNet (ε-prediction, CFG with a negative) and Flux (rectified flow), checked aga
 import pytest
 import torch
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+from tools.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
@@ -19,8 +19,9 @@ import comfy.samplers  # noqa: E402
 import node_helpers  # noqa: E402
 import nodes  # noqa: E402
 
-from vmdiff_pack.nodes.common import VMDiffInputError  # noqa: E402
-from vmdiff_pack.nodes.magicmix import VMDiffMagicMix, model_noise_scaling, reweight_patch, run_magicmix  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
+from vmdiff_pack.nodes.magicmix import VMDiffMagicMix
+from vmdiff_pack.vmdiff_comfy.stages.magicmix import model_noise_scaling, reweight_patch, run_magicmix  # noqa: E402
 from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
 
 STEPS = 10
@@ -111,7 +112,7 @@ def test_layout_sequence_is_the_models_own_noise_scaling(family):
     # ν = 0: the states x̂_{K_max} … x̂_{K_min} the node steps through are exactly x_k = noise_scaling(σ_k, ε, x0)
     states = {}
     out = magicmix(f, nu=0.0, on_step=lambda i, x_in, *rest: states.setdefault(i, x_in))
-    i_max, i_min, sigmas = out["i_max"], out["i_min"], out["sigmas"]
+    i_max, i_min, sigmas = out.i_max, out.i_min, out.sigmas
     assert (i_max, i_min) == (4, 7)
     for i in range(i_max, i_min + 1):
         assert torch.allclose(states[i - i_max], sampling.noise_scaling(sigmas[i], eps, x0), atol=1e-6)
@@ -126,7 +127,7 @@ def test_nu_one_with_k_min_equal_k_max_is_stock_img2img_from_k(family):
     assert torch.allclose(ours.result[0]["samples"], reference, rtol=0, atol=1e-6)
     assert "K_max = 6" in ours.ui.as_dict()["text"][0] and "6 model calls" in ours.ui.as_dict()["text"][0]
     # ν = 1 blends nothing: a layout window changes no value either
-    assert torch.allclose(magicmix(f, nu=1.0)["latent"], reference, atol=1e-6)
+    assert torch.allclose(magicmix(f, nu=1.0).latent, reference, atol=1e-6)
 
 
 def test_nu_zero_keeps_the_layout_path_through_k_min(family):
@@ -134,19 +135,19 @@ def test_nu_zero_keeps_the_layout_path_through_k_min(family):
     x0, eps = layout_latent(f)
     out = magicmix(f, nu=0.0)
     sampling = f["model"].get_model_object("model_sampling")
-    assert torch.equal(out["x_kmin"], sampling.noise_scaling(out["sigmas"][out["i_min"]], eps, x0))
+    assert torch.equal(out.x_kmin, sampling.noise_scaling(out.sigmas[out.i_min], eps, x0))
     # … so the result is stock img2img from K_min (10 − 3 = step 7), while ν = 0.5 is not
     reference = stock(f, start=7)["samples"]
-    assert torch.allclose(out["latent"], reference, atol=1e-6)
-    assert not torch.allclose(magicmix(f, nu=0.5)["latent"], reference, atol=1e-3)
+    assert torch.allclose(out.latent, reference, atol=1e-6)
+    assert not torch.allclose(magicmix(f, nu=0.5).latent, reference, atol=1e-3)
 
 
 def test_steps_and_nfe(family):
     name, f = family
     log = ForwardLog(f["model"])
     out = magicmix(f, model=log.model, k_max=0.8, k_min=0.3)
-    sigmas = out["sigmas"]
-    assert out["nfe"] == len(log.calls) == STEPS - 2  # K_max = 8: steps 2 … 9
+    sigmas = out.sigmas
+    assert out.nfe == len(log.calls) == STEPS - 2  # K_max = 8: steps 2 … 9
     assert [c["sigma"] for c in log.calls] == pytest.approx([float(s) for s in sigmas[2:STEPS]], rel=1e-6)
     assert all(sorted(c["batch"]) == ([0, 1] if name == "sd15" else [0]) for c in log.calls)  # CFG: cond + uncond
 
@@ -154,9 +155,10 @@ def test_steps_and_nfe(family):
 def test_text_text_layout_is_a_stock_generation_of_the_layout_prompt(family):
     name, f = family
     log = ForwardLog(f["model"])
-    out = run_magicmix(log.model, f["content"], 7, STEPS, f["scheduler"], 0.6, 0.3, 0.0, f["cfg"],
+    out = run_magicmix(log.model, f["content"], seed=7, steps=STEPS, scheduler=f["scheduler"], k_max=0.6,
+                       k_min=0.3, nu=0.0, cfg=f["cfg"],
                        layout_conditioning=f["layout"], negative=f["negative"], width=48, height=64)
-    assert out["nfe"] == len(log.calls) == 7 + 6  # σ_0 → K_min under the layout prompt, then K_max → 0
+    assert out.nfe == len(log.calls) == 7 + 6  # σ_0 → K_min under the layout prompt, then K_max → 0
     layout_ctx, content_ctx = f["layout"][0][0], f["content"][0][0]
     assert all(torch.equal(c["context"], layout_ctx) for c in log.calls[:7])
     assert all(torch.equal(c["context"], content_ctx) for c in log.calls[7:])
@@ -164,10 +166,10 @@ def test_text_text_layout_is_a_stock_generation_of_the_layout_prompt(family):
     empty = {"samples": torch.zeros(1, f["vae"].latent_channels, 8, 6)}
     at_k_min = stock(f, 0, 7, positive=f["layout"], latent=empty, leftover="enable")
     sampling = f["model"].get_model_object("model_sampling")  # KSampler un-scales a leftover state (Flux: /(1 − σ))
-    leftover = sampling.inverse_noise_scaling(out["sigmas"][7], out["x_kmin"])
+    leftover = sampling.inverse_noise_scaling(out.sigmas[7], out.x_kmin)
     assert torch.allclose(f["model"].model.process_latent_out(leftover), at_k_min["samples"], atol=1e-5)
     reference = stock(f, 7, latent=at_k_min, add_noise="disable")["samples"]
-    assert torch.allclose(out["latent"], reference, atol=1e-5)
+    assert torch.allclose(out.latent, reference, atol=1e-5)
 
 
 def test_flux_redux_tokens_as_content(flux):
@@ -175,11 +177,11 @@ def test_flux_redux_tokens_as_content(flux):
     tokens = VMDiffReduxEncode.execute(clip_vision, style, image(5)).result[0]
     guided = node_helpers.conditioning_set_values(flux["content"], {"guidance": 4.0})
     log = ForwardLog(flux["model"])
-    with_tokens = run_magicmix(log.model, guided, 7, STEPS, content_tokens=tokens, layout_image=image(0),
-                               vae=flux["vae"])["latent"]
+    with_tokens = run_magicmix(log.model, guided, seed=7, steps=STEPS, content_tokens=tokens, layout_image=image(0),
+                               vae=flux["vae"]).latent
     assert {c["context"].shape[1] for c in log.calls} == {16}  # the Redux tokens replace the text tokens
     assert torch.equal(log.calls[0]["context"], tokens.tokens)
-    text_only = run_magicmix(flux["model"], guided, 7, STEPS, layout_image=image(0), vae=flux["vae"])["latent"]
+    text_only = run_magicmix(flux["model"], guided, seed=7, steps=STEPS, layout_image=image(0), vae=flux["vae"]).latent
     assert not torch.allclose(with_tokens, text_only, atol=1e-3)
 
 
@@ -204,16 +206,16 @@ def test_attention_reweighting_scales_the_tokens_attention_column():
 
 
 def test_attention_reweighting_on_sd15_and_refused_on_flux(sd15, flux):
-    base = magicmix(sd15)["latent"]
-    assert torch.equal(magicmix(sd15, reweight_tokens="3", reweight_scale=1.0)["latent"], base)
-    boosted = magicmix(sd15, reweight_tokens="2, 3", reweight_scale=2.0)["latent"]
-    removed = magicmix(sd15, reweight_tokens="2, 3", reweight_scale=-2.0)["latent"]
+    base = magicmix(sd15).latent
+    assert torch.equal(magicmix(sd15, reweight_tokens="3", reweight_scale=1.0).latent, base)
+    boosted = magicmix(sd15, reweight_tokens="2, 3", reweight_scale=2.0).latent
+    removed = magicmix(sd15, reweight_tokens="2, 3", reweight_scale=-2.0).latent
     assert not torch.allclose(boosted, base, atol=1e-3) and not torch.allclose(removed, boosted, atol=1e-3)
     # text–text: only the content prompt is re-weighted, the layout prompt's generation is not
     kw = dict(layout_image=None, vae=None, layout_conditioning=sd15["layout"], width=48, height=64, nu=0.0)
     plain, weighted = magicmix(sd15, **kw), magicmix(sd15, reweight_tokens="2", reweight_scale=-2.0, **kw)
-    assert torch.equal(weighted["x_kmin"], plain["x_kmin"])
-    assert not torch.allclose(weighted["latent"], plain["latent"], atol=1e-3)
+    assert torch.equal(weighted.x_kmin, plain.x_kmin)
+    assert not torch.allclose(weighted.latent, plain.latent, atol=1e-3)
     with pytest.raises(VMDiffInputError, match="not supported"):
         magicmix(flux, reweight_tokens="1", reweight_scale=0.5)
     with pytest.raises(VMDiffInputError, match="position 80"):

@@ -2,14 +2,15 @@
 import pytest
 import torch
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+from tools.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
 from tools import tiny_models  # noqa: E402
 
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.nodes.common import VMDiffInputError, phase_conditioning  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.vmdiff_comfy.stages.flow import phase_conditioning  # noqa: E402
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
 from vmdiff_pack.nodes.prompt import fusion_prompt  # noqa: E402
 from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
@@ -168,7 +169,7 @@ def test_bad_inputs_name_the_input(models, tokens):
     assert "t_den_step: 7 is outside the 8-step grid" in VMDiffBlendingNoise.validate_inputs(steps=8, t_den_step=7)
     assert VMDiffBlendingNoise.validate_inputs(steps=20, t_den_step=10) is True
     # ComfyUI skips its min/max check of the inputs validate_inputs takes; a linked input is None until it runs
-    assert "steps: 1 is below the minimum 2" in VMDiffBlendingNoise.validate_inputs(steps=1, t_den_step=0)
+    assert "steps: Blending Noise needs at least 2 steps" in VMDiffBlendingNoise.validate_inputs(steps=1, t_den_step=0)
     assert VMDiffBlendingNoise.validate_inputs(steps=20, t_den_step=None) is True
     with pytest.raises(VMDiffInputError, match="width"):
         blend(models, tokens, width=40)

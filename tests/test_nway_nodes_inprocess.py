@@ -3,14 +3,15 @@ and Blending Noise / Mixing Denoise taking their ready conditions (tokens_2 unco
 import pytest
 import torch
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+from tools.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 load_pack()
 from tools import tiny_models  # noqa: E402
 
-from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise, initial_noise  # noqa: E402
-from vmdiff_pack.nodes.common import VMDiffInputError  # noqa: E402
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
+from vmdiff_pack.vmdiff_comfy.stages.blending_noise import initial_noise  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
 from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN  # noqa: E402
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
 from vmdiff_pack.nodes.random_noise import VMDiffRandomNoise  # noqa: E402

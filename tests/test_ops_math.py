@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from vmdiff_ops import (NFECounter, blending_noise, flow_sigma_grid, flux_mu, integrate_flow, lerp_tokens,
+from vmdiff_pack.vmdiff_ops import (NFECounter, blending_noise, flow_sigma_grid, flux_mu, integrate_flow, lerp_tokens,
                         mix_tokens, mixing_denoise, official_mix_tokens, scale_concat, slerp_tokens, t_den_sigma)
 
 SPEC_SIGMAS = [1.0, .97273, .94413, .91409, .88250, .84923, .81416, .77713, .73797, .69650, .65249, .60571, .55590,

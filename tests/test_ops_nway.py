@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from vmdiff_ops import lerp_tokens, mix_tokens_n, slerp_tokens, spherical_weighted_mean
+from vmdiff_pack.vmdiff_ops import lerp_tokens, mix_tokens_n, slerp_tokens, spherical_weighted_mean
 
 
 def token_sets(n, tokens=7, width=16, seed=0):

@@ -1,7 +1,7 @@
 """Golden-section search and EAA orchestration against their definitions, on synthetic scores."""
 import pytest
 
-from vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment, golden_section_maximize,
+from vmdiff_pack.vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment, golden_section_maximize,
                         golden_section_maximize_on_grid, speculative_points, stronger_side)
 
 

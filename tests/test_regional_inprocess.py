@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+from tools.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
@@ -11,10 +11,10 @@ from tools import tiny_models  # noqa: E402
 
 from tests.test_nodes_inprocess import CallLog, image  # noqa: E402
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.nodes.common import VMDiffInputError  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
 from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.regional import mask_on_token_grid  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.stages.regional import mask_on_token_grid  # noqa: E402
 
 # 64² px → latent 8×8 → 4×4 image tokens; a mask with its right half set → token columns 2, 3 are region B
 LEFT, RIGHT = (slice(None), slice(None), slice(None), slice(0, 4)), (slice(None), slice(None), slice(None),
@@ -112,8 +112,9 @@ def test_soft_mask_is_quantised_to_k_levels(setup):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(mask=torch.zeros(2, 64, 64)), "mask: expected one MASK"),
     (dict(mask=torch.full((1, 64, 64), 2.0)), r"mask: values must lie in \[0, 1\]"),
-    (dict(mask=HALF, alpha_masked=1.5), "alpha_masked: must lie in"),
-    (dict(mask=HALF, image_attention="nearby"), "image_attention: unknown rule"),
+    (dict(mask=HALF, alpha_masked=1.5), "alpha_masked: 1.5 is above the maximum"),
+    (dict(mask=HALF, image_attention="nearby"), "image_attention: unknown value 'nearby'"),
+    (dict(mask=HALF, mask_levels=1), "mask_levels: 1 is below the minimum 2"),
     (dict(mask=HALF, tokens_2=None), "mask: a spatial α needs tokens_2"),
 ])
 def test_bad_regional_inputs_name_the_input(setup, kwargs, match):

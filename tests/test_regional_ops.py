@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vmdiff_ops.regional import alpha_levels, regional_attention_mask
+from vmdiff_pack.vmdiff_ops.regional import alpha_levels, regional_attention_mask
 
 INF = float("-inf")
 

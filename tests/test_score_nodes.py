@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+from tools.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
@@ -17,7 +17,7 @@ import folder_paths  # noqa: E402
 
 from tools import tiny_scorers  # noqa: E402
 from vmdiff_pack.nodes import score_models as sm  # noqa: E402
-from vmdiff_pack.nodes.common import VMDiffInputError  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
 from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,  # noqa: E402
                                              VMDiffLoadSAM)
 from vmdiff_pack.nodes.similarity_score import (ScoreOptions, SimilarityScorer, VMDiffScorer,  # noqa: E402

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, box_iou, boxes_to_pixels, center_crop_resize,
+from vmdiff_pack.vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, box_iou, boxes_to_pixels, center_crop_resize,
                               cosine_similarity,
                               crop_bounds, crop_to_box, grounding_resize_shape, mean_token_feature, neutral_fill,
                               normalise_pixels, normalise_text_similarity, select_box, similarity_score, squash_resize)
@@ -141,7 +141,7 @@ def test_center_crop_resize_keeps_the_middle():
 
 
 def test_label_text_modes_reproduce_the_reference_strings():
-    from vmdiff_ops.score import label_text
+    from vmdiff_pack.vmdiff_ops.score import label_text
 
     assert label_text("astronaut figurine") == "['A  astronaut figurine .']"
     assert label_text("owl", "reference") == "A  owl ."

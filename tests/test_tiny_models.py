@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from tests.support.comfy_env import boot_comfy_inprocess, comfy_path
+from tools.comfy_env import boot_comfy_inprocess, comfy_path
 from tools import tiny_models
 
 boot_comfy_inprocess()

@@ -254,7 +254,7 @@ def stack_columns(ui_nodes: list[dict], gap: int = 50) -> None:
 
 def node_definitions() -> dict:
     sys.path.insert(0, str(REPO_ROOT))
-    from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+    from tools.comfy_env import boot_comfy_inprocess, load_pack
 
     boot_comfy_inprocess()
     load_pack()

@@ -86,7 +86,7 @@ def ensure_comfy() -> None:
         return
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from tests.support.comfy_env import boot_comfy_inprocess
+    from tools.comfy_env import boot_comfy_inprocess
 
     boot_comfy_inprocess()
 
@@ -316,7 +316,7 @@ def _comfyui_version() -> str:
     else:
         if str(REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(REPO_ROOT))
-        from tests.support.comfy_env import comfy_path
+        from tools.comfy_env import comfy_path
 
         root = comfy_path()
     match = re.search(r"__version__\s*=\s*[\"']([^\"']+)", (root / "comfyui_version.py").read_text())

@@ -76,7 +76,7 @@ TINY_SAM_CONFIG = dict(embed_dim=32, depth=2, patch_size=16, img_size=64, num_he
 def score_models_module():
     """nodes/score_models.py of the pack (imports ComfyUI, booted on the CPU if this process has not)."""
     ensure_comfy()
-    from tests.support.comfy_env import load_pack
+    from tools.comfy_env import load_pack
 
     load_pack()
     from vmdiff_pack.nodes import score_models

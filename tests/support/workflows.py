@@ -7,7 +7,7 @@ import json
 from tools.run_workflow import apply_inputs
 from tools.workflow_convert import ui_to_api
 
-from .comfy_env import REPO_ROOT
+from tools.comfy_env import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / "workflows"
 

@@ -11,14 +11,12 @@ import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PACK_MODULE_NAME = "vmdiff_pack"
 
 
 def comfy_path() -> Path:
     """$COMFYUI_PATH, else ../shared/ComfyUI, else .cache/ComfyUI (one rule, tools/comfy_server.find_comfyui)."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     from tools.comfy_server import find_comfyui
 
     return find_comfyui()

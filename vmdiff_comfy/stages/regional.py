@@ -8,14 +8,27 @@ so ComfyUI's own mask rescaling (``comfy.utils.upscale_dit_mask``) is a no-op.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 import comfy.utils
 
-from ..vmdiff_ops.regional import IMAGE_ATTENTION, alpha_levels, regional_attention_mask
-from .errors import VMDiffInputError
+from ...vmdiff_ops.regional import alpha_levels, regional_attention_mask
+from ..errors import VMDiffInputError
+from .settings import ops_errors, problems, raise_problems
+
+
+@dataclass(frozen=True)
+class AlphaMap:
+    """A spatial α for Mixing Denoise: ``alpha`` where ``mask`` is 0, ``alpha_masked`` where it is 1, a soft mask
+    quantised to ``levels`` levels; ``image_attention`` as in vmdiff_ops.regional."""
+
+    mask: torch.Tensor
+    alpha_masked: float = 0.5
+    levels: int = 2
+    image_attention: str = "whole_image"
 
 
 def token_grid(latent_shape, patch_size: int) -> tuple[int, int]:
@@ -38,26 +51,21 @@ def mask_on_token_grid(mask, grid: tuple[int, int]) -> torch.Tensor:
     return comfy.utils.common_upscale(mask, grid[1], grid[0], "bilinear", "none")[0, 0].clamp(0, 1)
 
 
-def regional_conditioning(phase_for_alpha: Callable[[float], list], mask, alpha: float, alpha_masked: float,
-                          levels: int, image_attention: str, grid: tuple[int, int]) -> tuple[list, list[float]]:
+def regional_conditioning(phase_for_alpha: Callable[[float], list], alpha: float, alpha_map: AlphaMap,
+                          grid: tuple[int, int]) -> tuple[list, list[float]]:
     """The Mixing Denoise CONDITIONING for an α map: ``phase_for_alpha(α)`` is the plain one-α conditioning
     (context SInp(α), pooled vector, guidance); one context block per α level in use, concatenated, plus the
     attention mask of vmdiff_ops.regional. One block (a constant map, or α_masked = α) → exactly the plain
     conditioning. Returns (conditioning, the α of each block)."""
-    if image_attention not in IMAGE_ATTENTION:
-        raise VMDiffInputError(f"image_attention: unknown rule {image_attention!r}; expected one of "
-                               f"{IMAGE_ATTENTION}")
-    for name, a in (("alpha", alpha), ("alpha_masked", alpha_masked)):
-        if not 0.0 <= a <= 1.0:
-            raise VMDiffInputError(f"{name}: must lie in [0, 1] (the weight of image 2), got {a}")
-    if not isinstance(levels, int) or levels < 2:
-        raise VMDiffInputError(f"mask_levels: needs an integer ≥ 2, got {levels}")
-    block_alphas, block_index = alpha_levels(mask_on_token_grid(mask, grid), alpha, alpha_masked, levels)
+    m = alpha_map
+    raise_problems(problems(alpha_masked=m.alpha_masked, mask_levels=m.levels, image_attention=m.image_attention))
+    with ops_errors("mask: "):
+        block_alphas, block_index = alpha_levels(mask_on_token_grid(m.mask, grid), alpha, m.alpha_masked, m.levels)
     phases = [phase_for_alpha(a) for a in block_alphas]
     if len(phases) == 1:
         return phases[0], block_alphas
     contexts = [p[0][0] for p in phases]
     extras = dict(phases[0][0][1])
-    extras["attention_mask"] = regional_attention_mask(block_index, contexts[0].shape[1], image_attention)[None]
+    extras["attention_mask"] = regional_attention_mask(block_index, contexts[0].shape[1], m.image_attention)[None]
     extras["attention_mask_img_shape"] = grid
     return [[torch.cat(contexts, dim=1), extras]], block_alphas
