@@ -384,6 +384,27 @@ GRAPHS.update(vmdiff_magicmix_flux=MAGICMIX_FLUX, vmdiff_magicmix_sd15=MAGICMIX_
 GRAPHS.update(vmdiff_manual_scored=MANUAL_SCORED, vmdiff_full=FULL)
 GRAPHS.update(vmdiff_baselines=BASELINES, core_two_redux=CORE_TWO_REDUX, vmdiff_three_objects=THREE_OBJECTS)
 
+# Part-level fusion: the manual graph's plain Mixing Denoise beside one with an α map made by core mask nodes (a
+# solid 0 mask with its top half set to 1: alpha_masked (image 2) at the top, alpha (image 1) below), and the map.
+REGIONAL = {k: v for k, v in MANUAL.items() if k not in ("decode_preview", "preview")}
+REGIONAL["save"] = MANUAL["save"][:3] + ({**MANUAL["save"][3], "filename_prefix": "vmdiff_plain"},
+                                         "Plain fusion (one global α)")
+REGIONAL.update({
+    "mask_base": ("SolidMask", 3, 2, {"value": 0.0, "width": 512, "height": 512}, "α map: 0 = alpha"),
+    "mask_top": ("SolidMask", 3, 3, {"value": 1.0, "width": 512, "height": 256}, "Top half: 1 = alpha_masked"),
+    "mask": ("MaskComposite", 4, 2, {"destination": ("@", "mask_base", 0), "source": ("@", "mask_top", 0), "x": 0,
+                                     "y": 0, "operation": "add"}, None),
+    "mask_preview": ("MaskPreview", 5, 4, {"mask": ("@", "mask", 0)}, "The α map (white = alpha_masked)"),
+    "mix_regional": ("VMDiffMixingDenoise", 4, 3, {**MANUAL["mix"][3], "alpha": 0.2, "mask": ("@", "mask", 0),
+                                                   "alpha_masked": 0.8, "mask_levels": 2,
+                                                   "image_attention": "whole_image"},
+                     "Mixing Denoise with an α map"),
+    "decode_regional": ("VAEDecode", 5, 2, {"samples": ("@", "mix_regional", 0), "vae": ("@", "vae", 0)}, None),
+    "save_regional": ("SaveImage", 6, 2, {"images": ("@", "decode_regional", 0), "filename_prefix": "vmdiff_regional"},
+                      "Part-level fusion: image 2 on top, image 1 below"),
+})
+GRAPHS.update(vmdiff_regional=REGIONAL)
+
 
 def write_api_twins(names) -> None:
     """The API form of each UI workflow, converted with the object_info of a real (model-less) ComfyUI server."""

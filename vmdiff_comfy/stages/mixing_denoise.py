@@ -10,6 +10,7 @@ from ..errors import VMDiffInputError
 from .checks import check_token_pair, flux_model_info
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
 from .parity import bf16_parity
+from .regional import AlphaMap, regional_conditioning, token_grid
 from .settings import StageSettings, ops_errors, problems, raise_problems
 
 
@@ -22,13 +23,14 @@ class MixingResult:
     nfe: int
     slerp_fraction: float | None = None
     sampling_patched: bool = False
+    block_alphas: list[float] | None = None  # with an α map: the α of each context block
 
 
 def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settings: StageSettings, alpha=0.5,
-                       seed: int = 0, callback=None) -> MixingResult:
+                       seed: int = 0, callback=None, alpha_map: AlphaMap | None = None) -> MixingResult:
     """The fused latent from the noise-space tensor ε_b. ``alpha`` may also be a list: one batch element per α
     (ε_b of batch 1 is shared, or one ε_b per α). ``tokens_2`` None: tokens_1 is already SInp (VMDiff Mix Tokens
-    N); α and mix_rule do not apply."""
+    N); α and mix_rule do not apply. ``alpha_map``: a spatial α (``alpha`` where its mask is 0; stages.regional)."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
     s = settings
@@ -46,6 +48,16 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settin
     parity = bf16_parity(s.bf16_state)
     eps_b = parity.state(eps_b)  # the reference keeps ε_b in bf16 (a no-op on Blending Noise's bf16 ε_b)
     phases = {"mix": phase_conditioning(conditioning, sinp, parity.guidance(s.guidance), s.context, info.vec_dim)}
+    block_alphas = None
+    if alpha_map is not None:
+        if tokens_2 is None or len(alphas) > 1:
+            raise VMDiffInputError("mask: a spatial α needs tokens_2 and a single alpha; connect both token sets "
+                                   "(or disconnect the mask)")
+        with ops_errors():
+            phases["mix"], block_alphas = regional_conditioning(
+                lambda a: phase_conditioning(conditioning, mix_tokens(tokens_1.tokens, tokens_2.tokens, a, s.mix_rule),
+                                             parity.guidance(s.guidance), s.context, info.vec_dim),
+                alphas[0], alpha_map, token_grid(eps_b.shape, model.model.diffusion_model.patch_size))
     height, width = eps_b.shape[2] * 8, eps_b.shape[3] * 8
     sigmas = flow_sigma_grid(s.steps, flux_mu(width, height))
     counter = NFECounter()
@@ -60,4 +72,4 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settin
     if s.mix_rule == "official" and tokens_2 is not None and len(alphas) == 1:
         fraction = official_mix_tokens(tokens_1.tokens, tokens_2.tokens, alphas[0])[1]
     return MixingResult(latent=run.latent, nfe=counter.samples, slerp_fraction=fraction,
-                        sampling_patched=info.sampling_patched)
+                        sampling_patched=info.sampling_patched, block_alphas=block_alphas)

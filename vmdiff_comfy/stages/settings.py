@@ -12,6 +12,7 @@ from typing import Any
 from comfy_api.latest import io
 
 from ...vmdiff_ops import INVERSION_RULES, MIX_RULES, PRESETS
+from ...vmdiff_ops.regional import IMAGE_ATTENTION
 from ..errors import VMDiffInputError
 from .flow import CONTEXT_MODES
 
@@ -84,6 +85,15 @@ SETTINGS = _declare(
     Setting("beta_2", "float", 1.0, "β2, the weight of z2 in SCat.", "β2", 0.01, 10.0, 0.01),
     Setting("alpha", "float", 0.5, "α, the weight of image 2 in the token mix SInp (0 = image 1 only).", "α", 0.0, 1.0,
             0.001),
+    # part-level fusion (Mixing Denoise with a mask; vmdiff_ops.regional)
+    Setting("alpha_masked", "float", 0.5, "α where the mask is 1 (part-level fusion; unused without a mask).",
+            "α_masked", 0.0, 1.0, 0.001, optional=True),
+    Setting("mask_levels", "int", 2, "K: a soft mask is quantised to K α levels between alpha and alpha_masked; "
+            "each level in use adds one block of visual context tokens (cost).", "K_α", 2, 8, optional=True),
+    Setting("image_attention", "combo", "whole_image", "whole_image: image tokens attend to the whole image "
+            "(regions blend at the border); own_region: only to their own region (exact isolation, a hard seam). "
+            "Either way an image token sees only its own α's context block.", options=IMAGE_ATTENTION,
+            optional=True),
     Setting("mix_rule", "combo", "official", "official: the reference's per-token rule on raw tokens (≈ lerp); "
             "slerp: the paper's spherical mix of directions with norms interpolated; lerp.", "mix",
             options=tuple(MIX_RULES), optional=True),
