@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+from tools.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
 from tools import tiny_models  # noqa: E402
 
-from vmdiff_pack.nodes.common import VMDiffInputError  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
 from vmdiff_pack.nodes.plots import candidate_grid, search_plot, to_pil  # noqa: E402
 from vmdiff_pack.nodes.prompt import DEFAULT_TEMPLATE, VMDiffFusionPrompt, clip_l_token_count  # noqa: E402
 

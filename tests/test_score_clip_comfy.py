@@ -7,7 +7,7 @@ tokenizer; ``comfy.clip_vision.ClipVisionModel``). Both must give the same T cos
 import pytest
 import torch
 
-from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+from tools.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 load_pack()

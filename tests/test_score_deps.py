@@ -9,7 +9,7 @@ import sysconfig
 import textwrap
 import tomllib
 
-from tests.support.comfy_env import REPO_ROOT
+from tools.comfy_env import REPO_ROOT
 
 C_LOCALE = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
 NEVER = {"opencv-python", "supervision", "pycocotools", "groundingdino-py", "segment-anything"}
@@ -73,7 +73,7 @@ HIDDEN = textwrap.dedent("""
                 raise ImportError(f"{name} is hidden by the test")
     sys.meta_path.insert(0, Hide())
     sys.path.insert(0, REPO_PATH)
-    from tests.support.comfy_env import boot_comfy_inprocess, load_pack
+    from tools.comfy_env import boot_comfy_inprocess, load_pack
     boot_comfy_inprocess(); load_pack()
     import folder_paths, torch
     from tools.tiny_scorers import TINY_SCORER_NAMES as N, default_models_dir

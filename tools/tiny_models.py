@@ -81,7 +81,7 @@ CONSTANT_PARAMS = {"vae_scale": 0.3611, "vae_shift": 0.1159, "taesd_decoder.19.b
 
 
 def ensure_comfy() -> None:
-    """Make ``comfy`` importable on the CPU (tests.support.comfy_env), unless this process already runs ComfyUI."""
+    """Make ``comfy`` importable on the CPU (tools.comfy_env), unless this process already runs ComfyUI."""
     if "comfy.model_management" in sys.modules:
         return
     if str(REPO_ROOT) not in sys.path:
