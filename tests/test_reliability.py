@@ -37,13 +37,12 @@ SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 4, "t_den_s
          "VMDiffLoadDINOv2": {"dinov2": TINY_SCORER_NAMES["dinov2"]},
          "VMDiffLoadOpenCLIP": {"model_name": TINY_SCORER_NAMES["open_clip_model"],
                                 "checkpoint": TINY_SCORER_NAMES["open_clip"]},
-         "VMDiffLoadGroundingDINO": {"config": TINY_SCORER_NAMES["grounding_dino_config"],
-                                     "checkpoint": TINY_SCORER_NAMES["grounding_dino"],
-                                     "bert": TINY_SCORER_NAMES["bert"]},
-         "VMDiffLoadSAM": {"checkpoint": TINY_SCORER_NAMES["sam"]},
+         "VMDiffLoadGroundingDINO": {"checkpoint": TINY_SCORER_NAMES["grounding_dino_hf"]},
          # no GroundingDINO pass per candidate (seconds each on the CPU); the detector is still loaded
          "VMDiffScorer": {"detect_size": 64, "isolation": "none"}}
 CORRUPT, TRUNCATED = "vmdiff-test-corrupt.safetensors", "vmdiff-test-truncated.safetensors"
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 375042383\n"
+HTML_PAGE = b"<!DOCTYPE html><html><body>404 Not Found</body></html>\n"
 SCORER_FOLDERS = ("dinov2", "open_clip", "bert-base-uncased", "grounding-dino", "sams")
 
 
@@ -67,6 +66,16 @@ def server(comfy_server_factory):
     (models / "vae" / CORRUPT).write_bytes(os.urandom(4096))
     whole = (scorers / "open_clip" / TINY_SCORER_NAMES["open_clip"]).read_bytes()
     (models / "open_clip" / TRUNCATED).write_bytes(whole[:len(whole) // 2])
+    # files that are not models, in each scorer loader format: a release file that is a Git LFS pointer, a cut-off
+    # release checkpoint, Hugging Face folders whose weights are an HTML page / empty
+    (models / "sams" / "sam_vit_b_01ec64.pth").write_bytes(LFS_POINTER)
+    gdino = (scorers / "grounding-dino" / TINY_SCORER_NAMES["grounding_dino"]).read_bytes()
+    (models / "grounding-dino" / "vmdiff-test-cut.pth").write_bytes(gdino[:len(gdino) // 3])
+    for kind, source, name, data in (("grounding-dino", TINY_SCORER_NAMES["grounding_dino_hf"], "vmdiff-test-html",
+                                      HTML_PAGE), ("dinov2", TINY_SCORER_NAMES["dinov2"], "vmdiff-test-empty", b"")):
+        (models / kind / name).mkdir(exist_ok=True)
+        (models / kind / name / "config.json").write_bytes((scorers / kind / source / "config.json").read_bytes())
+        (models / kind / name / "model.safetensors").write_bytes(data)
     return srv
 
 
@@ -147,6 +156,13 @@ class Case:
 def set_input(class_type, **inputs):
     def mutate(api):
         api[nid(api, class_type)]["inputs"].update(inputs)
+    return mutate
+
+
+def with_sam(checkpoint):
+    """The workflow's Scorer with a VMDiff Load SAM of ``checkpoint`` (the shipped workflows need no SAM)."""
+    def mutate(api):
+        api[nid(api, "VMDiffScorer")]["inputs"]["sam"] = add(api, "VMDiffLoadSAM", checkpoint=checkpoint)
     return mutate
 
 
@@ -234,13 +250,27 @@ CASES = [
     Case("missing model file (UNETLoader)", real_loader("UNETLoader", unet_name="flux1-krea-dev.safetensors",
                                                         weight_dtype="default"), "refused",
          ("Value not in list: unet_name: 'flux1-krea-dev.safetensors'",)),
-    Case("missing model file (VMDiff Load SAM)", set_input("VMDiffLoadSAM", checkpoint="sam_vit_h_4b8939.pth"),
+    Case("missing model file (VMDiff Load SAM)", with_sam("sam_vit_h_4b8939.pth"),
          "refused", ("sams: file 'sam_vit_h_4b8939.pth' was not found in", "sam_vit_b_01ec64.pth",
                      "github.com/facebookresearch/segment-anything"), "vmdiff_full"),
+    Case("Git LFS pointer as release file (VMDiff Load SAM)", with_sam("sam_vit_b_01ec64.pth"), "refused",
+         ("sams: sam_vit_b_01ec64.pth in", "Git LFS pointer", "375,042,383 bytes", "github.com/facebookresearch"),
+         "vmdiff_full"),
+    Case("cut-off release .pth (VMDiff Load GroundingDINO)",
+         set_input("VMDiffLoadGroundingDINO", checkpoint="vmdiff-test-cut.pth", bert=TINY_SCORER_NAMES["bert"]),
+         "refused", ("grounding-dino: vmdiff-test-cut.pth in", "cut-off PyTorch checkpoint", "huggingface.co"),
+         "vmdiff_full"),
+    Case("HTML page as model.safetensors (VMDiff Load GroundingDINO, Hugging Face folder)",
+         set_input("VMDiffLoadGroundingDINO", checkpoint="vmdiff-test-html"), "refused",
+         ("grounding-dino: model.safetensors in", "vmdiff-test-html", "an HTML page"), "vmdiff_full"),
+    Case("empty model.safetensors (VMDiff Load DINOv2, Hugging Face folder)",
+         set_input("VMDiffLoadDINOv2", dinov2="vmdiff-test-empty"), "failed",
+         ("dinov2: model.safetensors in", "vmdiff-test-empty", "is empty (0 bytes"), "vmdiff_full"),
     Case("corrupted .safetensors (VAELoader, random bytes)", real_loader("VAELoader", vae_name=CORRUPT), "failed",
          ("VAELoader", "header too large")),
     Case("truncated .safetensors (VMDiff Load OpenCLIP)", set_input("VMDiffLoadOpenCLIP", checkpoint=TRUNCATED),
-         "failed", (f"open_clip: {TRUNCATED} is not a valid safetensors file", "download it again"), "vmdiff_full"),
+         "refused", (f"open_clip: {TRUNCATED} in", "not a complete safetensors file", "Download it again"),
+         "vmdiff_full"),
 ]
 
 
@@ -410,7 +440,7 @@ def test_pickle_payloads_are_refused_without_running(server, uploaded, tmp_path)
     attempts = {
         "VAELoader (ComfyUI)": (tiny_workflow("vmdiff_manual", uploaded), real_loader("VAELoader", vae_name=evil),
                                 ("Weights only load failed",)),
-        "VMDiff Load SAM": (tiny_workflow("vmdiff_full", uploaded), set_input("VMDiffLoadSAM", checkpoint=evil),
+        "VMDiff Load SAM": (tiny_workflow("vmdiff_full", uploaded), with_sam(evil),
                             (f"sams: refused to load {evil}", "could run arbitrary code", ".safetensors")),
         "VMDiff Load OpenCLIP": (tiny_workflow("vmdiff_full", uploaded),
                                  set_input("VMDiffLoadOpenCLIP", checkpoint=evil),

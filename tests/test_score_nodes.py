@@ -16,7 +16,7 @@ import comfy.model_patcher  # noqa: E402
 import folder_paths  # noqa: E402
 
 from tools import tiny_scorers  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.scoring import detection, files, segmentation  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.scoring import detection, files  # noqa: E402
 from vmdiff_pack.nodes.common import VMDiffInputError  # noqa: E402
 from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,  # noqa: E402
                                              VMDiffLoadSAM)

@@ -19,9 +19,7 @@ SMALL = {"VMDiffBlendingNoise": {"width": 64, "height": 48, "steps": 4, "t_den_s
          # the release file names of the workflow → the tiny scorer files in the same models folder
          "VMDiffLoadDINOv2": {"dinov2": NAMES["dinov2"]},
          "VMDiffLoadOpenCLIP": {"model_name": NAMES["open_clip_model"], "checkpoint": NAMES["open_clip"]},
-         "VMDiffLoadGroundingDINO": {"config": NAMES["grounding_dino_config"], "checkpoint": NAMES["grounding_dino"],
-                                     "bert": NAMES["bert"]},
-         "VMDiffLoadSAM": {"checkpoint": NAMES["sam"]},
+         "VMDiffLoadGroundingDINO": {"checkpoint": NAMES["grounding_dino_hf"]},  # the transformers folder format
          "VMDiffScorer": {"detect_size": 224}}  # the reference's 800 px costs 4× more on the CPU
 TERMS = ("S", "D1", "D2", "T1", "T2", "n1", "n2")
 
@@ -54,7 +52,7 @@ def test_scored_workflow_prints_the_breakdown_and_reuses_the_scorer(vmdiff_serve
     (summary,) = entry["outputs"][scorer_node]["text"]
     assert "isolation: box" in summary and "['A  owl .']" in summary and "source 1:" in summary
     loader_texts = [entry["outputs"][node_id(api, c)]["text"][0] for c in
-                    ("VMDiffLoadDINOv2", "VMDiffLoadOpenCLIP", "VMDiffLoadGroundingDINO", "VMDiffLoadSAM")]
+                    ("VMDiffLoadDINOv2", "VMDiffLoadOpenCLIP", "VMDiffLoadGroundingDINO")]
     assert all("M parameters" in t for t in loader_texts), loader_texts
     views = vmdiff_server.output_images(entry, types=("temp",))
     assert len(views) >= 3  # the two sources and the fused image, as the encoders saw them

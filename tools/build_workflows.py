@@ -47,23 +47,23 @@ MANUAL = {
     "preview": ("PreviewImage", 6, 2, {"images": ("@", "decode_preview", 0)}, "What ε_b carries (t_den)"),
 }
 
-# The manual graph plus the Similarity Score of its result: the four scorer loaders (release file names), the
-# scorer (sources, labels, the reference's box isolation) and the score of the decoded image, shown as text.
+# The manual graph plus the Similarity Score of its result: the lightest complete scorer set for the reference's box
+# isolation (DINOv2, OpenCLIP, GroundingDINO as one Hugging Face folder; no SAM: only isolation 'sam' uses it), the
+# scorer (sources, labels) and the score of the decoded image, shown as text.
 MANUAL_SCORED = dict(MANUAL)
 MANUAL_SCORED.update({
     "dinov2": ("VMDiffLoadDINOv2", 0, 5, {"dinov2": "dinov2-base"}, None),
     "open_clip": ("VMDiffLoadOpenCLIP", 0, 6, {"model_name": "ViT-bigG-14",
                                                "checkpoint": "open_clip_model.safetensors"}, None),
-    "grounding_dino": ("VMDiffLoadGroundingDINO", 1, 4, {"config": "GroundingDINO_SwinT_OGC.py (built-in)",
-                                                         "checkpoint": "groundingdino_swint_ogc.pth",
+    "grounding_dino": ("VMDiffLoadGroundingDINO", 1, 4, {"checkpoint": "grounding-dino-tiny",
+                                                         "config": "GroundingDINO_SwinT_OGC.py (built-in)",
                                                          "bert": "bert-base-uncased"}, None),
-    "sam": ("VMDiffLoadSAM", 1, 5, {"checkpoint": "sam_vit_h_4b8939.pth"}, None),
     "scorer": ("VMDiffScorer", 2, 4, {
         "dino": ("@", "dinov2", 0), "open_clip": ("@", "open_clip", 0), "image_1": ("@", "image_1", 0),
         "image_2": ("@", "image_2", 0), "label_1": "owl", "label_2": "jar", "isolation": "box",
         "detection_query": "most prominent object", "label_text": "official", "resize": "squash",
         "source_resize": "none", "box_threshold": 0.25, "detect_size": 800,
-        "grounding_dino": ("@", "grounding_dino", 0), "sam": ("@", "sam", 0)}, "VMDiff Scorer (labels as above)"),
+        "grounding_dino": ("@", "grounding_dino", 0)}, "VMDiff Scorer (labels as above)"),
     "score": ("VMDiffSimilarityScore", 5, 4, {"scorer": ("@", "scorer", 0), "images": ("@", "decode", 0)}, None),
     "score_views": ("PreviewImage", 6, 4, {"images": ("@", "score", 3)}, "What the score saw"),
 })
