@@ -53,13 +53,14 @@ def test_every_pair_once_and_the_same_images_despite_a_fault(local_ray, setup, s
     run = FolderRun(find_objects(folder), tmp_path / "out", workflow, overrides=SMALL_OVERRIDES, timeout=600)
     killed = {}
 
-    def after_store(stored, handles, infos):
+    def after_store(stored, handles, infos, k):
+        """After the first pair, kill what serves its actor's next pair (the other order, already queued on it)."""
         if stored == 1 and fault != "none" and not killed:
-            killed["server_pid"] = infos[0]["server_pid"]
+            killed.update(infos[k], actor=f"actor {k + 1}")
             if fault == "kill a server":
-                os.kill(infos[0]["server_pid"], signal.SIGKILL)
+                os.kill(infos[k]["server_pid"], signal.SIGKILL)
             else:
-                ray.kill(handles[0], no_restart=False)  # Ray restarts the actor; its old server must not survive
+                ray.kill(handles[k], no_restart=False)  # Ray restarts the actor; its old server must not survive
 
     t0 = time.monotonic()
     summary = run_on_ray(run, actors=2, custom_nodes=[TEST_NODES], retries=2, after_store=after_store)
@@ -77,7 +78,10 @@ def test_every_pair_once_and_the_same_images_despite_a_fault(local_ray, setup, s
     assert set(summary["workers"]) == {"actor 1", "actor 2"}
     assert summary["workers"]["actor 1"]["pairs"] + summary["workers"]["actor 2"]["pairs"] == 6
     if fault != "none":
-        assert summary["retried"] >= 1
+        # the pair in flight was retried, or the actor found its server dead and replaced it before running it
+        urls = {json.loads(p.read_text())["server"] for p in records
+                if json.loads(p.read_text())["worker"] == killed["actor"]}
+        assert summary["retried"] >= 1 or urls - {killed["url"]}, (summary, urls, killed)
         deadline = time.monotonic() + 30
         while alive(killed["server_pid"]) and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -60,17 +60,27 @@ class PairWorker:
     def info(self) -> dict:
         import socket
 
-        return {"pid": os.getpid(), "server_pid": self.server.pid, "node": socket.gethostname(),
+        return {"pid": os.getpid(), "server_pid": self.server.pid, "url": self.server.url, "node": socket.gethostname(),
                 "server_starts": self.server_starts}
+
+    def _healthy(self) -> bool:
+        """The server process runs and answers (a killed server may close its socket before its process ends)."""
+        if self.server.proc.poll() is not None:
+            return False
+        try:
+            self.server.get("/system_stats", timeout=10)
+            return True
+        except Exception:  # noqa: BLE001 — any failure to answer means: replace it
+            return False
 
     def fuse(self, first: dict, second: dict) -> dict:
         """{"result": fuse_pair's result} or {"error": why}; a dead server is replaced before the answer."""
         try:
-            if self.server.proc.poll() is not None:
+            if not self._healthy():
                 self._start_server()
             return {"result": fuse_pair(self.server, self.prepared, first, second, self.uploaded, self.timeout)}
         except Exception as error:  # noqa: BLE001 — returned, so the driver decides about the retry
-            died = self.server.proc.poll() is not None
+            died = not self._healthy()
             if died:
                 self._start_server()
             return {"error": f"{type(error).__name__}: {str(error)[:500]}", "server_died": died}
@@ -91,13 +101,13 @@ def ray_env() -> dict:
 
 def run_on_ray(run: FolderRun, address: Optional[str] = None, actors: int = 0, models_dir: Optional[Path] = None,
                custom_nodes: list = (), server_args: list = (), retries: int = 2,
-               after_store: Optional[Callable[[int, list, list], None]] = None) -> dict:
+               after_store: Optional[Callable[[int, list, list, int], None]] = None) -> dict:
     """Fuse the pairs of ``run`` that are not done on Ray actors; returns the summary (also in results.json).
 
     ``address``: a running cluster ("auto", "ray://head:10001") or None for a local instance (stopped at the end;
     an instance already started in this process is used as it is). ``actors``: 0 → one per GPU, or per CPU where
-    there is no GPU. ``after_store(pairs stored, actor handles, their first info())`` is called after each stored pair
-    (the fault tests)."""
+    there is no GPU. ``after_store(pairs stored, actor handles, their first info(), index of the actor that made the
+    pair)`` is called after each stored pair (the fault tests)."""
     ray = require_ray()
     from tqdm import tqdm
 
@@ -165,7 +175,7 @@ def run_on_ray(run: FolderRun, address: Optional[str] = None, actors: int = 0, m
                     bar.set_postfix_str(" ".join(f"{n}: {a['pairs'] / elapsed:.1f}/min"
                                                  for n, a in zip(names, per_actor)))
                     if after_store:
-                        after_store(stored, handles, infos)
+                        after_store(stored, handles, infos, k)
                     continue
                 attempts[(i, j)] += 1
                 if attempts[(i, j)] <= retries:
