@@ -12,7 +12,7 @@ CONSTRAINTS="$REPO/.ci/constraints.txt"
 # torch and torchvision must match; this pair is what this machine's local wheel store has (a CPU torch 2.13.0
 # next to PyPI's torchvision fails to import). ComfyUI needs torchvision at import time; torchaudio is optional.
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-TEST_DEPS=(pytest websocket-client requests)
+TEST_DEPS=(pytest websocket-client requests playwright)  # playwright drives the system Chromium (tests/test_frontend.py)
 log() { echo "[setup_env] $*"; }
 
 # --- ComfyUI: $COMFYUI_PATH, else ../shared/ComfyUI beside the repo, else a pinned checkout in .cache/ ---
