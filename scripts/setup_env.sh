@@ -15,7 +15,8 @@ TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 # groundingdino-py and segment-anything: the ORIGINAL implementations, test-only (tests/test_score_equivalence.py
 # compares the pack's transformers path against them); never in requirements.txt.
 # ray: tests of folder_runner --ray only (optional for users).
-TEST_DEPS=(pytest websocket-client requests groundingdino-py segment-anything ray)
+# playwright: drives the system Chromium (tests/test_frontend.py).
+TEST_DEPS=(pytest websocket-client requests groundingdino-py segment-anything ray playwright)
 log() { echo "[setup_env] $*"; }
 
 # --- ComfyUI: $COMFYUI_PATH, else ../shared/ComfyUI beside the repo, else a pinned checkout in .cache/ ---

@@ -26,6 +26,13 @@ NEWER_FRONTEND_ON_OLD_BACKEND = ("/api/jobs?", "[Jobs API]", "huggingface.co/Com
 FRONTENDS = {"pinned-litegraph": (None, False), f"newest-{LATEST_FRONTEND}-vue": (LATEST_FRONTEND, True)}
 
 
+def noise_free(problems: list[str], version) -> list[str]:
+    """The page's problems minus what an offline ComfyUI 0.8.0 backend causes whatever the workflow (they may
+    arrive late, while the next workflow loads)."""
+    return [p for p in problems if not is_offline_noise(p)
+            and not (version and any(k in p for k in NEWER_FRONTEND_ON_OLD_BACKEND))]
+
+
 @pytest.fixture(scope="module", params=list(FRONTENDS))
 def page(request, comfy_server_factory):
     version, vue = FRONTENDS[request.param]
@@ -39,9 +46,7 @@ def page(request, comfy_server_factory):
 
 def test_the_page_loads_with_only_known_noise(page):
     _, browser, page_problems, version, vue = page
-    known = [p for p in page_problems if not is_fresh_install_noise(p)
-             and not (version and any(k in p for k in NEWER_FRONTEND_ON_OLD_BACKEND))]
-    assert known == []
+    assert [p for p in noise_free(page_problems, version) if not is_fresh_install_noise(p)] == []
     assert browser.eval("() => 'VMDiffMixingDenoise' in LiteGraph.registered_node_types")
     assert browser.eval("() => app.ui.settings.getSettingValue('Comfy.VueNodes.Enabled') ?? false") == vue
 
@@ -52,7 +57,7 @@ def test_workflow_opens_clean_with_no_overlaps(page, name):
     workflow = WORKFLOWS[name]
     seen = load_workflow(browser, workflow, name)
     assert seen["missing_nodes"] == []
-    assert [p for p in seen["problems"] if not is_offline_noise(p)] == []
+    assert noise_free(seen["problems"], version) == []
     assert seen["nodes"] == len(workflow["nodes"]) and seen["links"] == len(workflow["links"])
     assert sorted(seen["types"]) == sorted(n["type"] for n in workflow["nodes"])
     assert {b["vue"] for b in seen["boxes"]} == {vue}  # the boxes come from the renderer under test
@@ -98,7 +103,7 @@ def test_the_template_browser_shows_each_workflow_with_its_thumbnail(page):
 
     assert shown["status"] == {n: 200 for n in WORKFLOWS}
     thumbnails = sorted(list(Image.open(REPO / "workflows" / f"{n}.jpg").size) for n in WORKFLOWS)
-    assert [s for s in shown["sizes"] if s in thumbnails] == thumbnails, shown["sizes"]
+    assert {tuple(s) for s in thumbnails} <= {tuple(s) for s in shown["sizes"]}, shown["sizes"]
 
 
 def test_choosing_an_auto_tune_preset_sets_its_search_widgets(page):
@@ -114,7 +119,7 @@ def test_choosing_an_auto_tune_preset_sets_its_search_widgets(page):
         assert {"alpha_min", "alpha_tol", "beta_stronger", "threshold", "rounds"} <= set(served[name])
     assert (served["paper"]["rounds"], served["paper"]["beta_stronger"], served["paper"]["mix_rule"]) == (3, 1.0,
                                                                                                           "slerp")
-    assert load_workflow(browser, WORKFLOWS["vmdiff_full"], "vmdiff_full")["problems"] == []
+    assert noise_free(load_workflow(browser, WORKFLOWS["vmdiff_full"], "vmdiff_full")["problems"], page[3]) == []
     node = browser.eval("() => app.graph.nodes.find((n) => n.comfyClass === 'VMDiffAutoTune').id")
 
     def choose(preset):

@@ -161,12 +161,13 @@ def is_fresh_install_noise(problem: str) -> bool:
 
 def is_offline_noise(problem: str) -> bool:
     """Newer frontends ask huggingface.co for the size of each model a loader's properties.models names; a server
-    that may not reach the internet (--disable-api-nodes sets connect-src 'self') or an offline machine refuses.
+    that may not reach the internet (--disable-api-nodes sets connect-src 'self') or an offline machine refuses;
+    the same for the frontend's look-ups of node packs in the Comfy Registry (api.comfy.org).
     (The answers of one workflow may arrive while the next one loads: any model URL of the pack counts.)"""
     from tools.build_workflows import MODEL_DOWNLOADS
 
-    return (any(url in problem for _, url in MODEL_DOWNLOADS.values())
-            and ("Content Security Policy" in problem or "ERR_" in problem))
+    asks_internet = any(url in problem for _, url in MODEL_DOWNLOADS.values()) or "https://api.comfy.org/" in problem
+    return asks_internet and ("Content Security Policy" in problem or "ERR_" in problem or " csp" in problem)
 
 
 def prepare_server(client, vue: bool = False) -> None:
