@@ -46,6 +46,7 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settin
             [mix_tokens(tokens_1.tokens, tokens_2.tokens, a, s.mix_rule) for a in alphas])
     eps_b = eps_b.repeat(len(alphas), 1, 1, 1) if eps_b.shape[0] == 1 < len(alphas) else eps_b
     parity = bf16_parity(s.bf16_state)
+    eps_b = parity.state(eps_b)  # the reference keeps ε_b in bf16 (a no-op on Blending Noise's bf16 ε_b)
     phases = {"mix": phase_conditioning(conditioning, sinp, parity.guidance(s.guidance), s.context, info.vec_dim)}
     block_alphas = None
     if alpha_map is not None:
