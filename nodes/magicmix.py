@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
-import comfy.samplers
 from comfy_api.latest import io, ui
 
-from ..vmdiff_comfy.stages.checks import widget_problems
-from ..vmdiff_comfy.stages.magicmix import REWEIGHT_TOOLTIP, run_magicmix
+from ..vmdiff_comfy.stages import settings
+from ..vmdiff_comfy.stages.magicmix import run_magicmix
+from ..vmdiff_comfy.stages.settings import MAGICMIX
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType
+
+WIDGETS = ("seed", "steps", "scheduler", "k_max", "k_min", "nu", "cfg", "width", "height", "reweight_scale",
+           "reweight_tokens")
 
 
 class VMDiffMagicMix(io.ComfyNode):
@@ -29,30 +32,7 @@ class VMDiffMagicMix(io.ComfyNode):
                 io.Conditioning.Input("content", tooltip="The content prompt (e.g. 'coffee machine'). With "
                                                          "content_tokens on Flux only its pooled vector and Flux "
                                                          "guidance are used."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
-                             tooltip="Seed of the one noise draw ε (the same draw KSampler makes)."),
-                io.Int.Input("steps", default=20, min=1, max=1000, tooltip="T, steps of the whole σ grid."),
-                io.Combo.Input("scheduler", options=list(comfy.samplers.SCHEDULER_NAMES), default="simple",
-                               tooltip="The σ grid from the model's own model_sampling (ComfyUI calculate_sigmas)."),
-                io.Float.Input("k_max", default=0.6, min=0.0, max=1.0, step=0.01,
-                               tooltip="K_max as a fraction of T: where generation starts from the noised layout."),
-                io.Float.Input("k_min", default=0.3, min=0.0, max=1.0, step=0.01,
-                               tooltip="K_min as a fraction of T: the layout phase ends here (k_min = k_max: plain "
-                                       "img2img from K_max)."),
-                io.Float.Input("nu", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="ν, the mixing constant: 1 follows the content only, 0 keeps the layout "
-                                       "noise path down to K_min."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1,
-                               tooltip="Classifier-free guidance for ε-prediction models (e.g. 7.5 on SD1.5, needs "
-                                       "negative); keep 1 on Flux (guidance-distilled: use FluxGuidance)."),
-                io.Int.Input("width", default=512, min=8, max=16384, step=8,
-                             tooltip="Output width for text–text mixing (an image layout sets its own size)."),
-                io.Int.Input("height", default=512, min=8, max=16384, step=8,
-                             tooltip="Output height for text–text mixing."),
-                io.Float.Input("reweight_scale", default=1.0, min=-2.0, max=2.0, step=0.05,
-                               tooltip="s, the attention re-weighting factor of reweight_tokens (1 = off). "
-                                       + REWEIGHT_TOOLTIP),
-                io.String.Input("reweight_tokens", default="", tooltip=REWEIGHT_TOOLTIP),
+                *settings.inputs(*WIDGETS, table=MAGICMIX),
                 io.Image.Input("layout_image", optional=True, tooltip="Image–text mixing: the layout image."),
                 io.Vae.Input("vae", optional=True, tooltip="Encodes layout_image."),
                 io.Conditioning.Input("layout_conditioning", optional=True,
@@ -66,21 +46,21 @@ class VMDiffMagicMix(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, k_max, k_min):
-        problems = widget_problems({"k_max": (0.0, 1.0), "k_min": (0.0, 1.0)}, k_max=k_max, k_min=k_min)
+    def validate_inputs(cls, **values):
+        problems = settings.problems(MAGICMIX, **values)
+        k_max, k_min = values.get("k_max"), values.get("k_min")
         if not problems and None not in (k_max, k_min) and k_min > k_max:
             problems.append(f"k_min {k_min} must not exceed k_max {k_max}")
         return "; ".join(problems) or True
 
     @classmethod
-    def execute(cls, model, content, seed, steps=20, scheduler="simple", k_max=0.6, k_min=0.3, nu=0.5, cfg=1.0,
-                width=512, height=512, reweight_scale=1.0, reweight_tokens="", layout_image=None, vae=None,
-                layout_conditioning=None, content_tokens=None, negative=None) -> io.NodeOutput:
-        out = run_magicmix(model, content, seed=seed, steps=steps, scheduler=scheduler, k_max=k_max, k_min=k_min,
-                           nu=nu, cfg=cfg, layout_image=layout_image, vae=vae,
-                           layout_conditioning=layout_conditioning, content_tokens=content_tokens,
-                           negative=negative, width=width, height=height, reweight_tokens=reweight_tokens,
-                           reweight_scale=reweight_scale)
+    def execute(cls, model, content, layout_image=None, vae=None, layout_conditioning=None, content_tokens=None,
+                negative=None, **widgets) -> io.NodeOutput:
+        v = settings.with_defaults(WIDGETS, widgets, MAGICMIX)
+        settings.raise_problems(settings.problems(MAGICMIX, **v))
+        out = run_magicmix(model, content, layout_image=layout_image, vae=vae, layout_conditioning=layout_conditioning,
+                           content_tokens=content_tokens, negative=negative, **{k: v[k] for k in WIDGETS})
+        steps, nu, cfg = v["steps"], v["nu"], v["cfg"]
         i_max, i_min, sigmas = out.i_max, out.i_min, out.sigmas
         layout = "image" if layout_image is not None else f"prompt ({i_min} layout-prompt steps first)"
         guided = negative is not None and not math.isclose(cfg, 1.0)

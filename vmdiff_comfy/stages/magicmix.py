@@ -17,6 +17,7 @@ from ..errors import VMDiffInputError
 from .blending_noise import initial_noise
 from .checks import check_is_tokens, flux_model_info
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
+from .settings import MAGICMIX
 
 
 @dataclass
@@ -34,16 +35,6 @@ class MagicMixResult:
 
 #: Flux's guidance when the conditioning carries none (ComfyUI's model_base.Flux default)
 FLUX_DEFAULT_GUIDANCE = 3.5
-
-REWEIGHT_TOOLTIP = (
-    "Token positions of the content prompt whose cross-attention is scaled by reweight_scale, comma-separated "
-    "(0 is CLIP's start token, 1 the first word; common words are one token). SD1.x/SD2/SDXL UNets: the value "
-    "vectors of those tokens are multiplied by s in every cross-attention layer (attn2 patch, conditional pass "
-    "only); since to_v has no bias this is exactly the paper's scaling of the token's attention column by s "
-    "(s < 0 removes the concept). Not supported on joint-attention models such as Flux (text and image tokens "
-    "attend jointly through biased projections, so there is no per-token attention column to scale): the node "
-    "refuses a token list there.")
-
 
 def model_noise_scaling(model):
     """The model family's own x_σ = noise_scaling(σ, ε, x0) (ComfyUI's model_sampling), with ComfyUI's
@@ -120,10 +111,14 @@ def content_conditioning(model, content, content_tokens):
     return phase_conditioning(content, content_tokens.tokens, guidance, "redux_only", info.vec_dim)
 
 
-def run_magicmix(model, content, *, seed: int, steps: int = 20, scheduler: str = "simple", k_max: float = 0.6,
-                 k_min: float = 0.3, nu: float = 0.5, cfg: float = 1.0, layout_image=None, vae=None,
-                 layout_conditioning=None, content_tokens=None, negative=None, width: int = 512, height: int = 512,
-                 reweight_tokens: str = "", reweight_scale: float = 1.0, on_step=None) -> dict:
+_D = {name: s.default for name, s in MAGICMIX.items()}
+
+
+def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], scheduler: str = _D["scheduler"],
+                 k_max: float = _D["k_max"], k_min: float = _D["k_min"], nu: float = _D["nu"], cfg: float = _D["cfg"],
+                 layout_image=None, vae=None, layout_conditioning=None, content_tokens=None, negative=None,
+                 width: int = _D["width"], height: int = _D["height"], reweight_tokens: str = _D["reweight_tokens"],
+                 reweight_scale: float = _D["reweight_scale"], on_step=None) -> dict:
     """MagicMix on ``model``."""
     if (layout_image is None) == (layout_conditioning is None):
         raise VMDiffInputError("layout_image / layout_conditioning: connect exactly one layout — an image (with its "

@@ -9,6 +9,7 @@ import contextlib
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+import comfy.samplers
 from comfy_api.latest import io
 
 from ...vmdiff_ops import INVERSION_RULES, MIX_RULES, PRESETS
@@ -21,7 +22,7 @@ SEED_MAX = 0xffffffffffffffff
 
 @dataclass(frozen=True)
 class Setting:
-    """A stage setting as a widget: ``kind`` is "int", "float", "bool" or "combo"."""
+    """A stage setting as a widget: ``kind`` is "int", "float", "bool", "string" or "combo"."""
 
     name: str
     kind: str
@@ -43,6 +44,8 @@ class Setting:
             return io.Combo.Input(self.name, options=list(self.options), **common)
         if self.kind == "bool":
             return io.Boolean.Input(self.name, **common)
+        if self.kind == "string":
+            return io.String.Input(self.name, **common)
         numeric = dict(common, min=self.min, max=self.max, **({"step": self.step} if self.step else {}))
         if self.kind == "int":
             return io.Int.Input(self.name, control_after_generate=self.seeded or None, **numeric)
@@ -51,6 +54,8 @@ class Setting:
     def problems(self, value) -> list[str]:
         """What is wrong with ``value`` (None: a linked input, not known at validation time)."""
         if value is None:
+            return []
+        if self.kind == "string":
             return []
         if self.kind == "combo":
             return [] if value in self.options else [
@@ -131,29 +136,55 @@ SETTINGS = _declare(
             "model passes, more latents per pass, more VRAM.", "", 1, 16, optional=True),
 )
 
+#: VMDiff MagicMix's own settings: any model ComfyUI samples, on that model's own σ grid (not the VMDiff stages').
+MAGICMIX = _declare(
+    Setting("seed", "int", 0, "Seed of the one noise draw ε (the same draw KSampler makes).", "ε", 0, SEED_MAX,
+            seeded=True),
+    Setting("steps", "int", 20, "T, steps of the whole σ grid.", "T", 1, 1000),
+    Setting("scheduler", "combo", "simple", "The σ grid from the model's own model_sampling (ComfyUI "
+            "calculate_sigmas).", options=tuple(comfy.samplers.SCHEDULER_NAMES)),
+    Setting("k_max", "float", 0.6, "K_max as a fraction of T: where generation starts from the noised layout.",
+            "K_max", 0.0, 1.0, 0.01),
+    Setting("k_min", "float", 0.3, "K_min as a fraction of T: the layout phase ends here (k_min = k_max: plain "
+            "img2img from K_max).", "K_min", 0.0, 1.0, 0.01),
+    Setting("nu", "float", 0.5, "ν, the mixing constant: 1 follows the content only, 0 keeps the layout noise path "
+            "down to K_min.", "ν", 0.0, 1.0, 0.01),
+    Setting("cfg", "float", 1.0, "Classifier-free guidance for ε-prediction models (e.g. 7.5 on SD1.5, needs "
+            "negative); keep 1 on Flux (guidance-distilled: use FluxGuidance).", "", 0.0, 100.0, 0.1),
+    Setting("width", "int", 512, "Output width for text–text mixing (an image layout sets its own size).", "", 8,
+            16384, 8),
+    Setting("height", "int", 512, "Output height for text–text mixing.", "", 8, 16384, 8),
+    Setting("reweight_scale", "float", 1.0, "s, the attention re-weighting factor of reweight_tokens (1 = off); see reweight_tokens.",
+            "s", -2.0, 2.0, 0.05),
+    Setting("reweight_tokens", "string", "", "Token positions of the content prompt whose cross-attention is "
+            "scaled by reweight_scale, comma-separated (0 is CLIP's start token, 1 the first word; common words "
+            "are one token). SD1.x/SD2/SDXL UNets: the value vectors of those tokens are multiplied by s in every "
+            "cross-attention layer (attn2 patch, conditional pass only); since to_v has no bias this is exactly "
+            "the paper's scaling of the token's attention column by s (s < 0 removes the concept). Not supported "
+            "on joint-attention models such as Flux (text and image tokens attend jointly through biased "
+            "projections, so there is no per-token attention column to scale): the node refuses a token list "
+            "there."),
+)
+
 #: The search widgets of Auto-Tune (SearchOptions fields), in widget order.
 SEARCH_OPTION_NAMES = ("alpha_min", "alpha_max", "alpha_tol", "beta_min", "beta_max", "beta_step", "beta_tol",
                        "beta_stronger", "threshold", "rounds")
 
 
-def inputs(*names: str, **tooltips: str) -> list[io.Input]:
+def inputs(*names: str, table: dict[str, Setting] = SETTINGS, **tooltips: str) -> list[io.Input]:
     """The widgets of ``names`` in that order (``tooltips``: a node-specific sentence per name)."""
-    return [SETTINGS[n].input(tooltips.get(n)) for n in names]
+    return [table[n].input(tooltips.get(n)) for n in names]
 
 
-def defaults(*names: str) -> dict[str, Any]:
-    return {n: SETTINGS[n].default for n in names}
-
-
-def with_defaults(names, values: dict) -> dict[str, Any]:
+def with_defaults(names, values: dict, table: dict[str, Setting] = SETTINGS) -> dict[str, Any]:
     """``values`` with every setting of ``names`` that is missing or None (an optional input left out) at its
     declared default."""
-    return {**values, **{n: SETTINGS[n].default for n in names if values.get(n) is None}}
+    return {**values, **{n: table[n].default for n in names if values.get(n) is None}}
 
 
-def problems(**values) -> list[str]:
+def problems(table: dict[str, Setting] = SETTINGS, **values) -> list[str]:
     """Range / option problems of every declared setting among ``values`` (the others are ignored)."""
-    return [p for name, value in values.items() if name in SETTINGS for p in SETTINGS[name].problems(value)]
+    return [p for name, value in values.items() if name in table for p in table[name].problems(value)]
 
 
 def grid_problems(steps, t_den_step) -> list[str]:
