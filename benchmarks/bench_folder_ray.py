@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.test_folder_runner import TEST_NODES, folder_of, tiny_workflow  # noqa: E402
+from tools.tiny_folders import TEST_NODES, folder_of, tiny_workflow  # noqa: E402
 from tools.folder_ray import ray_env, require_ray, run_on_ray  # noqa: E402
 from tools.folder_runner import SMALL_OVERRIDES, FolderRun, find_objects  # noqa: E402
 

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 
 from tools.comfy_server import ComfyServer  # noqa: E402
 
-TEST_NODES = REPO_ROOT / "tests" / "custom_nodes" / "vmdiff_test_nodes"
+from tools.tiny_folders import TEST_NODES  # noqa: E402
 
 
 @pytest.fixture(scope="session")

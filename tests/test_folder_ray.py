@@ -11,7 +11,8 @@ import pytest
 import ray
 from PIL import Image
 
-from tests.test_folder_runner import TEST_NODES, alive, folder_of, tiny_workflow
+from tests.test_folder_runner import alive
+from tools.tiny_folders import TEST_NODES, folder_of, tiny_workflow
 from tools.folder_ray import ray_env, require_ray, run_on_ray
 from tools.folder_runner import MANIFEST, SMALL_OVERRIDES, FolderRun, find_objects
 

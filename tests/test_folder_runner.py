@@ -21,6 +21,7 @@ from tools.comfy_server import ComfyClient, ComfyServer, free_port
 from tools.folder_runner import (MANIFEST, METHOD_WORKFLOWS, SMALL_OVERRIDES, FolderRun, RunnerError, find_objects,
                                  pair_id, pair_units, read_scores, sanitize_name, upload_name)
 from tools.run_workflow import synthetic_objects
+from tools.tiny_folders import TEST_NODES, TINY_LOADERS, folder_of, picture, tiny_workflow  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,41 +128,6 @@ def test_magicmix_method_fuses_every_ordered_pair(vmdiff_server, tmp_path):
 
 
 # --- nothing lost, nothing swapped (issue 12 kinds 3 and 9) ----------------------------------------------------------
-def picture(path: Path, colour, size: int = 48) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.new("RGB", (size, size), "white")
-    ImageDraw.Draw(image).ellipse([8, 8, size - 8, size - 8], fill=colour)
-    image.save(path)
-    return path
-
-
-def folder_of(root: Path, names: list[str]) -> Path:
-    colours = [(200, 30, 30), (30, 60, 200), (30, 160, 40), (230, 200, 20), (120, 40, 160), (20, 20, 20)]
-    for k, name in enumerate(names):
-        picture(root / name, colours[k % len(colours)])
-    return root
-
-
-TEST_NODES = REPO / "tests" / "custom_nodes" / "vmdiff_test_nodes"
-TINY_LOADERS = {"UNETLoader": "VMDiffTestTinyFlux", "CLIPLoader": "VMDiffTestTinyClip",
-                "CLIPVisionLoader": "VMDiffTestTinyClipVision", "StyleModelLoader": "VMDiffTestTinyRedux",
-                "VAELoader": "VMDiffTestTinyVAE"}
-
-
-def tiny_workflow(path: Path, **flux_inputs) -> Path:
-    """The manual workflow's API twin on the test-only tiny loaders (ComfyUI's real classes built in-process; the
-    cheap server with no model files), written to ``path``; ``flux_inputs`` e.g. seconds_per_call."""
-    api = json.loads((REPO / "workflows" / "api" / "vmdiff_manual.json").read_text())
-    for node in api.values():
-        if node["class_type"] in TINY_LOADERS:
-            node["class_type"], node["inputs"] = TINY_LOADERS[node["class_type"]], {"seed": 0}
-            if node["class_type"] == "VMDiffTestTinyFlux":
-                node["inputs"].update(flux_inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(api))
-    return path
-
-
 def runner(*args, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "tools" / "folder_runner.py"), *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
