@@ -169,7 +169,7 @@ def test_bad_inputs_name_the_input(models, tokens):
     assert "t_den_step: 7 is outside the 8-step grid" in VMDiffBlendingNoise.validate_inputs(steps=8, t_den_step=7)
     assert VMDiffBlendingNoise.validate_inputs(steps=20, t_den_step=10) is True
     # ComfyUI skips its min/max check of the inputs validate_inputs takes; a linked input is None until it runs
-    assert "steps: Blending Noise needs at least 2 steps" in VMDiffBlendingNoise.validate_inputs(steps=1, t_den_step=0)
+    assert "steps: 1 is below the minimum 2" in VMDiffBlendingNoise.validate_inputs(steps=1, t_den_step=0)
     assert VMDiffBlendingNoise.validate_inputs(steps=20, t_den_step=None) is True
     with pytest.raises(VMDiffInputError, match="width"):
         blend(models, tokens, width=40)

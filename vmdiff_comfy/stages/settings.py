@@ -15,6 +15,7 @@ from comfy_api.latest import io
 from ...vmdiff_ops import INVERSION_RULES, MIX_RULES, PRESETS
 from ...vmdiff_ops.regional import IMAGE_ATTENTION
 from ..errors import VMDiffInputError
+from .checks import number_problem
 from .flow import CONTEXT_MODES
 
 SEED_MAX = 0xffffffffffffffff
@@ -60,11 +61,10 @@ class Setting:
         if self.kind == "combo":
             return [] if value in self.options else [
                 f"{self.name}: unknown value {value!r}; expected one of {', '.join(self.options)}"]
-        if self.min is not None and value < self.min:
-            return [f"{self.name}: {value} is below the minimum {self.min}"]
-        if self.max is not None and value > self.max:
-            return [f"{self.name}: {value} is above the maximum {self.max}"]
-        return []
+        if self.kind == "bool":
+            return []
+        found = number_problem(self.name, value, self.min, self.max)
+        return [found] if found else []
 
 
 def _declare(*settings: Setting) -> dict[str, Setting]:
@@ -78,7 +78,7 @@ SETTINGS = _declare(
     Setting("width", "int", 512, "Output width, a multiple of 16 (reference 512).", "W", 16, 4096, 16),
     Setting("height", "int", 512, "Output height, a multiple of 16 (reference 512).", "H", 16, 4096, 16),
     Setting("steps", "int", 20, "Steps of the σ grid from σ = 1 to 0 (μ from the image size; reference 20).", "T",
-            1, 200),
+            2, 200),  # the flow grid needs two steps (σ = 1 and one more before 0)
     Setting("t_den_step", "int", 10, "t_den as a step index: Blending Noise denoises σ_0…σ_t_den, then inverts. "
             "10 of 20 is t ≈ 652 at 512²; must be ≤ steps − 2.", "t_den", 0, 198),
     Setting("guidance_denoise", "float", 5.0, "γ_den, Flux guidance while denoising to t_den.", "γ_den", 0.0, 100.0,
