@@ -10,6 +10,7 @@ from ..vmdiff_comfy.scoring.similarity import (ISOLATION_MODES, QUERY_MODES, RES
                                                ScoreOptions, SimilarityScorer, format_breakdown)
 from ..vmdiff_comfy.scoring.sockets import DinoType, GroundingDinoType, OpenClipType, SamType
 from ..vmdiff_ops import score as score_ops
+from ..vmdiff_comfy.stages.checks import check_finite_output
 from .common import ScorerType, VMDiffInputError
 
 
@@ -93,7 +94,10 @@ class VMDiffSimilarityScore(io.ComfyNode):
     def execute(cls, scorer, images) -> io.NodeOutput:
         if not callable(getattr(scorer, "score", None)):
             raise VMDiffInputError(f"scorer: expected a VMDiff Scorer output, got {type(scorer).__name__}")
-        results = scorer.score(images)
+        results = scorer.score(images)  # refuses non-finite images by name
+        check_finite_output("VMDiff Similarity Score", "the score", [r["score"] for r in results],
+                            fix="the images are finite, so a scorer model overflowed: run its loaders in float32 "
+                                "(ComfyUI without --force-fp16 / --fp16-* flags)")
         breakdown = format_breakdown(results)
         views = scorer.preview() if isinstance(scorer, SimilarityScorer) else images[..., :3]
         return io.NodeOutput(results[0]["score"], json.dumps(results), breakdown, views, ui=ui.PreviewText(breakdown))

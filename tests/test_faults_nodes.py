@@ -127,3 +127,161 @@ def test_token_counts_come_from_the_tokenizer_not_the_characters(clip):
     assert clip_l_token_count(clip, "owl") == 1
     assert clip_l_token_count(clip, "🦉") > 1 and clip_l_token_count(clip, "猫头鹰") > 3  # several per character
     assert clip_l_token_count(clip, "a" * 300) < 300 and re.match(r"^\d+$", str(clip_l_token_count(clip, "")))
+
+
+# --- kind 1 in the nodes: a model that returns NaN; kind 4: conditioning of the wrong text encoder ---
+from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune  # noqa: E402
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
+from vmdiff_pack.nodes.magicmix import VMDiffMagicMix  # noqa: E402
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
+from vmdiff_pack.nodes.similarity_score import VMDiffSimilarityScore  # noqa: E402
+
+STAGE = dict(width=32, height=32, steps=6, t_den_step=2)
+
+
+class NaNAfter:
+    """A ComfyUI model wrapper (the DiT's own model_function_wrapper hook) whose DiT passes listed in ``bad``
+    (1-based) return NaN, like an fp16/fp8 Flux that overflowed."""
+
+    def __init__(self, model, bad=lambda call: True):
+        self.model, self.bad, self.calls = model.clone(), bad, 0
+        self.model.set_model_unet_function_wrapper(self)
+
+    def __call__(self, apply_model, args):
+        self.calls += 1
+        out = apply_model(args["input"], args["timestep"], **args["c"])
+        return out * math.nan if self.bad(self.calls) else out
+
+
+class FiniteOnlyScorer:
+    """Scores like the real scorer: refuses non-finite images (so a NaN candidate must never reach it)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, images):
+        assert torch.isfinite(images).all(), "a non-finite image reached the scorer"
+        out = []
+        for _ in range(images.shape[0]):
+            self.calls += 1
+            out.append({"score": 1.0 + 0.01 * self.calls, "D1": 0.5, "D2": 0.4, "T1": 0.3, "T2": 0.3, "n1": 0.5,
+                        "n2": 0.5})
+        return out
+
+
+@pytest.fixture(scope="module")
+def flux():
+    cv, style = tiny_models.tiny_clip_vision(seed=0), tiny_models.tiny_style_model(seed=0)
+    tokens = [VMDiffReduxEncode.execute(cv, style, torch.rand(1, 40, 40, 3, generator=torch.Generator()
+                                                              .manual_seed(s))).result[0] for s in (1, 2)]
+    return {"model": tiny_models.tiny_flux(seed=0), "tokens": tokens, "cond": tiny_models.tiny_flux_conditioning(),
+            "text": tiny_models.tiny_flux_conditioning(seed=1, text_tokens=4), "vae": tiny_models.tiny_vae(seed=0)}
+
+
+def test_blending_noise_names_itself_the_pass_and_the_fix_when_the_model_returns_nan(flux):
+    nan = NaNAfter(flux["model"], lambda call: call >= 3)
+    with pytest.raises(VMDiffInputError, match=r"^VMDiff Blending Noise: the model's prediction at model pass 3 of "
+                                               r"6 \(denoise phase, σ = .*weight_dtype"):
+        VMDiffBlendingNoise.execute(nan.model, *flux["tokens"], flux["cond"], seed=1, **STAGE)
+
+
+def test_mixing_denoise_stops_instead_of_returning_a_nan_latent(flux):
+    eps_b = VMDiffBlendingNoise.execute(flux["model"], *flux["tokens"], flux["cond"], seed=1, **STAGE).result[0]
+    nan = NaNAfter(flux["model"], lambda call: call == 6)
+    with pytest.raises(VMDiffInputError, match=r"^VMDiff Mixing Denoise: .* at model pass 6 of 6 \(mix phase.*"
+                                               r"fp16/fp8 overflow"):
+        VMDiffMixingDenoise.execute(nan.model, eps_b, *flux["tokens"], flux["cond"], steps=6)
+
+
+def test_magicmix_stops_on_a_nan_model(flux):
+    nan = NaNAfter(flux["model"])
+    with pytest.raises(VMDiffInputError, match=r"^VMDiff MagicMix: the model's prediction at model pass 1 "):
+        VMDiffMagicMix.execute(nan.model, flux["text"], seed=1, steps=6, width=32, height=32,
+                               layout_image=torch.rand(1, 32, 32, 3), vae=flux["vae"])
+
+
+def test_auto_tune_scores_a_nan_candidate_as_the_worst_and_finishes(flux):
+    # candidate 1 = Blending Noise (6 passes) + Mixing Denoise (6 passes): its Mixing Denoise returns NaN
+    nan = NaNAfter(flux["model"], lambda call: 7 <= call <= 12)
+    scorer = FiniteOnlyScorer()
+    out = VMDiffAutoTune.execute(nan.model, *flux["tokens"], flux["cond"], flux["vae"], scorer, seed=3, **STAGE)
+    image, *_, score, params, log, plot, grid = out.result
+    import json
+
+    records = json.loads(log.replace("NaN", "null"))["candidates"]
+    assert records[0]["score"] is None and all(r["score"] is not None for r in records[1:])
+    assert math.isfinite(score) and torch.isfinite(image).all() and torch.isfinite(plot).all()
+    assert json.loads(params)["candidates"] == len(records) == scorer.calls + 1
+
+
+def test_auto_tune_stops_when_every_candidate_is_nan(flux):
+    nan = NaNAfter(flux["model"])
+    with pytest.raises(VMDiffInputError, match=r"^VMDiff Auto-Tune: .*non-finite.*weight_dtype"):
+        VMDiffAutoTune.execute(nan.model, *flux["tokens"], flux["cond"], flux["vae"], FiniteOnlyScorer(), seed=3,
+                               **STAGE)
+
+
+class NaNScorer:
+    def score(self, images):
+        return [{"score": math.nan, "D1": math.nan, "D2": 0.4, "T1": 0.3, "T2": 0.3, "n1": 0.5, "n2": 0.5}]
+
+
+def test_similarity_score_names_itself_on_a_nan_score():
+    with pytest.raises(VMDiffInputError, match=r"^VMDiff Similarity Score: the score has 1 NaN .*scorer model"):
+        VMDiffSimilarityScore.execute(NaNScorer(), torch.rand(1, 32, 32, 3))
+
+
+def clip_l_only(width=768, tokens=77, vec_dim=32):
+    """What the pack's Fusion Prompt gives on a CLIP-L-only encoder: 768-wide text tokens (no T5-XXL)."""
+    return [[torch.randn(1, tokens, width), {"pooled_output": torch.randn(1, vec_dim), "guidance": 3.5}]]
+
+
+def test_magicmix_flux_text_content_from_clip_l_says_which_encoder_it_needs(flux):
+    with pytest.raises(VMDiffInputError, match=r"^content: its text tokens are 768 wide \(CLIP-L .*\) but the model "
+                                               r"takes 64: Flux text needs T5-XXL.*; or connect content_tokens"):
+        VMDiffMagicMix.execute(flux["model"], clip_l_only(), seed=1, steps=6, width=32, height=32,
+                               layout_image=torch.rand(1, 32, 32, 3), vae=flux["vae"])
+    # content_tokens replace the text tokens: the same CLIP-L prompt then runs (its pooled vector is used)
+    out = VMDiffMagicMix.execute(flux["model"], clip_l_only(), seed=1, steps=6, width=32, height=32,
+                                 layout_image=torch.rand(1, 32, 32, 3), vae=flux["vae"],
+                                 content_tokens=flux["tokens"][0]).result[0]
+    assert torch.isfinite(out["samples"]).all()
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("layout_conditioning", dict(layout_conditioning=clip_l_only(4096, vec_dim=32)), None),
+    ("layout_conditioning", dict(layout_conditioning=clip_l_only(2048)), r"^layout_conditioning: its text tokens are "
+                                                                          r"2048 wide \(CLIP-L \+ CLIP-G \(SDXL\)\)"),
+    ("content pooled", dict(content=clip_l_only(64, vec_dim=1280)), r"^content: its pooled vector is 1280 wide"),
+])
+def test_every_magicmix_conditioning_is_checked_against_the_model(flux, name, kwargs, message):
+    args = dict(content=flux["text"], seed=1, steps=6, width=32, height=32, layout_conditioning=flux["text"])
+    args.update(kwargs)
+    model = flux["model"]
+    if message is None:  # a T5-XXL-wide prompt on a model of context 4096 runs
+        model = tiny_models.tiny_flux(seed=0, context_dim=4096)
+        args["content"] = clip_l_only(4096)
+        out = VMDiffMagicMix.execute(model, **args).result[0]
+        assert torch.isfinite(out["samples"]).all()
+        return
+    with pytest.raises(VMDiffInputError, match=message):
+        VMDiffMagicMix.execute(model, **args)
+
+
+def test_magicmix_sd15_negative_of_another_encoder_is_named():
+    sd15 = tiny_models.tiny_sd15(seed=0)
+    good = tiny_models.tiny_sd15_conditioning(seed=1)
+    width = good[0][0].shape[-1]
+    wrong = [[torch.randn(1, 77, width * 2), {}]]
+    with pytest.raises(VMDiffInputError, match=rf"^negative: its text tokens are {width * 2} wide .* the model takes "
+                                               rf"{width}: SD15 text needs"):
+        VMDiffMagicMix.execute(sd15, good, seed=1, steps=6, cfg=5.0, negative=wrong, layout_conditioning=good,
+                               width=32, height=32)
+
+
+def test_text_and_redux_context_with_clip_l_text_says_t5_or_redux_only(flux):
+    with pytest.raises(VMDiffInputError, match=r"^conditioning: its text tokens are 768 wide .*Flux text needs "
+                                               r"T5-XXL.*; or set context to redux_only"):
+        VMDiffBlendingNoise.execute(flux["model"], *flux["tokens"], clip_l_only(), seed=1, context="text_and_redux",
+                                    **STAGE)

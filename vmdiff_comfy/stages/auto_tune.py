@@ -14,7 +14,11 @@ from ...vmdiff_ops import Evaluation, SearchOptions, beta_grid, efficient_adapti
 from ...vmdiff_ops.search import INV_PHI
 from .blending_noise import run_blending_noise
 from .mixing_denoise import run_mixing_denoise
-from .settings import StageSettings, grid_problems, problems
+from .checks import check_finite_output
+from .settings import StageSettings, grid_problems, ops_errors, problems
+
+#: The score terms of a candidate whose image is NaN / inf (an overflowing model): the worst score, never scored.
+NON_FINITE_TERMS = {k: math.nan for k in ("score", "D1", "D2", "T1", "T2", "n1", "n2")}
 
 
 class CandidateRenderer:
@@ -40,7 +44,7 @@ class CandidateRenderer:
         if missing:
             out = run_blending_noise(self.model, *self.tokens, self.conditioning, seed=seed, **self.size, settings=s,
                                      beta_1=[k[0] for k in missing], beta_2=[k[1] for k in missing],
-                                     callback=self.callback)
+                                     callback=self.callback, node=None)
             self._count(out.nfe, len(missing))
             self.eps_cache.update((k, out.eps_b[i:i + 1]) for i, k in enumerate(missing))
         return [self.eps_cache[k] for k in keys]
@@ -52,7 +56,8 @@ class CandidateRenderer:
             group = [i for i, c in enumerate(candidates) if c[3] == seed]
             eps_b = torch.cat(self.eps_b([candidates[i][1:3] for i in group], seed, s))
             out = run_mixing_denoise(self.model, eps_b, *self.tokens, self.conditioning, settings=s,
-                                     alpha=[candidates[i][0] for i in group], seed=seed, callback=self.callback)
+                                     alpha=[candidates[i][0] for i in group], seed=seed, callback=self.callback,
+                                     node=None)
             self._count(out.nfe, len(group))
             images = self.vae.decode(out.latent)
             results.update((i, (out.latent[k:k + 1], images[k:k + 1])) for k, i in enumerate(group))
@@ -108,19 +113,24 @@ def auto_tune(model, tokens_1, tokens_2, conditioning, vae, scorer, *, seed: int
     def evaluate_batch(candidates):
         comfy.model_management.throw_exception_if_processing_interrupted()
         rendered = renderer.render_many(list(candidates), search)
-        scores = scorer.score(torch.cat([image for _, image in rendered]))
-        return [(terms["score"], terms, payload) for terms, payload in zip(scores, rendered)]
+        finite = [i for i, (_, image) in enumerate(rendered) if torch.isfinite(image).all()]
+        scores = dict(zip(finite, scorer.score(torch.cat([rendered[i][1] for i in finite])))) if finite else {}
+        terms = [scores.get(i, NON_FINITE_TERMS) for i in range(len(rendered))]  # NaN: the worst score (search)
+        return [(t["score"], t, payload) for t, payload in zip(terms, rendered)]
 
     on_evaluation = _evaluation_reporter(images, pbar, node_id, to_preview)  # the candidates the search consumed
-    best, history = efficient_adaptive_adjustment(lambda *c: evaluate_batch([c])[0], seed, options,
-                                                  on_evaluation=on_evaluation, evaluate_batch=evaluate_batch,
-                                                  batch_size=candidates_per_batch)
+    with ops_errors("VMDiff Auto-Tune: "):  # e.g. every α candidate non-finite (a NaN model): named, not raw
+        best, history = efficient_adaptive_adjustment(lambda *c: evaluate_batch([c])[0], seed, options,
+                                                      on_evaluation=on_evaluation, evaluate_batch=evaluate_batch,
+                                                      batch_size=candidates_per_batch)
     unused_candidates = renderer.rendered - len(history)  # rendered ahead, never asked for by the search
     latent, image = best.payload
     final_terms = best.terms
     if search.steps != settings.steps:  # the search ran on a coarser grid: render the winner for real
         latent, image = renderer.render(best.alpha, best.beta_1, best.beta_2, best.seed, settings)
-        final_terms = scorer.score(image)[0]
+        final_terms = scorer.score(image)[0] if torch.isfinite(image).all() else NON_FINITE_TERMS
+    check_finite_output("VMDiff Auto-Tune", f"the image of the best of {len(history)} candidates (every one was "
+                        f"non-finite)" if not math.isfinite(best.score) else "the final image", image)
     records = [dict(e.record(), index=i, searched_beta=_searched_beta(e, options)) for i, e in enumerate(history)]
     pbar.update_absolute(pbar.total)
     return AutoTuneResult(best=best, latent=latent, image=image, final_terms=final_terms, records=records,

@@ -32,9 +32,11 @@ def initial_noise(seed: int, channels: int, width: int, height: int) -> torch.Te
 
 
 def run_blending_noise(model, tokens_1, tokens_2, conditioning, *, seed: int, width: int, height: int,
-                       settings: StageSettings, beta_1=1.0, beta_2=1.0, callback=None) -> BlendingResult:
+                       settings: StageSettings, beta_1=1.0, beta_2=1.0, callback=None,
+                       node: str | None = "VMDiff Blending Noise") -> BlendingResult:
     """ε_b for one (β1, β2, seed). β1 and β2 may also be equal-length lists: one batch element per (β1, β2) pair,
-    all from the same ε. ``tokens_2`` None: tokens_1 is already a concatenation (VMDiff Mix Tokens N's concat)."""
+    all from the same ε. ``tokens_2`` None: tokens_1 is already a concatenation (VMDiff Mix Tokens N's concat).
+    ``node``: named when the model returns NaN / inf (None: not checked, the caller scores it as the worst)."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
     check_size(width, height)
@@ -72,6 +74,7 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, *, seed: int, wi
     eps = initial_noise(seed, info.latent_channels, width, height).expand(len(betas), -1, -1, -1).clone()
     eps = parity.state(eps)
     with ops_errors():
-        run = run_flow_program(model, phases, eps, program, sigmas, 2 * (s.t_den_step + 1), seed, callback)
+        run = run_flow_program(model, phases, eps, program, sigmas, 2 * (s.t_den_step + 1), seed, callback,
+                               node=node)
     return BlendingResult(eps_b=run.x, preview=run.extras["preview"], sigmas=sigmas, nfe=counter.samples,
                           sampling_patched=info.sampling_patched)

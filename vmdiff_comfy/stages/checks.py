@@ -46,6 +46,56 @@ def flux_model_info(model) -> ModelInfo:
                      sampling_patched="model_sampling" in getattr(model, "object_patches", {}))
 
 
+#: The likely cause and fix of a non-finite model output (issue 12 kind 1).
+OVERFLOW_FIX = ("likely an fp16/fp8 overflow of the model: load it with weight_dtype 'default' (bf16) in Load "
+                "Diffusion Model, or a bf16 / fp8_e4m3fn-scaled checkpoint (ComfyUI: no --fp16-unet / --fp8 flags)")
+
+
+def check_finite_output(node: str, what: str, tensor: torch.Tensor, where: str = "", fix: str = OVERFLOW_FIX) -> None:
+    """A node's own output (latent, image, score) must be finite: else stop with the node, the step (``where``) and
+    the likely cause and fix, instead of passing a black image on."""
+    tensor = torch.as_tensor(tensor)
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise VMDiffInputError(f"{node}: {what}{where} has {bad} NaN or infinite value(s) of {tensor.numel()}; "
+                               f"{fix}")
+
+
+#: The text encoder a conditioning width comes from (what a message tells the user to load).
+TEXT_ENCODERS = {768: "CLIP-L (SD1.x; the pack's Fusion Prompt)", 1024: "OpenCLIP-H (SD2.x)",
+                 2048: "CLIP-L + CLIP-G (SDXL)", 4096: "T5-XXL (Flux, SD3)"}
+
+
+def text_width_problem(name: str, width: int, needed: int, family: str, alternative: str = "") -> str:
+    """The message for text tokens of the wrong encoder: which encoder made them, which one the model needs."""
+    need = ("Flux text needs T5-XXL (DualCLIPLoader: clip_l + t5xxl, type flux)" if family == "Flux" else
+            f"{family} text needs {TEXT_ENCODERS.get(needed, f'a {needed}-wide text encoder')}")
+    made = TEXT_ENCODERS.get(width, "another text encoder")
+    return (f"{name}: its text tokens are {width} wide ({made}) but the model takes {needed}: {need}"
+            + (f"; or {alternative}" if alternative else ""))
+
+
+def check_conditioning(name: str, conditioning, model, alternative: str = "") -> None:
+    """Issue 12 kind 4: a CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
+    (context width; Flux: also the pooled CLIP-L width), else a message naming the input and the encoder it needs,
+    instead of a matmul error inside the model. ``alternative``: another fix the node offers."""
+    if not conditioning or not isinstance(conditioning, list):
+        raise VMDiffInputError(f"{name}: expected a CONDITIONING (from a text encode), got {conditioning!r:.40}")
+    params = getattr(model.model.diffusion_model, "params", None)
+    if hasattr(params, "context_in_dim"):
+        family, context_dim, vec_dim = "Flux", params.context_in_dim, getattr(params, "vec_in_dim", None)
+    else:
+        family, vec_dim = type(model.model.model_config).__name__, None
+        context_dim = model.model.model_config.unet_config.get("context_dim")
+    for text, extras in conditioning:
+        if context_dim is not None and text.shape[-1] != context_dim:
+            raise VMDiffInputError(text_width_problem(name, text.shape[-1], context_dim, family, alternative))
+        pooled = extras.get("pooled_output")
+        if vec_dim is not None and pooled is not None and pooled.shape[-1] != vec_dim:
+            raise VMDiffInputError(f"{name}: its pooled vector is {pooled.shape[-1]} wide, the model expects "
+                                   f"{vec_dim} (Flux takes CLIP-L's pooled output: encode with CLIP-L)")
+
+
 def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens | None, model_info: ModelInfo) -> None:
     """z1 and z2 must come from the same CLIP-vision + Redux pair and fit the model's context width.
     ``tokens_2`` None: tokens_1 is a ready condition (VMDiff Mix Tokens N) and is checked alone."""

@@ -13,6 +13,7 @@ import comfy.utils
 import latent_preview
 
 from ..errors import VMDiffInputError
+from .checks import check_finite_output, text_width_problem
 
 CONTEXT_MODES = ("redux_only", "text_and_redux")
 
@@ -29,6 +30,9 @@ def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, con
         raise VMDiffInputError(f"conditioning: pooled vector is {pooled.shape[-1]} wide, the model expects "
                                f"{vec_dim} (Flux takes CLIP-L's unprojected pooled output)")
     if context_mode == "text_and_redux":
+        if text.shape[-1] != context.shape[-1]:  # the Redux tokens already match the model's context width
+            raise VMDiffInputError(text_width_problem("conditioning", text.shape[-1], context.shape[-1], "Flux",
+                                                      "set context to redux_only (the reference)"))
         context = torch.cat([text.to(context), context], dim=1)
     elif context_mode != "redux_only":
         raise VMDiffInputError(f"context: unknown mode {context_mode!r}; expected one of {CONTEXT_MODES}")
@@ -79,20 +83,26 @@ class FlowProgramSampler(comfy.samplers.Sampler):
     """Runs a vmdiff_ops program as a ComfyUI Sampler: velocities come from the guider's x0 prediction,
     v = (x − x̂0)/σ (CONST), and no noise scaling is applied at either end (σ = 1 is a valid end point)."""
 
-    def __init__(self, program: FlowProgram, total_steps: int | None = None):
+    def __init__(self, program: FlowProgram, total_steps: int | None = None, node: str | None = None):
         self.program = program
         self.total_steps = total_steps
+        self.node = node  # checks every prediction for NaN / inf and names this node (None: the caller checks)
         self.output: ProgramOutput | None = None
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         total = self.total_steps or len(sigmas) - 1
+        calls = [0]
 
         def velocity_for(phase: str):
             def velocity(x: torch.Tensor, sigma: float) -> torch.Tensor:
                 comfy.model_management.throw_exception_if_processing_interrupted()
                 model_wrap.phase = phase
                 x0 = model_wrap(x, x.new_full((x.shape[0],), sigma), **extra_args)
+                calls[0] += 1
+                if self.node is not None:
+                    check_finite_output(self.node, "the model's prediction",
+                                        x0, f" at model pass {calls[0]} of {total} ({phase} phase, σ = {sigma:.4f})")
                 return (x - x0) / sigma
             return velocity
 
@@ -106,19 +116,22 @@ class FlowProgramSampler(comfy.samplers.Sampler):
 
 def run_flow_program(model, phases: dict[str, list], x_start: torch.Tensor, program: FlowProgram,
                      sigmas: torch.Tensor, total_steps: int, seed: int, callback=None, negative: list | None = None,
-                     cfg: float = 1.0) -> FlowRun:
+                     cfg: float = 1.0, node: str | None = None) -> FlowRun:
     """Run ``program`` on ``model`` from the model-space state ``x_start``. ``sigmas`` is the program's grid (it
     only fills transformer_options["sample_sigmas"] for model patches); ``total_steps`` sizes the progress bar.
     ``callback(step, x0, x, total)`` replaces the default progress bar + latent preview (Auto-Tune keeps one bar).
-    ``negative`` + ``cfg`` ≠ 1: classifier-free guidance in every phase (two model evaluations per velocity)."""
+    ``negative`` + ``cfg`` ≠ 1: classifier-free guidance in every phase (two model evaluations per velocity).
+    ``node``: the node named when the model returns NaN / inf (checked at every pass and on the result)."""
     guider = PhaseGuider(model)
     guider.set_phase_conds(phases, negative, cfg)
-    sampler = FlowProgramSampler(program, total_steps)
+    sampler = FlowProgramSampler(program, total_steps, node)
     if callback is None:
         callback = latent_preview.prepare_callback(model, total_steps)
     latent = guider.sample(x_start, torch.zeros_like(x_start), sampler, sigmas, callback=callback,
                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
     device = comfy.model_management.intermediate_device()
     out = sampler.output
+    if node is not None:
+        check_finite_output(node, "the output latent", latent)
     return FlowRun(x=out.x.to(device), latent=latent.to(device),
                    extras={k: v.to(device) for k, v in out.extras.items()})

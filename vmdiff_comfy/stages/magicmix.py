@@ -15,7 +15,7 @@ from ...vmdiff_ops import NFECounter
 from ...vmdiff_ops.magicmix import layout_noises, layout_trajectory, magicmix, mixing_window
 from ..errors import VMDiffInputError
 from .blending_noise import initial_noise
-from .checks import check_is_tokens, flux_model_info
+from .checks import check_conditioning, check_is_tokens, flux_model_info
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
 from .settings import MAGICMIX
 
@@ -94,10 +94,14 @@ def with_reweighting(model, content, reweight_tokens: str, reweight_scale: float
     return patched
 
 
+CONTENT_TOKENS_FIX = "connect content_tokens (VMDiff Redux Encode of a content image; Flux only)"
+
+
 def content_conditioning(model, content, content_tokens):
     """The content condition: the prompt as given, or on Flux the Redux tokens of a second image with the prompt's
     pooled vector and Flux guidance (set it with FluxGuidance; 3.5 when absent), as VMDiff conditions."""
     if content_tokens is None:
+        check_conditioning("content", content, model, CONTENT_TOKENS_FIX)  # the tokens' hint: Flux only
         return content
     check_is_tokens("content_tokens", content_tokens)
     try:
@@ -136,6 +140,9 @@ def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], schedul
     if not 0.0 <= nu <= 1.0:
         raise VMDiffInputError(f"nu: must lie in [0, 1], got {nu}")
 
+    for name, cond in (("layout_conditioning", layout_conditioning), ("negative", negative)):
+        if cond is not None:
+            check_conditioning(name, cond, model)
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).float().cpu()
     noise_scaling = model_noise_scaling(model)
     phases = {"content": content_conditioning(model, content, content_tokens)}
@@ -183,6 +190,7 @@ def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], schedul
         seen.setdefault("x_kmin", out)  # K_min = 0: no step below K_min
         return ProgramOutput(out, {"x_kmin": seen["x_kmin"]})
 
-    run = run_flow_program(model, phases, x_start, program, sigmas, total, seed, negative=negative, cfg=cfg)
+    run = run_flow_program(model, phases, x_start, program, sigmas, total, seed, negative=negative, cfg=cfg,
+                           node="VMDiff MagicMix")
     return MagicMixResult(latent=run.latent, nfe=counter.calls, x_kmin=run.extras["x_kmin"], sigmas=sigmas,
                           i_max=i_max, i_min=i_min)
