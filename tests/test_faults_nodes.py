@@ -285,3 +285,62 @@ def test_text_and_redux_context_with_clip_l_text_says_t5_or_redux_only(flux):
                                                r"T5-XXL.*; or set context to redux_only"):
         VMDiffBlendingNoise.execute(flux["model"], *flux["tokens"], clip_l_only(), seed=1, context="text_and_redux",
                                     **STAGE)
+
+
+# --- kind 10 in the nodes: messages that name what is actually wrong ---
+from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.scoring.similarity import image_to_bchw  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def three_sets(flux):
+    cv, style = tiny_models.tiny_clip_vision(seed=0), tiny_models.tiny_style_model(seed=0)
+    z3 = VMDiffReduxEncode.execute(cv, style, torch.rand(1, 40, 40, 3, generator=torch.Generator()
+                                                         .manual_seed(3))).result[0]
+    sinp, scat = VMDiffMixTokensN.execute(*flux["tokens"], tokens_3=z3).result
+    return sinp, scat, z3
+
+
+def test_mix_tokens_concat_plus_a_second_set_says_leave_tokens_2_unconnected(flux, three_sets):
+    sinp, scat, z3 = three_sets
+    with pytest.raises(VMDiffInputError) as caught:
+        VMDiffBlendingNoise.execute(flux["model"], scat, z3, flux["cond"], seed=1, **STAGE)
+    text = str(caught.value)
+    assert text.startswith("tokens_1: is already the SCat (concat) of tokens_1, tokens_2, tokens_3")
+    assert "leave tokens_2 unconnected" in text and "different" not in text
+
+
+@pytest.mark.parametrize("case", ["SInp in tokens_1", "SInp in tokens_2", "SCat in tokens_2"])
+def test_every_ready_set_beside_a_second_set_is_named(flux, three_sets, case):
+    """The SInp has the very shape of one image's set: without the check it was silently mixed again."""
+    sinp, scat, z3 = three_sets
+    t1, t2, name = {"SInp in tokens_1": (sinp, z3, "tokens_1"), "SInp in tokens_2": (z3, sinp, "tokens_2"),
+                    "SCat in tokens_2": (z3, scat, "tokens_2")}[case]
+    eps = VMDiffBlendingNoise.execute(flux["model"], *flux["tokens"], flux["cond"], seed=1, **STAGE).result[0]
+    with pytest.raises(VMDiffInputError, match=rf"^{name}: is already the S(Inp|Cat) .*leave tokens_2 unconnected"):
+        VMDiffMixingDenoise.execute(flux["model"], eps, t1, t2, flux["cond"], steps=6)
+
+
+def test_mix_tokens_n_fed_a_concat_names_it_not_a_different_encoder(flux, three_sets):
+    _, scat, _ = three_sets
+    with pytest.raises(VMDiffInputError) as caught:
+        VMDiffMixTokensN.execute(flux["tokens"][0], scat)
+    assert str(caught.value).startswith("tokens_2: is already the SCat (concat)") and " vs " not in str(caught.value)
+
+
+EMPTY = {"0×0 image": torch.zeros(1, 0, 0, 3), "0-wide image": torch.zeros(1, 32, 0, 3),
+         "empty batch": torch.zeros(0, 32, 32, 3)}
+
+
+@pytest.mark.parametrize("case", EMPTY)
+def test_empty_images_are_named_by_input(flux, case):
+    image = EMPTY[case]
+    expected = "an empty batch" if case == "empty batch" else "pixels \\(empty\\)"
+    cv, style = tiny_models.tiny_clip_vision(seed=0), tiny_models.tiny_style_model(seed=0)
+    with pytest.raises(VMDiffInputError, match=f"^image: .*{expected}"):
+        VMDiffReduxEncode.execute(cv, style, image)
+    with pytest.raises(VMDiffInputError, match=f"^layout_image: .*{expected}"):
+        VMDiffMagicMix.execute(flux["model"], flux["text"], seed=1, steps=6, layout_image=image, vae=flux["vae"])
+    for name in ("image_1", "images"):  # what VMDiff Scorer and Similarity Score read their images with
+        with pytest.raises(VMDiffInputError, match=f"^{name}: .*{expected}"):
+            image_to_bchw(image, name)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
+from ..stages.checks import check_image
 from .dino import dino_encoder
 from .scorer import ScorerModel
 
@@ -52,9 +53,7 @@ class ScoreOptions:
 
 def image_to_bchw(image: torch.Tensor, input_name: str) -> torch.Tensor:
     """ComfyUI IMAGE (B, H, W, C) → (B, 3, H, W) float in [0, 1]; alpha dropped, grey repeated."""
-    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise VMDiffInputError(f"{input_name}: expected an IMAGE (B, H, W, 1|3|4), got {shape}")
+    check_image(input_name, image)
     if not torch.isfinite(image).all():
         bad = int((~torch.isfinite(image)).sum())
         raise VMDiffInputError(f"{input_name}: {bad} pixel values are NaN or infinite; the image is broken (often a "

@@ -109,7 +109,23 @@ def check_token_pair(tokens_1: ReduxTokens, tokens_2: ReduxTokens | None, model_
             raise VMDiffInputError(
                 f"{name}: tokens are {t.tokens.shape[-1]} wide but the model's context expects "
                 f"{model_info.context_dim}; encode with the Redux model made for this Flux model")
+    if tokens_2 is not None:
+        for name, t in named:
+            if ready_kind(t):
+                raise VMDiffInputError(
+                    f"{name}: is already the {ready_kind(t)} of {', '.join(ready_sets(t))} from VMDiff Mix Tokens N; a "
+                    f"ready set goes into tokens_1 alone: leave tokens_2 unconnected (or connect two VMDiff Redux "
+                    f"Encode outputs)")
     check_same_encoder(named)
+
+
+def ready_kind(tokens: ReduxTokens) -> str:
+    """"SCat (concat)" / "SInp (mix)" for a ready set of VMDiff Mix Tokens N, "" for one image's z_k."""
+    return "SCat (concat)" if "concat" in tokens.info else "SInp (mix)" if "mixed" in tokens.info else ""
+
+
+def ready_sets(tokens: ReduxTokens) -> list[str]:
+    return list(tokens.info.get("concat") or tokens.info.get("mixed") or [])
 
 
 def check_is_tokens(name: str, tokens) -> None:
@@ -121,12 +137,38 @@ def check_same_encoder(named: list[tuple[str, ReduxTokens]]) -> None:
     """Every token set of ``named`` ([(input name, z_k)]) must come from the CLIP vision + Redux pair of the first."""
     first_name, first = named[0]
     for name, t in named[1:]:
+        if t.encoder_id == first.encoder_id and t.tokens.shape != first.tokens.shape:  # same encoder: say what differs
+            ready = next(((n, x) for n, x in named if ready_kind(x)), None)
+            raise VMDiffInputError(
+                f"{ready[0]}: is already the {ready_kind(ready[1])} of {', '.join(ready_sets(ready[1]))} (VMDiff Mix "
+                f"Tokens N), {ready[1].tokens.shape[1]} tokens; connect single VMDiff Redux Encode outputs here"
+                if ready else
+                f"{name}: {t.tokens.shape[1]} tokens × {t.tokens.shape[2]}, {first_name} {first.tokens.shape[1]} × "
+                f"{first.tokens.shape[2]}, from the same encoder; encode each image once with VMDiff Redux Encode "
+                f"(one image per token set)")
         if t.encoder_id != first.encoder_id or t.tokens.shape != first.tokens.shape:
             raise VMDiffInputError(
                 f"{name}: made by a different CLIP vision / Redux model than {first_name} "
                 f"(encoder {t.encoder_id} vs {first.encoder_id}, shapes {tuple(t.tokens.shape)} vs "
                 f"{tuple(first.tokens.shape)}); encode {'both' if len(named) == 2 else 'all'} images with the same "
                 f"loaders")
+
+
+def check_image(name: str, image) -> None:
+    """An IMAGE input (B, H, W, C) that can be used at all: a non-empty batch of non-empty, finite images with 1, 3
+    or 4 channels; else a message naming the input, not a raw interpolate / cat error further on."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise VMDiffInputError(f"{name}: expected an IMAGE (B, H, W, C), got {shape}")
+    batch, height, width, channels = image.shape
+    if batch == 0:
+        raise VMDiffInputError(f"{name}: an empty batch (0 images); connect at least one image (a filter or "
+                               f"ImageFromBatch upstream left nothing)")
+    if height == 0 or width == 0:
+        raise VMDiffInputError(f"{name}: the image is {width}×{height} pixels (empty); connect a real image (a crop "
+                               f"or resize upstream produced nothing)")
+    if channels not in (1, 3, 4):
+        raise VMDiffInputError(f"{name}: images need 1, 3 or 4 channels, got {channels}")
 
 
 def check_size(width: int, height: int) -> None:

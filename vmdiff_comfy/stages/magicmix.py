@@ -15,7 +15,7 @@ from ...vmdiff_ops import NFECounter
 from ...vmdiff_ops.magicmix import layout_noises, layout_trajectory, magicmix, mixing_window
 from ..errors import VMDiffInputError
 from .blending_noise import initial_noise
-from .checks import check_conditioning, check_is_tokens, flux_model_info
+from .checks import check_conditioning, check_image, check_is_tokens, flux_model_info
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
 from .settings import MAGICMIX
 
@@ -127,6 +127,8 @@ def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], schedul
     if (layout_image is None) == (layout_conditioning is None):
         raise VMDiffInputError("layout_image / layout_conditioning: connect exactly one layout — an image (with its "
                                "VAE) for image–text mixing, or a layout prompt for text–text mixing")
+    if layout_image is not None:
+        check_image("layout_image", layout_image)
     if layout_image is not None and vae is None:
         raise VMDiffInputError("vae: needed to encode layout_image (use the VAE of the model)")
     if not math.isclose(cfg, 1.0) and negative is None:

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from ...vmdiff_ops import mix_tokens_n, normalized_weights
 from ..errors import VMDiffInputError
-from .checks import check_is_tokens, check_same_encoder
+from .checks import check_image, check_is_tokens, check_same_encoder
 from .settings import ops_errors
 from .sockets import ReduxTokens, fingerprint
 
@@ -15,8 +15,7 @@ RESIZE_MODES = ("squash", "center_crop", "nearest_512_squash")
 
 def to_rgb(image: torch.Tensor, input_name: str) -> tuple[torch.Tensor, str]:
     """A single RGB image (1, H, W, 3); alpha is dropped (as the reference's PIL convert('RGB')), grey repeated."""
-    if image.ndim != 4:
-        raise VMDiffInputError(f"{input_name}: expected an IMAGE tensor (B, H, W, C), got shape {tuple(image.shape)}")
+    check_image(input_name, image)
     if image.shape[0] != 1:
         raise VMDiffInputError(f"{input_name}: got a batch of {image.shape[0]} images; a token set is made from one "
                                f"image (pick one with ImageFromBatch)")
