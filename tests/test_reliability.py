@@ -200,6 +200,21 @@ def narrow_redux(api):
                                                                              context_dim=48)
 
 
+def nan_model(class_type):
+    """``class_type``'s MODEL replaced by a tiny Flux whose DiT returns NaN from its 2nd call on."""
+    def mutate(api):
+        api[nid(api, class_type)]["inputs"]["model"] = add(api, "VMDiffTestTinyFlux", seed=0, nan_from_call=2)
+    return mutate
+
+
+def concat_beside_a_set(api):
+    """Mix Tokens N's concat of the two sets into Blending Noise's tokens_1, the second set still in tokens_2."""
+    blend = api[nid(api, "VMDiffBlendingNoise")]["inputs"]
+    mix = add(api, "VMDiffMixTokensN", tokens_1=blend["tokens_1"], tokens_2=blend["tokens_2"], mix_rule="slerp",
+              **{f"weight_{k}": 1.0 for k in range(1, 5)})
+    blend["tokens_1"] = [mix[0], 1]
+
+
 def real_loader(class_type, **inputs):
     """Put a real ComfyUI loader back in place of its tiny twin (for the cases about model files)."""
     def mutate(api):
@@ -218,12 +233,12 @@ CASES = [
     Case("NaN pixel in image 1", image_1(nan=True), "failed", ("image:", "NaN")),
     Case("width 100 (not a multiple of 16)", set_input("VMDiffBlendingNoise", width=100), "failed",
          ("width: 100 is not a positive multiple of 16", "try 96")),
-    Case("α = 1.5 (widget)", set_input("VMDiffMixingDenoise", alpha=1.5), "refused", ("bigger than max of 1.0: alpha",)),
+    Case("α = 1.5 (widget)", set_input("VMDiffMixingDenoise", alpha=1.5), "refused", ("alpha: 1.5 is above the maximum 1.0",)),
     Case("α = -0.25 (linked Float)", linked("VMDiffMixingDenoise", "alpha", "PrimitiveFloat", -0.25), "failed",
-         ("alpha: must lie in [0, 1]",)),
-    Case("β2 = 0 (widget)", set_input("VMDiffBlendingNoise", beta_2=0.0), "refused", ("smaller than min of 0.01: beta_2",)),
+         ("alpha: -0.25 is below the minimum 0.0",)),
+    Case("β2 = 0 (widget)", set_input("VMDiffBlendingNoise", beta_2=0.0), "refused", ("beta_2: 0.0 is below the minimum 0.01",)),
     Case("β1 = -1 (linked Float)", linked("VMDiffBlendingNoise", "beta_1", "PrimitiveFloat", -1.0), "failed",
-         ("beta_1: must be > 0",)),
+         ("beta_1: -1.0 is below the minimum 0.01",)),
     Case("NaN in the eps_b latent", nan_eps_b, "failed", ("eps_b:", "NaN")),
     Case("VAE latent (Empty Latent Image) as eps_b", lambda api: api[nid(api, "VMDiffMixingDenoise")]["inputs"].update(
         eps_b=add(api, "EmptyLatentImage", width=32, height=32, batch_size=1)), "failed",
@@ -240,6 +255,22 @@ CASES = [
         linked("VMDiffAutoTune", "beta_min", "PrimitiveFloat", 0.5)(api),
         set_input("VMDiffAutoTune", beta_max=0.4)(api)), "failed",
          ("beta_min: 0.5 must be below beta_max (0.4)",), "vmdiff_full"),
+    # issue 12 kinds 7, 1, 4, 10 (nodes)
+    Case("Auto-Tune alpha_tol 0 (linked Float)", linked("VMDiffAutoTune", "alpha_tol", "PrimitiveFloat", 0.0),
+         "failed", ("alpha_tol: 0.0 is below the minimum 0.0001",), "vmdiff_full"),
+    Case("Blending Noise width 2^17 (linked Int)", linked("VMDiffBlendingNoise", "width", "PrimitiveInt", 2 ** 17),
+         "failed", ("width: 131072 is above the maximum 4096",)),
+    Case("NaN guidance (linked Float) on Mixing Denoise", linked("VMDiffMixingDenoise", "guidance", "VMDiffTestFloat",
+                                                                 "nan"), "failed",
+         ("guidance: nan is not a finite number",)),
+    Case("a model that returns NaN (fp16 overflow) into Mixing Denoise", nan_model("VMDiffMixingDenoise"), "failed",
+         ("VMDiff Mixing Denoise: the model's prediction at model pass 2 of 4", "weight_dtype")),
+    Case("Mix Tokens N concat in tokens_1 + a second Redux set in tokens_2", concat_beside_a_set, "failed",
+         ("tokens_1: is already the SCat (concat) of tokens_1, tokens_2", "leave tokens_2 unconnected")),
+    Case("MagicMix on Flux, text content from the CLIP-L-only Fusion Prompt",
+         lambda api: api[nid(api, "VMDiffMagicMix")]["inputs"].pop("content_tokens"), "failed",
+         ("content: its text tokens are 32 wide", "Flux text needs T5-XXL", "or connect content_tokens"),
+         "vmdiff_magicmix_flux"),
     Case("token sets from different Redux models", other_redux, "failed",
          ("tokens_2: made by a different CLIP vision / Redux model", "same loaders")),
     Case("Redux tokens narrower than the model's context", narrow_redux, "failed",

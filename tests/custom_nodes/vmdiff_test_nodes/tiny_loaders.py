@@ -54,17 +54,24 @@ class VMDiffTestTinyFlux(io.ComfyNode):
             node_id="VMDiffTestTinyFlux", category="VMDiff/testing",
             inputs=[_seed_input(), _context_dim_input(),
                     io.Float.Input("seconds_per_call", default=0.0, min=0.0, max=60.0, optional=True),
-                    io.String.Input("call_log", default="", optional=True)],
+                    io.String.Input("call_log", default="", optional=True),
+                    io.Int.Input("nan_from_call", default=0, min=0, max=10**6, optional=True,
+                                 tooltip="From this DiT call on (1-based) return NaN, like an overflowing fp16 Flux; "
+                                         "0: never.")],
             outputs=[io.Model.Output()])
 
     @classmethod
-    def execute(cls, seed, context_dim=64, seconds_per_call=0.0, call_log=""):
+    def execute(cls, seed, context_dim=64, seconds_per_call=0.0, call_log="", nan_from_call=0):
         model = _tiny_models().tiny_flux(seed, context_dim=context_dim)
-        if seconds_per_call or call_log:
+        if seconds_per_call or call_log or nan_from_call:
+            calls = [0]
+
             def wrapper(apply_model, args):
                 log_call(call_log, "dit")
                 time.sleep(seconds_per_call)  # before the model: an interrupt lands here, the model's ops raise
-                return apply_model(args["input"], args["timestep"], **args["c"])
+                calls[0] += 1
+                out = apply_model(args["input"], args["timestep"], **args["c"])
+                return out * math.nan if nan_from_call and calls[0] >= nan_from_call else out
             model.set_model_unet_function_wrapper(wrapper)
         return io.NodeOutput(model)
 
@@ -135,6 +142,19 @@ class VMDiffTestImage(io.ComfyNode):
         return io.NodeOutput(image)
 
 
+class VMDiffTestFloat(io.ComfyNode):
+    """A FLOAT parsed from text, so a prompt can link "nan" / "inf" (JSON cannot carry them)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestFloat", category="VMDiff/testing",
+                         inputs=[io.String.Input("value", default="nan")], outputs=[io.Float.Output()])
+
+    @classmethod
+    def execute(cls, value):
+        return io.NodeOutput(float(value))
+
+
 class VMDiffTestNaNLatent(io.ComfyNode):
     """The LATENT it is given (every key kept, e.g. the noise-space marker) with one value set to NaN."""
 
@@ -181,5 +201,5 @@ class VMDiffTestSlowScorerModel(io.ComfyNode):
         return io.NodeOutput(model)
 
 
-NODES = [VMDiffTestTinyFlux, VMDiffTestTinyClip, VMDiffTestTinyClipVision, VMDiffTestTinyRedux, VMDiffTestTinyVAE,
+NODES = [VMDiffTestFloat, VMDiffTestTinyFlux, VMDiffTestTinyClip, VMDiffTestTinyClipVision, VMDiffTestTinyRedux, VMDiffTestTinyVAE,
          VMDiffTestImage, VMDiffTestNaNLatent, VMDiffTestSlowScorerModel]
