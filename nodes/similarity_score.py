@@ -10,8 +10,9 @@ from ..vmdiff_comfy.scoring.similarity import (ISOLATION_MODES, QUERY_MODES, RES
                                                ScoreOptions, SimilarityScorer, format_breakdown)
 from ..vmdiff_comfy.scoring.sockets import DinoType, GroundingDinoType, OpenClipType, SamType
 from ..vmdiff_ops import score as score_ops
+from ..vmdiff_comfy.errors import VMDiffInputError
 from ..vmdiff_comfy.stages.checks import check_finite_output
-from .common import ScorerType, VMDiffInputError
+from ..vmdiff_comfy.stages.sockets import ScorerType
 
 
 class VMDiffScorer(io.ComfyNode):
@@ -37,21 +38,26 @@ class VMDiffScorer(io.ComfyNode):
                 io.String.Input("label_2", default="jar", tooltip="What image 2 shows (T2)."),
                 io.Combo.Input("isolation", options=list(ISOLATION_MODES), default="box",
                                tooltip="box: crop to GroundingDINO's top-1 box (the reference); sam: box → SAM mask, "
-                                       "background neutral grey, then the box crop (the paper); none: whole image."),
+                                       "background neutral grey, then the box crop (the paper); none: whole image.",
+                               optional=True),
                 io.Combo.Input("detection_query", options=list(QUERY_MODES), default=QUERY_MODES[0],
-                               tooltip="GroundingDINO caption: the reference's fixed query, or the labels (paper)."),
+                               tooltip="GroundingDINO caption: the reference's fixed query, or the labels (paper).",
+                               optional=True),
                 io.Combo.Input("label_text", options=list(score_ops.LABEL_TEXT_MODES), default="official",
                                tooltip="Text CLIP embeds: official = \"['A  X .']\" (the reference's str(list) "
-                                       "quirk), reference = \"A  X .\", plain = \"X\"."),
+                                       "quirk), reference = \"A  X .\", plain = \"X\".", optional=True),
                 io.Combo.Input("resize", options=list(RESIZE_MODES), default="squash",
                                tooltip="Encoder input: squash to 224² with no centre crop (reference) or the "
-                                       "libraries' resize + centre crop."),
+                                       "libraries' resize + centre crop.", optional=True),
                 io.Combo.Input("source_resize", options=list(SOURCE_RESIZE_MODES), default="none",
-                               tooltip="nearest_512: resize the sources to 512² with NEAREST first (parity)."),
+                               tooltip="nearest_512: resize the sources to 512² with NEAREST first (parity).",
+                               optional=True),
                 io.Float.Input("box_threshold", default=0.25, min=0.0, max=1.0, step=0.01,
-                               tooltip="GroundingDINO box threshold; no box above it → the whole image is used."),
+                               tooltip="GroundingDINO box threshold; no box above it → the whole image is used.",
+                               optional=True),
                 io.Int.Input("detect_size", default=800, min=64, max=2048, step=8,
-                             tooltip="GroundingDINO input, shorter side (reference 800, longer side ≤ 1333)."),
+                             tooltip="GroundingDINO input, shorter side (reference 800, longer side ≤ 1333).",
+                             optional=True),
                 GroundingDinoType.Input("grounding_dino", optional=True, tooltip="Needed for isolation box / sam."),
                 SamType.Input("sam", optional=True, tooltip="Needed for isolation sam."),
             ],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: issue 10 (the scorer helper) moves these into vmdiff_comfy/scoring/; until then they import siblings.
-PENDING_SCORER_MOVE = {"similarity_score", "score_loaders", "score_models", "common"}
+PENDING_SCORER_MOVE: set[str] = set()
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.workflows import node_id, workflow_prompt
+from tests.support.workflows import drop_cached_outputs, node_id, workflow_prompt
 from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
 from tools.workflow_convert import ui_to_api
 
@@ -40,6 +40,7 @@ def test_api_twin_matches(vmdiff_server):
 
 def test_scored_workflow_prints_the_breakdown_and_reuses_the_scorer(vmdiff_server, object_images):
     uploaded = object_images
+    drop_cached_outputs(vmdiff_server)  # another test may have run this scorer: a cached node reports no text
     api = scored_prompt(vmdiff_server, uploaded, alpha=0.5)
     entry = vmdiff_server.run(api, timeout=900)
     score_node, scorer_node = node_id(api, "VMDiffSimilarityScore"), node_id(api, "VMDiffScorer")
