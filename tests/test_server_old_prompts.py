@@ -22,8 +22,8 @@ SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_s
          # the release file names of the workflows → the tiny scorer files in the same models folder
          "VMDiffLoadDINOv2": {"dinov2": NAMES["dinov2"]},
          "VMDiffLoadOpenCLIP": {"model_name": NAMES["open_clip_model"], "checkpoint": NAMES["open_clip"]},
-         "VMDiffLoadGroundingDINO": {"config": NAMES["grounding_dino_config"], "checkpoint": NAMES["grounding_dino"],
-                                     "bert": NAMES["bert"]},
+         # the shipped graphs' Hugging Face folder format (no BERT folder: optional, so it is stripped)
+         "VMDiffLoadGroundingDINO": {"checkpoint": NAMES["grounding_dino_hf"]},
          "VMDiffLoadSAM": {"checkpoint": NAMES["sam"]}, "VMDiffScorer": {"detect_size": 224}}
 #: Run here: every shipped API twin except those needing more than the stand-ins give: core_two_redux and
 #: vmdiff_baselines load T5-XXL (test_server_baselines rewires that branch), vmdiff_full searches with the official
