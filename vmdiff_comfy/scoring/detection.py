@@ -202,10 +202,6 @@ class GroundingDinoDetector(ScorerModel):
 
     kind = "detector"
 
-    def __init__(self, model, processor, name: str, info: dict):
-        super().__init__(model, name, info)
-        self.processor = processor
-
     @torch.inference_mode()
     def detect(self, images: torch.Tensor, caption: str, box_threshold: float = 0.25, nms_iou: float = 0.8,
                short_side: int = 800) -> list[tuple[torch.Tensor | None, float]]:
@@ -282,7 +278,7 @@ def load_grounding_dino(config_name: str, checkpoint: str, bert_name: str | None
                                 state_dict=apply_key_map(sd, ORIGINAL_TO_HF))
         info = {"format": "original release", "config": config_name, "file": str(path), "bert": str(bert_folder),
                 "backbone": config["backbone"]}
-    return GroundingDinoDetector(model, processor, f"GroundingDINO ({path.name})", info)
+    return GroundingDinoDetector(model, f"GroundingDINO ({path.name})", info, processor=processor)
 
 
 def load_bert_weights(folder: Path) -> dict[str, torch.Tensor]:

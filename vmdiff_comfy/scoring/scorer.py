@@ -26,12 +26,15 @@ class ScorerModel:
 
     kind = "model"
 
-    def __init__(self, module: torch.nn.Module | None, name: str, info: dict | None = None, patcher=None):
-        """``patcher``: an existing ModelPatcher to run under (then ``module`` is not used)."""
+    def __init__(self, module: torch.nn.Module | None, name: str, info: dict | None = None, patcher=None,
+                 processor=None):
+        """``patcher``: an existing ModelPatcher to run under (then ``module`` is not used); ``processor``: the
+        transformers processor that prepares its inputs and post-processes its outputs, if it has one."""
         self.patcher = patcher if patcher is not None else comfy.model_patcher.ModelPatcher(
             ManagedModule(module), load_device=comfy.model_management.get_torch_device(),
             offload_device=comfy.model_management.unet_offload_device())
         self.name = name
+        self.processor = processor
         self.info = info or {}
         self.calls = 0
         self.images = 0

@@ -102,10 +102,6 @@ class SamSegmenter(ScorerModel):
 
     kind = "segmenter"
 
-    def __init__(self, model, processor, name: str, info: dict):
-        super().__init__(model, name, info)
-        self.processor = processor
-
     @torch.inference_mode()
     def segment(self, images: torch.Tensor, boxes: list) -> torch.Tensor:
         """images (B, 3, H, W) in [0, 1], one pixel xyxy box (or None) each → masks (B, 1, H, W) bool; an image
@@ -156,4 +152,4 @@ def load_sam(checkpoint: str) -> SamSegmenter:
         processor = SamProcessor(SamImageProcessor(size={"longest_edge": size}, pad_size={"height": size, "width": size}))
         model = from_pretrained(SamModel, KIND, path, config=hf_sam_config(config), state_dict=hf)
         info = dict(config, format="original release", file=str(path))
-    return SamSegmenter(model, processor, f"SAM {info['variant']} ({path.name})", info)
+    return SamSegmenter(model, f"SAM {info['variant']} ({path.name})", info, processor=processor)
