@@ -5,6 +5,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # the one sys.path entry of the tests: `import tools…`, `import tests.support…`
 
+# The repo root has an __init__.py (it is a custom node pack), so pytest imports this file as `<folder>.tests.conftest`
+# and never binds the top-level name `tests`. Bind it to this folder now: once load_pack() puts ComfyUI first on
+# sys.path, ComfyUI's own `tests` package would otherwise answer `import tests.support…`.
+import tests  # noqa: E402
+
+assert Path(tests.__file__).resolve().parent == REPO_ROOT / "tests", tests.__file__
+
 from tools.comfy_env import load_pack  # noqa: E402
 
 load_pack()  # the pack as ComfyUI imports it, `vmdiff_pack`: the one name the tests import it (and vmdiff_ops) by
