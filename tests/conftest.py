@@ -96,3 +96,16 @@ def object_images(vmdiff_server, tmp_path_factory) -> list[str]:
 
     paths = synthetic_objects(tmp_path_factory.mktemp("objects"), size=96)
     return [vmdiff_server.upload_image(p, f"vmdiff_object_{i + 1}.png") for i, p in enumerate(paths)]
+
+
+@pytest.fixture(scope="session")
+def three_object_images(vmdiff_server, object_images, tmp_path_factory) -> list[str]:
+    """The shared object pair (its Redux encodes stay in the server's cache) and a third object, a green triangle
+    (the three-object graph)."""
+    from PIL import Image, ImageDraw
+
+    tree = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(tree).polygon([(48, 8), (88, 88), (8, 88)], fill=(30, 160, 40))
+    path = tmp_path_factory.mktemp("inputs") / "object_3.png"
+    tree.save(path)
+    return [*object_images, vmdiff_server.upload_image(path, "vmdiff_object_3.png")]

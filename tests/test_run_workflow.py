@@ -15,8 +15,9 @@ CORE_UI = REPO / "tests" / "workflows" / "core_two_images_ui.json"
 RUNNER = REPO / "tools" / "run_workflow.py"
 
 
-def runner(*args, timeout=300):
-    return subprocess.run([sys.executable, str(RUNNER), "--workflow", str(CORE_UI), *map(str, args)],
+def runner(*args, workflow=CORE_UI, timeout=300):
+    """tools/run_workflow.py on `workflow` with `args` in a child process → CompletedProcess (text)."""
+    return subprocess.run([sys.executable, str(RUNNER), "--workflow", str(workflow), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -73,8 +74,7 @@ MANUAL = REPO / "workflows" / "vmdiff_manual.json"
 
 
 def manual_runner(*args, timeout=60):
-    return subprocess.run([sys.executable, str(RUNNER), "--workflow", str(MANUAL), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    return runner(*args, workflow=MANUAL, timeout=timeout)
 
 
 def test_apply_inputs_reaches_labels_typed_in_a_shared_primitive():

@@ -3,7 +3,7 @@
 and three-object fusion, whose result does not depend on the order of the objects (equal weights)."""
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from tests.support.workflows import workflow_prompt
 
@@ -12,15 +12,6 @@ SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_s
          "VMDiffMixingDenoise": {"steps": 2}, "VMDiffRandomNoise": {"width": 32, "height": 32},
          "EmptySD3LatentImage": {"width": 32, "height": 32}, "KSampler": {"steps": 2}}
 
-
-@pytest.fixture(scope="module")
-def uploaded(vmdiff_server, object_images, tmp_path_factory):
-    """The shared object pair (its Redux encodes stay in the server's cache) and a third object."""
-    tree = Image.new("RGB", (96, 96), "white")
-    ImageDraw.Draw(tree).polygon([(48, 8), (88, 88), (8, 88)], fill=(30, 160, 40))
-    path = tmp_path_factory.mktemp("inputs") / "object_3.png"
-    tree.save(path)
-    return [*object_images, vmdiff_server.upload_image(path, "vmdiff_object_3.png")]
 
 
 def prompt_of(server, name, images, labels):
@@ -36,10 +27,10 @@ def saved(server, entry) -> dict:
             for p in server.output_images(entry)}
 
 
-def test_baselines_side_by_side(vmdiff_server, uploaded):
+def test_baselines_side_by_side(vmdiff_server, three_object_images):
     # a seed no other server test uses: with a cached Mixing Denoise, Blending Noise would not run and show no text
     unique_seed = {k: {**v, "seed": 5301} for k, v in SMALL.items() if k in ("VMDiffBlendingNoise", "VMDiffRandomNoise")}
-    api = workflow_prompt(vmdiff_server, "vmdiff_baselines", uploaded[:2], ["owl", "jar"], {**SMALL, **unique_seed})
+    api = workflow_prompt(vmdiff_server, "vmdiff_baselines", three_object_images[:2], ["owl", "jar"], {**SMALL, **unique_seed})
     # The stand-ins have no T5-XXL: the core branch's DualCLIPLoader → CLIPTextEncode becomes the fusion prompt's
     # CLIP-L conditioning zero-padded to Flux's 4096 (test-only node); the Redux chain and the sampler are as shipped.
     (text,), (dual,), (fusion,) = by_class(api, "CLIPTextEncode"), by_class(api, "DualCLIPLoader"), \
@@ -62,12 +53,12 @@ def test_baselines_side_by_side(vmdiff_server, uploaded):
         [{k: v for k, v in m.items() if k != "eps_b"} for m in mixes][1]
 
 
-def test_three_objects_fuse_in_any_order(vmdiff_server, uploaded):
+def test_three_objects_fuse_in_any_order(vmdiff_server, three_object_images):
     labels = ["owl", "jar and a teapot"]
-    first = saved(vmdiff_server, vmdiff_server.run(prompt_of(vmdiff_server, "vmdiff_three_objects", uploaded, labels),
+    first = saved(vmdiff_server, vmdiff_server.run(prompt_of(vmdiff_server, "vmdiff_three_objects", three_object_images, labels),
                                                    timeout=900))["vmdiff_three_objects"]
     assert first.shape == (32, 32, 3) and first.std() > 0
-    permuted = [uploaded[2], uploaded[0], uploaded[1]]  # equal weights: the order of the objects must not matter
+    permuted = [three_object_images[2], three_object_images[0], three_object_images[1]]  # equal weights: the order of the objects must not matter
     again = saved(vmdiff_server, vmdiff_server.run(prompt_of(vmdiff_server, "vmdiff_three_objects", permuted, labels),
                                                    timeout=900))["vmdiff_three_objects"]
     assert np.abs(again - first).max() <= 2.0  # (that the third set's weight matters: test_nway_nodes_inprocess)

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
 
 from tools.run_workflow import apply_inputs
 from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
@@ -43,22 +42,13 @@ def strip_optional(api: dict, object_info: dict) -> list[str]:
     return removed
 
 
-@pytest.fixture(scope="module")
-def images(vmdiff_server, object_images, tmp_path_factory):
-    """The shared object pair and a third object (the three-object graph)."""
-    tree = Image.new("RGB", (96, 96), "white")
-    ImageDraw.Draw(tree).polygon([(48, 8), (88, 88), (8, 88)], fill=(30, 160, 40))
-    path = tmp_path_factory.mktemp("inputs") / "object_3.png"
-    tree.save(path)
-    return [*object_images, vmdiff_server.upload_image(path, "vmdiff_object_3.png")]
-
 
 @pytest.mark.parametrize("name", GRAPHS)
-def test_stripped_api_twin_runs(vmdiff_server, images, name):
+def test_stripped_api_twin_runs(vmdiff_server, three_object_images, name):
     api = json.loads((API / f"{name}.json").read_text())
     removed = strip_optional(api, vmdiff_server.object_info())
     loaders = sum(v["class_type"] == "LoadImage" for v in api.values())
-    apply_inputs(api, images[:loaders], ["owl", "jar"] if any(
+    apply_inputs(api, three_object_images[:loaders], ["owl", "jar"] if any(
         "label_1" in v["inputs"] for v in api.values()) else [], [], SMALL)
     for node in api.values():  # a tiny Auto-Tune search: only its required inputs are set
         if node["class_type"] == "VMDiffAutoTune":

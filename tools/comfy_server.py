@@ -83,13 +83,17 @@ class ExecutionError(RuntimeError):
 class ComfyClient:
     """HTTP client for one ComfyUI server (only loopback addresses are ever started by this module)."""
 
+    #: seconds an HTTP call may take: a CPU-bound model run holds the server's GIL, so on a loaded 2-core machine a
+    #: /history poll has been seen to take over 30 s although nothing was wrong.
+    HTTP_TIMEOUT = 120
+
     def __init__(self, url: str):
         self.url = url.rstrip("/")
         self.client_id = uuid.uuid4().hex
         self.http = requests.Session()
 
     def get(self, path: str, **kw):
-        r = self.http.get(self.url + path, timeout=kw.pop("timeout", 30), **kw)
+        r = self.http.get(self.url + path, timeout=kw.pop("timeout", self.HTTP_TIMEOUT), **kw)
         r.raise_for_status()
         return r
 
@@ -105,7 +109,7 @@ class ComfyClient:
             image.save(buf, format="PNG")
             data = buf.getvalue()
         r = self.http.post(self.url + "/upload/image", files={"image": (name, data)},
-                           data={"overwrite": "true", "type": "input"}, timeout=60)
+                           data={"overwrite": "true", "type": "input"}, timeout=self.HTTP_TIMEOUT)
         r.raise_for_status()
         info = r.json()
         return f"{info['subfolder']}/{info['name']}" if info.get("subfolder") else info["name"]
@@ -118,7 +122,7 @@ class ComfyClient:
         r.raise_for_status()
         body = r.json()
         if body.get("node_errors"):  # ComfyUI queued the outputs that validated and dropped the rest: take it back
-            self.http.post(self.url + "/queue", json={"delete": [body["prompt_id"]]}, timeout=30)
+            self.http.post(self.url + "/queue", json={"delete": [body["prompt_id"]]}, timeout=self.HTTP_TIMEOUT)
             raise PromptError("some outputs failed validation", body["node_errors"])
         return body["prompt_id"]
 
@@ -144,7 +148,7 @@ class ComfyClient:
         return entry
 
     def interrupt(self) -> None:
-        self.http.post(self.url + "/interrupt", timeout=30).raise_for_status()
+        self.http.post(self.url + "/interrupt", timeout=self.HTTP_TIMEOUT).raise_for_status()
 
     @staticmethod
     def image_refs(entry: dict, types=("output",)) -> list[dict]:
@@ -164,6 +168,38 @@ class ComfyClient:
             path.write_bytes(data)
             paths.append(path)
         return paths
+
+
+WATCHDOG = """
+import os, signal, sys, time
+parent, server = int(sys.argv[1]), int(sys.argv[2])
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+while os.getppid() == parent and running(server):
+    time.sleep(0.5)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    if not running(server):
+        break
+    try:
+        os.killpg(server, sig)
+    except OSError:
+        break
+    time.sleep(10)
+"""
+
+
+def reap_with_parent(server_pid: int) -> None:
+    """Start a watchdog that stops the server (its process group) when this process dies, however it dies
+    (SIGKILL, SIGTERM to pytest, a killed Ray actor): the server runs in its own session, so nothing else would stop
+    it. Linux (/proc); elsewhere nothing is started."""
+    if Path(f"/proc/{server_pid}").exists():
+        subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(server_pid)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
 
 
 class ComfyServer(ComfyClient):
@@ -221,6 +257,7 @@ class ComfyServer(ComfyClient):
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.base, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        reap_with_parent(self.proc.pid)  # however this process ends, its server ends too
         deadline = t0 + self.startup_timeout
         while time.monotonic() < deadline:
             self._alive()

@@ -22,7 +22,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tools.comfy_server import ComfyServer  # noqa: E402
-from tools.folder_runner import FolderRun, RunnerError, fuse_pair, prepare_workflow, reap_with_parent  # noqa: E402
+from tools.folder_runner import FolderRun, RunnerError, fuse_pair, prepare_workflow  # noqa: E402
 
 
 def require_ray():
@@ -51,7 +51,6 @@ class PairWorker:
         c = self.config
         self.server = ComfyServer(c["models_dir"], [Path(p) for p in c["custom_nodes"]],
                                   extra_args=c["server_args"]).start()
-        reap_with_parent(self.server.pid)  # a killed actor must not leave its server running
         self.server_starts += 1
         self.prepared = prepare_workflow(self.workflow, self.server.object_info(), self.sets, self.overrides,
                                          self.workflow_name)

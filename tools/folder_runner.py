@@ -38,7 +38,6 @@ import os
 import queue
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -463,37 +462,6 @@ def server_args(objects: list[dict]) -> list[str]:
     return ["--cache-lru", str(4 * len(objects) + 32)]
 
 
-WATCHDOG = """
-import os, signal, sys, time
-parent, server = int(sys.argv[1]), int(sys.argv[2])
-def running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-while os.getppid() == parent and running(server):
-    time.sleep(0.5)
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    if not running(server):
-        break
-    try:
-        os.killpg(server, sig)
-    except OSError:
-        break
-    time.sleep(10)
-"""
-
-
-def reap_with_parent(server_pid: int) -> None:
-    """Start a watchdog that stops the server (its process group) when this process dies, however it dies
-    (SIGKILL, a killed Ray actor): the server runs in its own session, so nothing else would stop it. Linux."""
-    if Path(f"/proc/{server_pid}").exists():
-        subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(server_pid)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
-
-
 def stop_on_signals() -> None:
     """SIGTERM and SIGHUP end the runner like Ctrl-C does: by an exception, so ``with ComfyServer`` stops the
     server it started (that server runs in its own session and would outlive a runner killed outright)."""
@@ -570,7 +538,6 @@ def main(argv=None) -> int:
               f"{summary['wall_seconds']} s")
     else:
         with ComfyServer(models_dir, args.custom_nodes, extra_args=server_args(objects)) as server:
-            reap_with_parent(server.pid)  # even a SIGKILL of the runner stops its server
             print(f"[folder_runner] ComfyUI started at {server.url} (pid {server.pid}, log: {server.log_path})",
                   flush=True)
             run.run([server.url])
