@@ -4,7 +4,10 @@ when one actor's server is killed mid-run, or the actor itself."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +20,42 @@ from tools.folder_ray import ray_env, require_ray, run_on_ray
 from tools.folder_runner import MANIFEST, SMALL_OVERRIDES, FolderRun, find_objects
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_command_line_fails_only_pairs_that_truly_fail_and_resumes_without_ray(tmp_path):
+    """`folder_runner.py --ray` as a user types it (its own local Ray, 2 actors): the 4 pairs of a label that
+    overflows the CLIP window fail on every try and are named, the exit is non-zero, the 2 good pairs have their
+    record; run again without that image, nothing is left to run, so neither Ray nor a server starts and it exits 0.
+    First in this file: no Ray instance of the other tests is running yet."""
+    long_label = "猫头鹰" * 13 + "罐"  # 40 Chinese characters: ~110 CLIP tokens (issue 12 kind 5)
+    folder = folder_of(tmp_path / "objs", ["owl.png", "jar.png", f"{long_label}.png"])
+    workflow = tiny_workflow(tmp_path / "tiny.json")
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "tools" / "folder_runner.py"), str(folder), "--ray", "--actors", "2",
+               "--retries", "1", "--small", "--custom-nodes", str(TEST_NODES), "--workflow", str(workflow),
+               "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    log = done.stdout + done.stderr
+    assert done.returncode == 1, log
+    assert "6 ordered pairs, 0 done, 6 to run on 2 Ray actor(s)" in log, log
+    assert sorted(p.stem for p in (out / "records").glob("*.json")) == ["jar__owl", "owl__jar"], log
+    bad_pairs = [f"owl__{long_label}", f"{long_label}__owl", f"jar__{long_label}", f"{long_label}__jar"]
+    for pair in bad_pairs:
+        assert f"retrying {pair} (1/1)" in log, (pair, log)
+        assert f"missing {pair}: on actor" in log and "after 1 retries" in log, (pair, log)
+    assert "label_1" in log or "label_2" in log, log  # the reason names the label input that overflows
+    results = json.loads((out / "results.json").read_text())
+    summary = results["summary"]  # each bad pair: one run and one retry, then failed
+    assert (summary["retried"], summary["failed"], summary["done"], summary["missing"]) == (4, 4, 2, 4), summary
+    assert sum(w.get("retried", 0) for w in summary["workers"].values()) == 4, summary
+    assert len(results["pairs"]) == 2, results
+
+    (folder / f"{long_label}.png").unlink()
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "all 2 ordered pairs" in again.stdout and "nothing to run" in again.stdout, again.stdout
+    assert "Ray actor" not in again.stdout + again.stderr
 
 
 @pytest.fixture(scope="module")

@@ -195,7 +195,8 @@ def run_on_ray(run: FolderRun, address: Optional[str] = None, actors: int = 0, m
             ray.kill(handle)
         workers = {n: {**a, "mean_seconds": round(a["seconds"] / a["pairs"], 2) if a["pairs"] else None}
                    for n, a in zip(names, per_actor)}
-        return run.write_results(extra={"backend": "ray", "actors": count, "retried": sum(attempts.values()),
+        retried = sum(min(n, retries) for n in attempts.values())  # failed runs that were run again
+        return run.write_results(extra={"backend": "ray", "actors": count, "retried": retried,
                                         "workers": workers, "wall_seconds": round(time.monotonic() - t0, 1)})
     finally:
         if own:

@@ -522,6 +522,11 @@ def main(argv=None) -> int:
             "VMDiffLoadSAM": {"checkpoint": names["sam"]}, "VMDiffScorer": {"detect_size": 224}})
     run = FolderRun(objects, args.out or args.input_dir.with_name(args.input_dir.name + "_fused"), workflow,
                     args.set, overrides, args.timeout, workflow_name=workflow_path.name)
+    if not run.todo():  # a resume with every record there: no server, no Ray, no model files to write
+        print(f"[folder_runner] all {len(run.pairs)} ordered pairs of {args.input_dir} already have their record "
+              f"in {run.out}: nothing to run", flush=True)
+        run.write_results()
+        return run.report()
     models_dir = args.models_dir
     if args.tiny and not args.server:
         from tools.tiny_models import write_real_loader_models_in_child
