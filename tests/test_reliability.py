@@ -166,11 +166,16 @@ def with_sam(checkpoint):
     return mutate
 
 
-def image_1(**spec):
+def image_into(class_type, name, **spec):
+    """``class_type``'s IMAGE input ``name`` fed by a VMDiff Test Image of ``spec`` (any shape, empty ones too)."""
     def mutate(api):
-        api[nid(api, "VMDiffReduxEncode")]["inputs"]["image"] = add(api, "VMDiffTestImage", **dict(
+        api[nid(api, class_type)]["inputs"][name] = add(api, "VMDiffTestImage", **dict(
             dict(seed=1, width=64, height=64, channels=3, batch=1), **spec))
     return mutate
+
+
+def image_1(**spec):
+    return image_into("VMDiffReduxEncode", "image", **spec)
 
 
 def rgba(api):
@@ -231,6 +236,12 @@ CASES = [
     Case("image size not a multiple of 16 (97×61)", image_1(width=97, height=61), "handled", ("from a 97×61 image",)),
     Case("batch of 2 images as image 1", image_1(batch=2), "failed", ("image: got a batch of 2", "ImageFromBatch")),
     Case("NaN pixel in image 1", image_1(nan=True), "failed", ("image:", "NaN")),
+    Case("0×0 image as image 1", image_1(width=0, height=0), "failed", ("image:", "pixels (empty)")),
+    Case("empty batch (0 images) as image 1", image_1(batch=0), "failed", ("image:", "an empty batch")),
+    Case("0×0 layout image (MagicMix)", image_into("VMDiffMagicMix", "layout_image", width=0, height=0), "failed",
+         ("layout_image:", "pixels (empty)"), "vmdiff_magicmix_flux"),
+    Case("empty batch as the Scorer's images (Similarity Score)", image_into("VMDiffSimilarityScore", "images", batch=0),
+         "failed", ("images:", "an empty batch"), "vmdiff_manual_scored"),
     Case("width 100 (not a multiple of 16)", set_input("VMDiffBlendingNoise", width=100), "failed",
          ("width: 100 is not a positive multiple of 16", "try 96")),
     Case("α = 1.5 (widget)", set_input("VMDiffMixingDenoise", alpha=1.5), "refused", ("alpha: 1.5 is above the maximum 1.0",)),

@@ -122,15 +122,16 @@ class VMDiffTestTinyVAE(io.ComfyNode):
 
 
 class VMDiffTestImage(io.ComfyNode):
-    """A seeded IMAGE of any shape: (batch, height, width, channels); ``nan`` puts one NaN pixel in it."""
+    """A seeded IMAGE of any shape, empty ones too (0×0, a batch of 0): (batch, height, width, channels); ``nan``
+    puts one NaN pixel in it. No stock node makes an empty IMAGE; upstream custom nodes (crops, batch filters) do."""
 
     @classmethod
     def define_schema(cls):
         return io.Schema(
             node_id="VMDiffTestImage", category="VMDiff/testing",
-            inputs=[_seed_input(), io.Int.Input("width", default=64, min=1, max=4096),
-                    io.Int.Input("height", default=64, min=1, max=4096),
-                    io.Int.Input("channels", default=3, min=1, max=8), io.Int.Input("batch", default=1, min=1, max=16),
+            inputs=[_seed_input(), io.Int.Input("width", default=64, min=0, max=4096),
+                    io.Int.Input("height", default=64, min=0, max=4096),
+                    io.Int.Input("channels", default=3, min=1, max=8), io.Int.Input("batch", default=1, min=0, max=16),
                     io.Boolean.Input("nan", default=False, optional=True)],
             outputs=[io.Image.Output()])
 
