@@ -12,11 +12,11 @@ CONSTRAINTS="$REPO/.ci/constraints.txt"
 # torch and torchvision must match; this pair is what this machine's local wheel store has (a CPU torch 2.13.0
 # next to PyPI's torchvision fails to import). ComfyUI needs torchvision at import time; torchaudio is optional.
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-# groundingdino-py and segment-anything: the ORIGINAL implementations, test-only (tests/test_score_equivalence.py
-# compares the pack's transformers path against them); never in requirements.txt.
-# ray: tests of folder_runner --ray only (optional for users).
-# playwright: drives the system Chromium (tests/test_frontend.py).
-TEST_DEPS=(pytest websocket-client requests groundingdino-py segment-anything ray playwright)
+# Test-only dependencies: pyproject.toml's optional `test` list (what each is for is said there); never in
+# requirements.txt.
+READ_TEST_DEPS='import sys, tomllib; print(*tomllib.load(sys.stdin.buffer)["project"]["optional-dependencies"]["test"])'
+read -r -a TEST_DEPS <<< "$("$PYTHON" -c "$READ_TEST_DEPS" < "$REPO/pyproject.toml")"
+[ "${#TEST_DEPS[@]}" -gt 0 ] || { echo "[setup_env] ERROR: no optional 'test' list in pyproject.toml"; exit 1; }
 log() { echo "[setup_env] $*"; }
 
 # --- ComfyUI: $COMFYUI_PATH, else ../shared/ComfyUI beside the repo, else a pinned checkout in .cache/ ---

@@ -26,6 +26,10 @@ def test_requirements_are_ranged_and_agree_with_pyproject():
     assert not any(r.split(">")[0].split("<")[0].strip().lower() in NEVER for r in reqs)
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert project["dependencies"] == reqs
+    # the test-only list (what scripts/setup_env.sh installs for the tests) is ranged too, and holds the originals
+    test = project["optional-dependencies"]["test"]
+    assert not any("==" in r for r in test), test
+    assert NEVER - {"opencv-python", "supervision", "pycocotools"} <= {r.split(">")[0].split("<")[0] for r in test}
 
 
 def test_requirements_resolve_to_wheels_without_opencv_supervision_pycocotools(tmp_path):
