@@ -2,16 +2,21 @@
 on two frontends: the one ComfyUI 0.8.0 pins (litegraph canvas) and the newest comfyui-frontend-package checked here
 served with --front-end-root and the Vue node renderer ("Nodes 2.0") on. In both: zero missing node types, zero
 console errors, no node overlapping another, the pack's example photos in place, the template browser showing each
-workflow's thumbnail, and choosing an Auto-Tune preset (the way a user does) setting its search widgets."""
+workflow's thumbnail, every model file a loader names offered for download by the frontend's Missing Models list
+(on the newest frontend: the Issues panel, read as shown, each Download button opening the declared URL), and choosing
+an Auto-Tune preset (the way a user does) setting its search widgets."""
 import json
+import re
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from tools.build_workflows import MODEL_DOWNLOADS
 from tools.frontend_check import (LATEST_FRONTEND, Browser, choose_combo, frontend_root, is_fresh_install_noise,
-                                  is_offline_noise, load_workflow, open_frontend, overlaps, prepare_server,
-                                  template_thumbnails, widget_values)
+                                  is_offline_noise, load_workflow, missing_models_panel, open_frontend, overlaps,
+                                  prepare_server, template_thumbnails, widget_values)
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +28,9 @@ DOWNLOAD_SOURCES, DOWNLOAD_SUFFIXES = ("https://huggingface.co/", "https://civit
 # the newest frontend on ComfyUI 0.8.0's backend, whatever the workflow: its jobs API is newer than the backend's
 # (400), and its first-run default graph asks huggingface.co for model sizes (blocked: offline server)
 NEWER_FRONTEND_ON_OLD_BACKEND = ("/api/jobs?", "[Jobs API]", "huggingface.co/Comfy-Org/z_image_turbo/")
+#: huggingface.co as the offline test answers it (Browser(model_sizes=...)): model file URL -> size, k GiB for the
+#: k-th model, so the size each row of the newest frontend's list shows ("k GB") names the URL it asked about
+MODEL_SIZES = {url: (k + 1) * 2**30 for k, (_, url) in enumerate(MODEL_DOWNLOADS.values())}
 FRONTENDS = {"pinned-litegraph": (None, False), f"newest-{LATEST_FRONTEND}-vue": (LATEST_FRONTEND, True)}
 
 
@@ -39,7 +47,8 @@ def page(request, comfy_server_factory):
     extra = ["--front-end-root", str(frontend_root(version))] if version else []
     server = comfy_server_factory(frontend=True, extra_args=extra)  # model-less: every model is "missing"
     prepare_server(server, vue=vue)
-    with Browser(1600, 1000) as browser:
+    # the newest frontend asks huggingface.co for each missing model's size: answered here (the machine is offline)
+    with Browser(1600, 1000, model_sizes=MODEL_SIZES if version else None) as browser:
         page_problems = open_frontend(browser, server.url)
         yield server, browser, page_problems, version, vue
 
@@ -66,20 +75,60 @@ def test_workflow_opens_clean_with_no_overlaps(page, name):
     for node in workflow["nodes"]:
         if node["type"] == "LoadImage":
             server.get("/view", params={"filename": node["widgets_values"][0], "type": "input"})
-    if version:  # the newest frontend checks model files its own way (sizes fetched from huggingface.co)
-        return
-    # every model the loaders name is offered for download by the frontend's Missing Models dialog
+    assert_models_offered_for_download(browser, workflow, seen, version)
+
+
+def assert_models_offered_for_download(browser, workflow: dict, seen: dict, version) -> None:
+    """Every model the loaders name is offered for download by the frontend's Missing Models list, as declared."""
     declared = {(m["name"], m["directory"], m["url"]) for n in workflow["nodes"]
                 for m in n["properties"].get("models", [])}
+    # the list the frontend built: the pinned one hands it to app.showMissingModelsError (its dialog), the newest
+    # keeps it in its missingModel store (its Issues panel)
+    assert seen["missing_models_from"] == ("missingModel store" if version else "app.showMissingModelsError")
     offered = {(m["name"], m["directory"], m["url"]) for m in seen["missing_models"]}
     assert offered == declared
+    # both frontends offer a download only from these hosts and for these suffixes (the newest also allows
+    # civitai.red and .ckpt/.pth/.pt: the pinned lists are the stricter, kept for both)
     for name_, directory, url in offered:
-        assert directory in seen["model_folders"] and url.startswith(DOWNLOAD_SOURCES) and url.endswith(name_)
+        assert directory in seen["model_folders"] and url.startswith(DOWNLOAD_SOURCES) and url.endswith(name_), url
         assert name_.endswith(DOWNLOAD_SUFFIXES)
     for node in workflow["nodes"]:
         if node["type"] in LOADERS:
             files = {v for v in node["widgets_values"] if isinstance(v, str) and v.endswith(".safetensors")}
             assert files == {m["name"] for m in node["properties"]["models"]}, node["type"]
+            # the folder declared is the one the frontend itself files this loader's models under (where it knows
+            # the loader: the pinned frontend has no folder for CLIPLoader)
+            if seen["loader_folders"][node["type"]] is not None:
+                assert {m["directory"] for m in node["properties"]["models"]} == {seen["loader_folders"][node["type"]]}
+    nodes_naming = Counter(m["name"] for n in workflow["nodes"] for m in n["properties"].get("models", []))
+    if version:  # the newest frontend's Issues panel, as a user sees it: one row per model, its folder and the
+        # size huggingface.co gave for its URL, a Download button that opens that URL
+        rows = missing_models_panel(browser, download=True)
+        shown = {(r["name"], r["label"], r["download"], r.get("url"), r["nodes"]) for r in rows}
+        assert shown == {(name_, f"{directory} · {MODEL_SIZES[url] // 2**30} GB", True, url, nodes_naming[name_])
+                         for name_, directory, url in declared}
+
+
+BROKEN_DECLARATIONS = {  # one model's declaration broken in memory, each a way a download offer goes wrong
+    "url on another host": ("ae.safetensors", "url", "https://example.com/ae.safetensors"),
+    "url of another file": ("ae.safetensors", "url", MODEL_DOWNLOADS["clip_l.safetensors"][1]),
+    "wrong model folder": ("ae.safetensors", "directory", "checkpoints"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(BROKEN_DECLARATIONS))
+def test_a_broken_model_declaration_fails_the_download_check(page, fault):
+    _, browser, _, version, _ = page
+    model, key, value = BROKEN_DECLARATIONS[fault]
+    broken = json.loads(json.dumps(WORKFLOWS["vmdiff_manual"]))
+    entry = next(m for n in broken["nodes"] for m in n["properties"].get("models", []) if m["name"] == model)
+    entry[key] = value
+    seen = load_workflow(browser, broken, "vmdiff_manual")
+    with pytest.raises(AssertionError, match=re.escape(value)):
+        assert_models_offered_for_download(browser, broken, seen, version)
+    entry[key] = next(m for n in WORKFLOWS["vmdiff_manual"]["nodes"] for m in n["properties"].get("models", [])
+                      if m["name"] == model)[key]  # restored as built: the same check passes
+    assert_models_offered_for_download(browser, broken, load_workflow(browser, broken, "vmdiff_manual"), version)
 
 
 def test_a_node_type_the_pack_does_not_register_is_reported(page):

@@ -11,6 +11,8 @@ Playwright drives the system Chromium (Debian's ``chromium``; scripts/install_ch
     .venv/bin/python tools/frontend_check.py workflows/*.json             # starts its own model-less server
     .venv/bin/python tools/frontend_check.py --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
         --screenshot docs/vmdiff_manual_graph_vue.png
+    .venv/bin/python tools/frontend_check.py --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
+        --missing-models docs/missing_models_vue.png
     .venv/bin/python tools/frontend_check.py --thumbnails                  # rewrites workflows/<name>.jpg
 """
 from __future__ import annotations
@@ -58,11 +60,14 @@ class Browser:
     """One headless Chromium page (context manager). ``problems`` collects console errors, uncaught exceptions and
     failed requests of the page as strings."""
 
-    def __init__(self, width: int = 1600, height: int = 1000, executable: str | None = None, timeout: float = 60):
+    def __init__(self, width: int = 1600, height: int = 1000, executable: str | None = None, timeout: float = 60,
+                 model_sizes: dict[str, int] | None = None):
         self.width, self.height, self.timeout = width, height, timeout
         self.executable = executable or find_chromium()
         self.problems: list[str] = []
         self.responses: list[tuple[str, int]] = []  # (url, HTTP status) of every response the page got
+        self.model_sizes = model_sizes
+        self.model_requests: list[tuple[str, str]] = []  # (method, url) the page sent to huggingface.co
         self._pw = self._browser = self.page = None
 
     def __enter__(self) -> "Browser":
@@ -71,7 +76,11 @@ class Browser:
         self._pw = sync_playwright().start()
         try:
             self._browser = self._pw.chromium.launch(executable_path=self.executable, args=CHROMIUM_ARGS)
-            self.page = self._browser.new_page(viewport={"width": self.width, "height": self.height})
+            context = self._browser.new_context(viewport={"width": self.width, "height": self.height},
+                                                bypass_csp=self.model_sizes is not None)
+            if self.model_sizes is not None:
+                context.route("https://huggingface.co/**", self._answer_offline)
+            self.page = context.new_page()
             self.page.set_default_timeout(self.timeout * 1000)
             self.page.on("console", self._console)
             self.page.on("pageerror", lambda exc: self.problems.append(f"exception: {exc}"))
@@ -82,6 +91,21 @@ class Browser:
             self.close()
             raise
         return self
+
+    def _answer_offline(self, route) -> None:
+        """``model_sizes`` given: the machine is offline, so huggingface.co is answered here as it answers a user
+        online: a HEAD of a known model file gets its ``content-length`` (the size the Missing Models panel
+        shows), a GET (the panel's Download button opening the file's URL) a short page; an unknown file 404.
+        (The page's other requests off the server are not answered: they fail as on any offline machine.)"""
+        request = route.request
+        self.model_requests.append((request.method, request.url))
+        size = self.model_sizes.get(request.url)
+        if size is None:
+            route.fulfill(status=404, body="")
+        elif request.method == "HEAD":
+            route.fulfill(status=200, headers={"content-length": str(size), "access-control-allow-origin": "*"})
+        else:
+            route.fulfill(status=200, content_type="text/plain", body="a model download (offline test)")
 
     def _console(self, msg) -> None:
         if msg.type in ("error", "assert"):
@@ -123,13 +147,34 @@ FRESH_INSTALL_404 = ("/api/userdata/user.css", "/user.css", "/favicon.ico", "/ap
 PAGE_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
 VUE_SETTING = "Comfy.VueNodes.Enabled"  # the Vue node renderer ("Nodes 2.0"); frontends before ~1.27 ignore it
 
+#: The frontend's pinia stores by id (a Map): "missingModel" holds the Missing Models list of newer frontends (the
+#: Issues panel; 1.58.1: src/platform/missingModel/missingModelStore.ts), "modelToNode" the model folder each
+#: loader node type reads (both frontends).
+STORES_JS = "(document.querySelector('#vue-app')?.__vue_app__?.config.globalProperties.$pinia?._s ?? new Map())"
+
 LOAD_JS = """async ([workflow, name]) => {
-    const seen = {missing_models: [], model_folders: []};
+    const seen = {missing_models: [], model_folders: [], missing_models_from: null};
     // the frontend's own missing-model list, taken where it would open its dialog (frontends before ~1.40)
     app.showMissingModelsError = (models, paths) => {
-        seen.missing_models = models; seen.model_folders = Object.keys(paths || {}); };
+        seen.missing_models = models; seen.model_folders = Object.keys(paths || {});
+        seen.missing_models_from = 'app.showMissingModelsError'; };
     await app.loadGraphData(workflow, true, true, name);
     await new Promise(r => setTimeout(r, 500));
+    // newer frontends: the missing-model pipeline fills a store after the load (combo options checked, the
+    // embedded properties.models joined in, the server's model folders fetched, then the list surfaced)
+    const stores = """ + STORES_JS + """, store = stores.get('missingModel'), folders = stores.get('modelToNode');
+    // the model folder the frontend itself files each node type's models under (null: not a loader it knows)
+    seen.loader_folders = folders ? Object.fromEntries(app.graph.nodes.map(
+        (n) => [n.type, folders.getCategoryForNodeType(n.type) ?? null])) : null;
+    if (store) {
+        for (let t = 0; t < 100 && !Object.keys(store.folderPaths).length; t++) {
+            await new Promise(r => setTimeout(r, 100));
+        }
+        seen.missing_models = (store.missingModelCandidates ?? []).map(
+            (m) => ({name: m.name, directory: m.directory ?? null, url: m.url ?? null}));
+        seen.model_folders = Object.keys(store.folderPaths);
+        seen.missing_models_from = 'missingModel store';
+    }
     seen.nodes = app.graph.nodes.length;
     seen.links = app.graph.links instanceof Map ? app.graph.links.size : Object.keys(app.graph.links).length;
     seen.types = app.graph.nodes.map(n => n.type);
@@ -199,6 +244,39 @@ def load_workflow(browser: Browser, workflow: dict, name: str) -> dict:
     return seen
 
 
+def missing_models_panel(browser: Browser, download: bool = False, close: bool = True) -> list[dict]:
+    """Newer frontends (1.58.1): open the Missing Models list the way a user does (the error overlay's "See
+    errors" button, else the panel's Errors tab) and read each row as shown: {name, label ("<directory> · <size>"),
+    nodes (how many nodes name the model), download (a Download button is offered)}; with ``download`` also click
+    each Download button and record the URL the page opened (``url``; needs ``Browser(model_sizes=...)``, which
+    answers it offline). ``close``: close the panel again (it takes canvas room, a setting that outlives the page)."""
+    page = browser.page
+    if not page.get_by_test_id("missing-model-importable-rows").count():
+        opener = page.get_by_test_id("error-overlay-see-errors")
+        (opener if opener.count() else page.get_by_test_id("panel-tab-errors")).first.click()
+        page.get_by_test_id("missing-model-importable-rows").wait_for()
+    browser.pump(0.5)
+    rows = browser.eval("""() => [...document.querySelectorAll('[data-testid=missing-model-importable-rows] > *')]
+        .map((row) => {
+            const count = row.querySelector('[data-testid=missing-model-reference-count]')?.innerText.trim();
+            const lines = row.innerText.split('\\n').map((l) => l.trim()).filter((l) => l && l !== count);
+            return {name: lines[0], label: lines[1] ?? '', nodes: Number(count ?? 1),
+                    download: Boolean(row.querySelector('[data-testid=missing-model-download]'))}; })""")
+    for i, row in enumerate(rows):
+        if download and row["download"]:
+            opened = len(browser.model_requests)
+            with page.context.expect_page() as tab:
+                page.locator("[data-testid=missing-model-importable-rows] > *").nth(i).get_by_test_id(
+                    "missing-model-download").click()
+            tab.value.wait_for_load_state()
+            row["url"] = next((url for method, url in browser.model_requests[opened:] if method == "GET"), None)
+            tab.value.close()
+    if close:
+        browser.eval("() => app.extensionManager.setting.set('Comfy.RightSidePanel.IsOpen', false)")
+        browser.pump(0.5)
+    return rows
+
+
 def overlaps(boxes: list[dict], gap: float = 0) -> list[tuple[str, str]]:
     """Pairs of node titles whose boxes intersect (closer than ``gap``)."""
     out = []
@@ -223,7 +301,10 @@ def template_thumbnails(browser: Browser, names: list[str]) -> dict:
         if (el) { el.scrollIntoView({block: 'center'}); if (click) el.click(); }
         return Boolean(el);
     }"""
-    browser.eval(find, [PACK, True])  # the pack's category: the nav entry named after the pack folder
+    # the pack's category: the nav entry named after the pack folder, clicked (again, each second) until the dialog
+    # lists the pack's first workflow (a click while the dialog is still filling its lists may be lost)
+    browser.page.wait_for_function(f"([pack, first]) => ({find})([first, false]) || !({find})([pack, true])",
+                                   arg=[PACK, names[0]], polling=1000, timeout=30_000)
     browser.pump(1.0)
     images = "[...document.querySelectorAll('[role=dialog] img')]"
     shown = {}
@@ -319,6 +400,8 @@ def main(argv=None) -> int:
                                                "--front-end-root instead of the one ComfyUI pins")
     ap.add_argument("--vue", action="store_true", help="enable the Vue node renderer (Comfy.VueNodes.Enabled)")
     ap.add_argument("--screenshot", type=Path, help="PNG of the first workflow's full graph")
+    ap.add_argument("--missing-models", type=Path, help="PNG of the page with the first workflow's Missing Models "
+                                                        "list open (newer frontends' Issues panel: --frontend-version)")
     ap.add_argument("--thumbnails", action="store_true",
                     help="write each workflow's template-browser thumbnail beside it (<name>.jpg)")
     ap.add_argument("--size", default="1600x1000", help="browser window WIDTHxHEIGHT")
@@ -347,6 +430,10 @@ def main(argv=None) -> int:
                 print(f"{'FAIL' if bad else 'ok  '} {path.stem}: {seen['nodes']} nodes, {seen['links']} links, "
                       f"missing node types {seen['missing_nodes']}, {len(seen['missing_models'])} model(s) to "
                       f"download, overlapping nodes {crossed}, problems {seen['problems']}")
+                if i == 0 and args.missing_models:
+                    rows = missing_models_panel(browser, close=False)
+                    print("Missing Models list:", *(f"{r['name']}: {r['label']}" for r in rows), sep="\n  ")
+                    print("screenshot:", browser.screenshot(args.missing_models))
                 if i == 0 and args.screenshot:
                     print("screenshot:", screenshot_graph(browser, args.screenshot))
                 if args.thumbnails:
