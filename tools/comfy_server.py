@@ -202,6 +202,18 @@ def reap_with_parent(server_pid: int) -> None:
                          start_new_session=True)
 
 
+def stop_on_signals() -> None:
+    """For a command-line tool that starts a ComfyServer: SIGTERM, SIGHUP and SIGINT (Ctrl-C) end it by an exception
+    (SystemExit 128 + signal), so ``with ComfyServer`` stops the server and removes its folder. SIGINT is set
+    explicitly: a tool started in the background by a script inherits SIGINT *ignored*, and Python then never raises
+    KeyboardInterrupt. Main thread only."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
 class ComfyServer(ComfyClient):
     """Launch ``<python> <ComfyUI>/main.py --cpu`` on 127.0.0.1 in a temporary base directory (context manager)."""
 

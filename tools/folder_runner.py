@@ -37,7 +37,6 @@ import json
 import os
 import queue
 import re
-import signal
 import sys
 import threading
 import time
@@ -49,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tools.comfy_server import ComfyClient, ComfyServer  # noqa: E402
+from tools.comfy_server import ComfyClient, ComfyServer, stop_on_signals  # noqa: E402
 from tools.run_workflow import DEFAULT_WORKFLOW, apply_inputs  # noqa: E402
 from tools.workflow_convert import as_api  # noqa: E402
 
@@ -460,16 +459,6 @@ class FolderRun:
 def server_args(objects: list[dict]) -> list[str]:
     """An LRU cache that keeps every image's Redux encoding (and the loaded models) across all the pairs."""
     return ["--cache-lru", str(4 * len(objects) + 32)]
-
-
-def stop_on_signals() -> None:
-    """SIGTERM and SIGHUP end the runner like Ctrl-C does: by an exception, so ``with ComfyServer`` stops the
-    server it started (that server runs in its own session and would outlive a runner killed outright)."""
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
 
 
 def main(argv=None) -> int:

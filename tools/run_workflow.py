@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tools.comfy_server import ComfyClient, ComfyServer, ExecutionError, PromptError  # noqa: E402
+from tools.comfy_server import ComfyClient, ComfyServer, ExecutionError, PromptError, stop_on_signals  # noqa: E402
 from tools.workflow_convert import as_api  # noqa: E402
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "vmdiff_manual.json"
@@ -269,6 +269,7 @@ def main(argv=None) -> int:
     make_console_safe()  # node texts carry Greek (ε_b, α, σ): escaped on a console that cannot show them
     ap = build_parser()
     args = ap.parse_args(argv)
+    stop_on_signals()
     if args.server and (args.tiny or args.models_dir):
         ap.error("--server uses that server's models: drop --tiny/--models-dir")
     if not args.workflow.is_file():
