@@ -8,7 +8,6 @@ an Auto-Tune preset (the way a user does) setting its search widgets."""
 import json
 import re
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -75,11 +74,17 @@ def test_workflow_opens_clean_with_no_overlaps(page, name):
     for node in workflow["nodes"]:
         if node["type"] == "LoadImage":
             server.get("/view", params={"filename": node["widgets_values"][0], "type": "input"})
-    assert_models_offered_for_download(browser, workflow, seen, version)
+    assert_models_offered_for_download(browser, workflow, seen, version, panel=name in PANEL_CHECKED)
 
 
-def assert_models_offered_for_download(browser, workflow: dict, seen: dict, version) -> None:
-    """Every model the loaders name is offered for download by the frontend's Missing Models list, as declared."""
+#: the workflows whose Issues panel the newest frontend's test opens and clicks through (5–9 s each; the list behind
+#: it, the missingModel store, is checked for every workflow)
+PANEL_CHECKED = {"vmdiff_manual", "vmdiff_full"}
+
+
+def assert_models_offered_for_download(browser, workflow: dict, seen: dict, version, panel: bool = True) -> None:
+    """Every model the loaders name is offered for download by the frontend's Missing Models list, as declared;
+    ``panel``: on the newest frontend, also as its Issues panel shows it (rows, sizes, Download opening the URL)."""
     declared = {(m["name"], m["directory"], m["url"]) for n in workflow["nodes"]
                 for m in n["properties"].get("models", [])}
     # the list the frontend built: the pinned one hands it to app.showMissingModelsError (its dialog), the newest
@@ -101,7 +106,7 @@ def assert_models_offered_for_download(browser, workflow: dict, seen: dict, vers
             if seen["loader_folders"][node["type"]] is not None:
                 assert {m["directory"] for m in node["properties"]["models"]} == {seen["loader_folders"][node["type"]]}
     nodes_naming = Counter(m["name"] for n in workflow["nodes"] for m in n["properties"].get("models", []))
-    if version:  # the newest frontend's Issues panel, as a user sees it: one row per model, its folder and the
+    if version and panel:  # the newest frontend's Issues panel, as a user sees it: one row per model, its folder and the
         # size huggingface.co gave for its URL, a Download button that opens that URL
         rows = missing_models_panel(browser, download=True)
         shown = {(r["name"], r["label"], r["download"], r.get("url"), r["nodes"]) for r in rows}
@@ -124,11 +129,9 @@ def test_a_broken_model_declaration_fails_the_download_check(page, fault):
     entry = next(m for n in broken["nodes"] for m in n["properties"].get("models", []) if m["name"] == model)
     entry[key] = value
     seen = load_workflow(browser, broken, "vmdiff_manual")
-    with pytest.raises(AssertionError, match=re.escape(value)):
-        assert_models_offered_for_download(browser, broken, seen, version)
-    entry[key] = next(m for n in WORKFLOWS["vmdiff_manual"]["nodes"] for m in n["properties"].get("models", [])
-                      if m["name"] == model)[key]  # restored as built: the same check passes
-    assert_models_offered_for_download(browser, broken, load_workflow(browser, broken, "vmdiff_manual"), version)
+    with pytest.raises(AssertionError, match=re.escape(value)):  # the list alone already shows each fault
+        assert_models_offered_for_download(browser, broken, seen, version, panel=False)
+    # (the same workflow as built passes the same check: test_workflow_opens_clean_with_no_overlaps[vmdiff_manual])
 
 
 def test_a_node_type_the_pack_does_not_register_is_reported(page):
