@@ -10,12 +10,12 @@ from comfy_api.latest import io, ui
 from ..vmdiff_comfy.errors import VMDiffInputError
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.auto_tune import auto_tune, search_problems
+from ..vmdiff_comfy.stages.plots import candidate_grid, search_plot, to_pil
 from ..vmdiff_comfy.stages.presets import PRESET_CHOICES, preset_departures
 from ..vmdiff_comfy.stages.provenance import upstream_model_files
 from ..vmdiff_comfy.stages.settings import SEARCH_OPTION_NAMES
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType, ScorerType
 from ..vmdiff_ops import PRESETS, SearchOptions
-from .plots import candidate_grid, search_plot, to_pil
 
 STAGE_WIDGETS = ("width", "height", "steps", "search_steps", "t_den_step", "guidance_denoise", "guidance_invert",
                  "guidance", "mix_rule", "inversion", "context", "bf16_state")

@@ -15,8 +15,9 @@ pack = load_pack()
 from tools import tiny_models  # noqa: E402
 
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.nodes.plots import candidate_grid, search_plot, to_pil  # noqa: E402
-from vmdiff_pack.nodes.prompt import DEFAULT_TEMPLATE, VMDiffFusionPrompt, clip_l_token_count  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.stages.plots import candidate_grid, search_plot, to_pil  # noqa: E402
+from vmdiff_pack.nodes.prompt import VMDiffFusionPrompt  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.stages.prompt import DEFAULT_TEMPLATE, clip_l_token_count  # noqa: E402
 
 
 def record(i, score, stage="alpha", round_=1):

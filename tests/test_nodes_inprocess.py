@@ -12,7 +12,7 @@ from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
 from vmdiff_pack.vmdiff_comfy.stages.flow import phase_conditioning  # noqa: E402
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.prompt import fusion_prompt  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.stages.prompt import fusion_prompt  # noqa: E402
 from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
 from vmdiff_pack.vmdiff_ops import flow_sigma_grid, flux_mu, mix_tokens  # noqa: E402
 
