@@ -1,7 +1,7 @@
 """Pairs per minute of the folder runner on Ray, 1 actor vs 2 actors, side by side in one run.
 
-    python benchmarks/bench_folder_ray.py                      # 4 images → 12 ordered pairs, 0.5 s per DiT call
-    python benchmarks/bench_folder_ray.py --images 3 --seconds-per-call 0.3
+    python -m benchmarks.bench_folder_ray                      # 4 images → 12 ordered pairs, 0.5 s per DiT call
+    python -m benchmarks.bench_folder_ray --images 3 --seconds-per-call 0.3
 
 Each actor owns a cheap test server (tests/custom_nodes tiny loaders: ComfyUI's real classes built tiny); the tiny
 DiT sleeps ``--seconds-per-call`` per call, standing in for a GPU's time, so the ratio shows how the dispatcher
@@ -18,12 +18,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-from tools.tiny_folders import TEST_NODES, folder_of, tiny_workflow  # noqa: E402
-from tools.folder_ray import ray_env, require_ray, run_on_ray  # noqa: E402
-from tools.folder_runner import SMALL_OVERRIDES, FolderRun, find_objects  # noqa: E402
+from tests.support.tiny_folders import TEST_NODES, folder_of, tiny_workflow  # noqa: E402
+from vmdiff_cli.folder_ray import ray_env, require_ray, run_on_ray  # noqa: E402
+from vmdiff_cli.folder_runner import SMALL_OVERRIDES, FolderRun, find_objects  # noqa: E402
 
 
 def main(argv=None) -> int:

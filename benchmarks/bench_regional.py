@@ -1,7 +1,7 @@
 """Benchmark: the cost of part-level fusion — Mixing Denoise with a two-region α map (2 context blocks and the
 joint attention mask) against the plain Mixing Denoise, measured side by side in one run, plus the token counts.
 
-    python benchmarks/bench_regional.py [--real-width] [--size 128] [--steps 4] [--repeats 3] [--levels 2 3]
+    python -m benchmarks.bench_regional [--real-width] [--size 128] [--steps 4] [--repeats 3] [--levels 2 3]
 
 Default model: the in-process tiny Flux (hidden 64, 16 Redux tokens). ``--real-width``: a FLUX.1-width stand-in
 (hidden 3072, one double block, 729-token Redux sets) whose forward dominates as on a real run. Both runs make the
@@ -18,10 +18,9 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_stages import ForwardTimer  # noqa: E402
-from tools.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
 
 REDUX_TOKENS = 729  # SigLIP-so400m at 384² → 27² Redux tokens per image
 
@@ -36,7 +35,7 @@ def flux_width_stand_in():
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models
-    from tools import tiny_models
+    from vmdiff_cli import tiny_models
 
     config = comfy.supported_models.Flux(dict(tiny_models.REAL_FLUX_CONFIG))
     config.set_inference_dtype(torch.float32, None)
@@ -58,7 +57,7 @@ def main() -> int:
     boot_comfy_inprocess()
     load_pack()
     import comfy.utils
-    from tools import tiny_models
+    from vmdiff_cli import tiny_models
     from vmdiff_pack.vmdiff_comfy.stages.mixing_denoise import run_mixing_denoise
     from vmdiff_pack.vmdiff_comfy.stages.regional import AlphaMap
     from vmdiff_pack.vmdiff_comfy.stages.settings import StageSettings

@@ -1,7 +1,7 @@
 """Benchmark: time to score a batch of fused images with VMDiff's Similarity Score on the tiny scorer files
-(tools/tiny_scorers), how it scales with the batch size, and encoder-call counts proving encode-once.
+(vmdiff_cli/tiny_scorers), how it scales with the batch size, and encoder-call counts proving encode-once.
 
-    python benchmarks/bench_score.py [--sizes 1 2 4 8] [--modes none box sam] [--detect-size 800] [--image 512]
+    python -m benchmarks.bench_score [--sizes 1 2 4 8] [--modes none box sam] [--detect-size 800] [--image 512]
 
 Models: tiny DINOv2 (hidden 32) and OpenCLIP (width 32), a tiny SAM (64 px), and groundingdino-py's SwinT-OGC with
 its FULL Swin-T backbone (the library builds no smaller one) but a 1+2-layer transformer: detection time is close to
@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
 
 
 def main() -> int:
@@ -35,7 +34,7 @@ def main() -> int:
     boot_comfy_inprocess()
     load_pack()
     import folder_paths
-    from tools import tiny_scorers
+    from vmdiff_cli import tiny_scorers
     from vmdiff_pack.vmdiff_comfy.scoring import clip, detection, dino, segmentation
     from vmdiff_pack.vmdiff_comfy.scoring.similarity import ScoreOptions, SimilarityScorer
 

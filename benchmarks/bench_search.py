@@ -1,6 +1,6 @@
 """Benchmark: the cost of one VMDiff fusion search, ours vs the reference code's schedule (spec §6, §8).
 
-    python benchmarks/bench_search.py [--wall] [--size 32]
+    python -m benchmarks.bench_search [--wall] [--size 32]
 
 1. Sample-NFE (DiT forward passes per latent) of the reference schedule — α stage: 10 golden iterations × 2 fresh
    points (batch 2) on one ε_b; β stage: per iteration 2 Blending Noise + 2 Mixing Denoise — against EAA as
@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-from tools.comfy_env import load_pack  # noqa: E402
+from vmdiff_cli.comfy_env import load_pack  # noqa: E402
 
 load_pack()
 from vmdiff_pack.vmdiff_ops import PRESETS, SearchOptions, efficient_adaptive_adjustment  # noqa: E402
@@ -157,12 +156,12 @@ def timed(run, repeats: int) -> tuple[float, int]:
 
 
 def wall_times(size: int, repeats: int) -> list[tuple]:
-    from tools.comfy_env import boot_comfy_inprocess, load_pack
+    from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
     boot_comfy_inprocess()
     load_pack()
     import comfy.utils
-    from tools import tiny_models
+    from vmdiff_cli import tiny_models
     from vmdiff_pack.vmdiff_comfy.stages.auto_tune import CandidateRenderer, auto_tune
     from vmdiff_pack.vmdiff_comfy.stages.settings import StageSettings
     from vmdiff_pack.vmdiff_comfy.stages.sockets import ReduxTokens

@@ -1,7 +1,7 @@
 """Benchmark: NFE and wall time of one Blending Noise and one Mixing Denoise, and the share of time spent
 outside the DiT forward (the pack's glue + ComfyUI's sampling plumbing), measured side by side in one run.
 
-    python benchmarks/bench_stages.py [--real-width] [--size 64] [--repeats 3]
+    python -m benchmarks.bench_stages [--real-width] [--size 64] [--repeats 3]
 
 Default model: the in-process tiny Flux (hidden 64). ``--real-width`` uses a FLUX.1-width stand-in (hidden 3072,
 one double block) with 729-token Redux sets, so the forward dominates as on a real GPU run.
@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack  # noqa: E402
 
 
 class ForwardTimer:
@@ -47,7 +46,7 @@ def main() -> int:
 
     boot_comfy_inprocess()
     load_pack()
-    from tools import tiny_models
+    from vmdiff_cli import tiny_models
     from vmdiff_pack.vmdiff_comfy.stages.blending_noise import run_blending_noise
     from vmdiff_pack.vmdiff_comfy.stages.sockets import ReduxTokens
     from vmdiff_pack.vmdiff_comfy.stages.mixing_denoise import run_mixing_denoise

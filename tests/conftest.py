@@ -3,7 +3,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # the one sys.path entry of the tests: `import tools…`, `import tests.support…`
+    sys.path.insert(0, str(REPO_ROOT))  # the one sys.path entry of the tests: `import vmdiff_cli…`, `import tests.support…`
 
 # The repo root has an __init__.py (it is a custom node pack), so pytest imports this file as `<folder>.tests.conftest`
 # and never binds the top-level name `tests`. Bind it to this folder now: once load_pack() puts ComfyUI first on
@@ -12,17 +12,17 @@ import tests  # noqa: E402
 
 assert Path(tests.__file__).resolve().parent == REPO_ROOT / "tests", tests.__file__
 
-from tools.comfy_env import load_pack  # noqa: E402
+from vmdiff_cli.comfy_env import load_pack  # noqa: E402
 
 load_pack()  # the pack as ComfyUI imports it, `vmdiff_pack`: the one name the tests import it (and vmdiff_ops) by
 
 
-# --- real ComfyUI server fixtures (tools/comfy_server.py) ---
+# --- real ComfyUI server fixtures (vmdiff_cli/comfy_server.py) ---
 import pytest  # noqa: E402
 
-from tools.comfy_server import ComfyServer  # noqa: E402
+from vmdiff_cli.comfy_server import ComfyServer  # noqa: E402
 
-from tools.tiny_folders import TEST_NODES  # noqa: E402
+from tests.support.tiny_folders import TEST_NODES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,16 +66,16 @@ def _inference_mode():
 
 @pytest.fixture(scope="session")
 def real_models_dir() -> Path:
-    """The real-loader stand-in files (tools/tiny_models.write_real_loader_models), generated once and cached.
+    """The real-loader stand-in files (vmdiff_cli/tiny_models.write_real_loader_models), generated once and cached.
 
     Generated in a child process, so the ~2.5 GB it takes to build them is returned before any server starts."""
     import subprocess
 
-    from tools.tiny_models import default_tiny_models_dir
+    from vmdiff_cli.tiny_models import default_tiny_models_dir
 
-    subprocess.run([sys.executable, "-c", "from tools.tiny_models import default_tiny_models_dir as d, "
+    subprocess.run([sys.executable, "-c", "from vmdiff_cli.tiny_models import default_tiny_models_dir as d, "
                     "write_real_loader_models as w; w(d())"], cwd=REPO_ROOT, check=True)
-    from tools.tiny_scorers import ensure_tiny_scorers  # the scorer stand-ins too, before any server maps the folder
+    from vmdiff_cli.tiny_scorers import ensure_tiny_scorers  # the scorer stand-ins too, before any server maps the folder
 
     ensure_tiny_scorers(default_tiny_models_dir())
     return Path(default_tiny_models_dir())
@@ -92,7 +92,7 @@ def vmdiff_server(comfy_server_factory, real_models_dir) -> ComfyServer:
 @pytest.fixture(scope="session")
 def object_images(vmdiff_server, tmp_path_factory) -> list[str]:
     """Two synthetic object pictures uploaded once under the shipped workflows' own LoadImage names."""
-    from tools.run_workflow import synthetic_objects
+    from vmdiff_cli.run_workflow import synthetic_objects
 
     paths = synthetic_objects(tmp_path_factory.mktemp("objects"), size=96)
     return [vmdiff_server.upload_image(p, f"vmdiff_object_{i + 1}.png") for i, p in enumerate(paths)]

@@ -6,35 +6,21 @@ import pytest
 import torch
 from PIL import Image
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 load_pack()
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 
 from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune  # noqa: E402
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.stages.provenance import upstream_model_files  # noqa: E402
+from tests.custom_nodes.vmdiff_test_nodes.scorers import ForcedScorer  # noqa: E402
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
 from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
 from vmdiff_pack.nodes.save_image import VMDiffSaveImage  # noqa: E402
 
 STAGE = dict(width=32, height=32, steps=6, t_den_step=2)
-
-
-class ForcedScorer:
-    """Scores by a script over the call index (the search's branches are then known in advance)."""
-
-    def __init__(self, script):
-        self.script, self.calls = script, 0
-
-    def score(self, images):
-        out = []
-        for _ in range(images.shape[0]):
-            s = self.script(self.calls)
-            self.calls += 1
-            out.append({"score": s, "D1": 0.5, "D2": 0.4, "T1": 0.3, "T2": 0.3, "n1": 0.5, "n2": 0.5})
-        return out
 
 
 class ForwardCounter:

@@ -4,10 +4,10 @@ the transformer's bf16 input, guidance bf16(γ)·1000 in bf16, Euler in float32)
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess
+from vmdiff_cli.comfy_env import boot_comfy_inprocess
 
 boot_comfy_inprocess()
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
 from vmdiff_pack.nodes.random_noise import VMDiffRandomNoise  # noqa: E402

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools.comfy_server import find_comfyui
+from vmdiff_cli.comfy_server import find_comfyui
 
 REPO = Path(__file__).resolve().parents[1]
 LINE = "VMDiff Mixing Denoise: α = 0.5, γ = 4, σ grid from 512², ε_b ready"
@@ -36,7 +36,7 @@ def test_greek_log_lines_print_escaped_on_a_cp1252_console():
     out, err = res.stdout.decode("cp1252"), res.stderr.decode("cp1252")
     escaped = LINE.encode("cp1252", "backslashreplace").decode("cp1252")
     assert escaped in err and "Logging error" not in err  # the logging line
-    assert escaped in out  # a print, e.g. tools/run_workflow.py's node texts
+    assert escaped in out  # a print, e.g. vmdiff_cli/run_workflow.py's node texts
     assert "BUFFER_KEEPS_GREEK True" in out
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.stages.plots import candidate_grid, search_plot, to_pil  # noqa: E402

@@ -15,9 +15,9 @@ import ray
 from PIL import Image
 
 from tests.test_folder_runner import alive
-from tools.tiny_folders import TEST_NODES, folder_of, tiny_workflow
-from tools.folder_ray import ray_env, require_ray, run_on_ray
-from tools.folder_runner import MANIFEST, SMALL_OVERRIDES, FolderRun, find_objects
+from tests.support.tiny_folders import TEST_NODES, folder_of, tiny_workflow
+from vmdiff_cli.folder_ray import ray_env, require_ray, run_on_ray
+from vmdiff_cli.folder_runner import MANIFEST, SMALL_OVERRIDES, FolderRun, find_objects
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def test_command_line_fails_only_pairs_that_truly_fail_and_resumes_without_ray(t
     folder = folder_of(tmp_path / "objs", ["owl.png", "jar.png", f"{long_label}.png"])
     workflow = tiny_workflow(tmp_path / "tiny.json")
     out = tmp_path / "out"
-    command = [sys.executable, str(REPO / "tools" / "folder_runner.py"), str(folder), "--ray", "--actors", "2",
+    command = [sys.executable, str(REPO / "vmdiff_cli" / "folder_runner.py"), str(folder), "--ray", "--actors", "2",
                "--retries", "1", "--small", "--custom-nodes", str(TEST_NODES), "--workflow", str(workflow),
                "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -1,4 +1,4 @@
-"""tools/folder_runner.py: every ordered pair of a folder of object images fused through real ComfyUI servers
+"""vmdiff_cli/folder_runner.py: every ordered pair of a folder of object images fused through real ComfyUI servers
 (tiny stand-in models, smallest size), resumed after a kill without redoing finished pairs, split over two servers;
 nothing lost or swapped (issue 12 kinds 3 and 9): colliding labels refused by name, pair ids unique per pair of
 files, no foreign file overwritten, record count == pair count or a non-zero exit naming the missing pairs,
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tools.comfy_server import ComfyClient, ComfyServer, free_port
-from tools.folder_runner import (MANIFEST, METHOD_WORKFLOWS, SMALL_OVERRIDES, FolderRun, RunnerError, find_objects,
+from vmdiff_cli.comfy_server import ComfyClient, ComfyServer, free_port
+from vmdiff_cli.folder_runner import (MANIFEST, METHOD_WORKFLOWS, SMALL_OVERRIDES, FolderRun, RunnerError, find_objects,
                                  pair_id, pair_units, read_scores, sanitize_name, upload_name)
-from tools.run_workflow import synthetic_objects
-from tools.tiny_folders import TEST_NODES, TINY_LOADERS, folder_of, picture, tiny_workflow  # noqa: F401
+from vmdiff_cli.run_workflow import synthetic_objects
+from tests.support.tiny_folders import TEST_NODES, TINY_LOADERS, folder_of, picture, tiny_workflow  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_folder_runner_resumes_after_a_kill_and_splits_over_two_servers(comfy_se
     workflow = tiny_workflow(tmp_path / "tiny.json")
     records = out / "records"
     # 1. a run on one server, killed as soon as its first pair is done
-    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "folder_runner.py"), str(folder), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, str(REPO / "vmdiff_cli" / "folder_runner.py"), str(folder), "--out", str(out),
                              "--server", comfy_server.url, "--small", "--labels", "sanitize", "--workflow",
                              str(workflow)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
@@ -129,7 +129,7 @@ def test_magicmix_method_fuses_every_ordered_pair(vmdiff_server, tmp_path):
 
 # --- nothing lost, nothing swapped (issue 12 kinds 3 and 9) ----------------------------------------------------------
 def runner(*args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "tools" / "folder_runner.py"), *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, str(REPO / "vmdiff_cli" / "folder_runner.py"), *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -304,7 +304,7 @@ def test_a_signal_that_stops_the_runner_stops_its_server(tmp_path, sig, sigint_a
     """SIG_IGN at launch: what a runner started in the background by a script (`cmd &`) inherits; CI once ran the
     suite that way and the runner finished its pairs as if Ctrl-C had never come."""
     folder = folder_of(tmp_path / "objs", ["owl.png", "jar.png"])
-    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "folder_runner.py"), str(folder), "--small",
+    proc = subprocess.Popen([sys.executable, str(REPO / "vmdiff_cli" / "folder_runner.py"), str(folder), "--small",
                              "--custom-nodes", str(TEST_NODES), "--out", str(tmp_path / "out"),
                              "--workflow", str(tiny_workflow(tmp_path / "tiny.json", seconds_per_call=1.0))], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -1,4 +1,4 @@
-"""Every shipped workflow opens in ComfyUI's real frontend (headless Chromium via Playwright, tools/frontend_check.py)
+"""Every shipped workflow opens in ComfyUI's real frontend (headless Chromium via Playwright, scripts/frontend_check.py)
 on two frontends: the one ComfyUI 0.8.0 pins (litegraph canvas) and the newest comfyui-frontend-package checked here
 served with --front-end-root and the Vue node renderer ("Nodes 2.0") on. In both: zero missing node types, zero
 console errors, no node overlapping another, the pack's example photos in place, the template browser showing each
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.build_workflows import MODEL_DOWNLOADS
-from tools.frontend_check import (LATEST_FRONTEND, Browser, choose_combo, frontend_root, is_fresh_install_noise,
+from vmdiff_cli.model_downloads import MODEL_DOWNLOADS
+from scripts.frontend_check import (LATEST_FRONTEND, Browser, choose_combo, frontend_root, is_fresh_install_noise,
                                   is_offline_noise, load_workflow, missing_models_panel, open_frontend, overlaps,
                                   prepare_server, template_thumbnails, widget_values)
 

@@ -1,5 +1,7 @@
 """The repository's layout rules (README "Layout"), read from the source: node files do not import each other,
-tools/ and benchmarks/ do not import tests/, vmdiff_comfy/ does not import nodes/, vmdiff_ops/ does not import
+shipped code (the pack and its CLIs in vmdiff_cli/) imports no maintainers' or test code and names no path into
+tests/, the CLI / harness / scripts modules form no import cycle, ``sys.path.insert`` only in the entry points, one
+copy of each helper, `.comfyignore` ships the CLIs, vmdiff_comfy/ does not import nodes/, vmdiff_ops/ does not import
 ComfyUI, and each stage setting is declared once."""
 import ast
 import re
@@ -50,10 +52,130 @@ def test_no_node_module_imports_a_sibling_node_module():
     assert not offenders, offenders
 
 
-def test_tools_and_benchmarks_do_not_import_tests():
-    offenders = [f"{p.relative_to(REPO)} imports {m}" for folder in ("tools", "benchmarks")
-                 for p in (REPO / folder).rglob("*.py") for _, m in imports(p) if m.split(".")[0] == "tests"]
+#: what ComfyUI loads and what a Registry install ships (.comfyignore keeps the rest out)
+SHIPPED = ("__init__.py", "nodes", "vmdiff_comfy", "vmdiff_ops", "vmdiff_cli")
+#: the only files that may put a folder on sys.path: the two user CLIs run as scripts (``python
+#: vmdiff_cli/folder_runner.py`` works from any folder), the tests' root conftest, and the in-process boot that puts
+#: ComfyUI's own root first, as ComfyUI's main.py runs from it
+SYS_PATH_ENTRY_POINTS = {"vmdiff_cli/run_workflow.py", "vmdiff_cli/folder_runner.py", "tests/conftest.py",
+                         "vmdiff_cli/comfy_env.py"}
+
+
+def python_files(*roots: str) -> list[Path]:
+    out = []
+    for root in roots:
+        path = REPO / root
+        out += [path] if path.is_file() else sorted(path.rglob("*.py"))
+    return [p for p in out if ".venv" not in p.parts and ".cache" not in p.parts]
+
+
+def test_shipped_code_imports_no_test_script_or_benchmark_code():
+    offenders = [f"{p.relative_to(REPO)} imports {m}" for p in python_files(*SHIPPED) for _, m in imports(p)
+                 if m.split(".")[0] in {"tests", "scripts", "benchmarks", "tools"}]
     assert not offenders, offenders
+
+
+def test_shipped_code_names_no_path_into_tests_or_scripts():
+    """No ``REPO / "tests"``, ``"tests/custom_nodes"`` or the like in the pack or its CLIs (docstrings aside)."""
+    offenders = []
+    for path in python_files(*SHIPPED):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+                      and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                    and re.fullmatch(r"(tests|scripts|benchmarks)(/.*)?", node.value)):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
+    assert not offenders, offenders
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def import_graph(*roots: str) -> dict[str, set[str]]:
+    """module → the modules of ``roots`` it imports (at any depth of the file: lazy imports count too)."""
+    files = {module_name(p): p for p in python_files(*roots)}
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for level, module in imports(path):
+            if level:
+                base = package.split(".")
+                base = base[:len(base) - (level - 1)] if level > 1 else base
+                module = ".".join([*base, module])
+            while module and module not in files:
+                module = module.rpartition(".")[0]
+            if module and module != name:
+                targets.add(module)
+        graph[name] = targets
+    return graph
+
+
+def test_no_import_cycles_among_the_clis_scripts_and_harness():
+    graph = import_graph("vmdiff_cli", "scripts", "benchmarks", "tests/support")
+    assert {"vmdiff_cli.folder_ray", "vmdiff_cli.folder_runner", "scripts.build_workflows"} <= set(graph)
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" → ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, cycles
+
+
+def test_sys_path_is_edited_only_in_the_entry_points():
+    offenders = []
+    for path in python_files(*SHIPPED, "scripts", "benchmarks", "tests"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and ast.unparse(node.func.value) == "sys.path" and node.func.attr in {"insert", "append"}
+                    or isinstance(node, ast.Assign) and any(ast.unparse(t).startswith("sys.path[") for t in node.targets)):
+                rel = str(path.relative_to(REPO))
+                if rel not in SYS_PATH_ENTRY_POINTS:
+                    offenders.append(f"{rel}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_one_copy_of_each_helper():
+    """No function or class defined twice at the top level of the CLIs, scripts, benchmarks and the test harness
+    (``main`` aside), nor a test helper that has a home in the harness defined again in a test file."""
+    homes: dict[str, list[str]] = {}
+    for path in python_files("vmdiff_cli", "scripts", "benchmarks", "tests/support", "tests/custom_nodes"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name != "main":
+                homes.setdefault(node.name, []).append(str(path.relative_to(REPO)))
+    twice = {name: where for name, where in homes.items() if len(where) > 1}
+    assert not twice, twice
+    for name in ("ForcedScorer", "write_extra_model_paths_yaml", "upload_name", "recipe_hash", "source_digest"):
+        assert len(homes.get(name, [])) == 1, (name, homes.get(name))
+    harness_only = {"ForcedScorer", "TINY_LOADERS", "upload_name", "write_extra_model_paths_yaml", "recipe_hash"}
+    again = [f"{p.relative_to(REPO)}: {name}" for p in python_files("tests") if p.name.startswith("test_")
+             for n in ast.parse(p.read_text()).body
+             for name in ([n.name] if isinstance(n, (ast.FunctionDef, ast.ClassDef)) else
+                          [ast.unparse(t) for t in n.targets] if isinstance(n, ast.Assign) else [])
+             if name in harness_only]
+    assert not again, again
+
+
+def test_the_registry_pack_ships_the_clis_and_not_the_dev_folders():
+    ignored = {line.strip().rstrip("/") for line in (REPO / ".comfyignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert not ignored & {"vmdiff_cli", "nodes", "vmdiff_comfy", "vmdiff_ops", "web", "workflows"}, ignored
+    assert {"tests", "scripts", "benchmarks"} <= ignored, ignored
+    assert not (REPO / "tools").exists() or not list((REPO / "tools").rglob("*.py")), "tools/ is split by audience"
 
 
 def test_library_layers_do_not_import_upwards():
@@ -68,7 +190,7 @@ def test_library_layers_do_not_import_upwards():
 def test_each_stage_setting_is_declared_once():
     """One Setting(...) per name in each table (the VMDiff stages'; MagicMix's own, on any model's grid), and no
     node or tool writes its own widget for a declared setting (Mix Tokens N's mix_rule is the N-way rule)."""
-    from tools.comfy_env import boot_comfy_inprocess
+    from vmdiff_cli.comfy_env import boot_comfy_inprocess
 
     boot_comfy_inprocess()
     from vmdiff_pack.vmdiff_comfy.stages.settings import MAGICMIX, SETTINGS
@@ -79,7 +201,8 @@ def test_each_stage_setting_is_declared_once():
     for table, text in ((SETTINGS, tables[0]), (MAGICMIX, tables[1])):
         for name in table:
             assert len(re.findall(rf'Setting\(\s*"{name}"', text)) == 1, name
-    sources = {p: p.read_text() for folder in ("nodes", "vmdiff_comfy", "tools") for p in (REPO / folder).rglob("*.py")}
+    sources = {p: p.read_text() for folder in ("nodes", "vmdiff_comfy", "vmdiff_cli", "scripts")
+               for p in (REPO / folder).rglob("*.py")}
     for name in {*SETTINGS, *MAGICMIX}:
         own_widgets = [p.name for p, s in sources.items() if re.search(rf'\bInput\(\s*"{name}"', s)
                        and p.name != "mix_tokens_n.py"]

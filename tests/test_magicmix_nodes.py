@@ -1,13 +1,13 @@
-"""VMDiff MagicMix in-process on two model families built from ComfyUI's real classes (tools/tiny_models): an SD1.5
+"""VMDiff MagicMix in-process on two model families built from ComfyUI's real classes (vmdiff_cli/tiny_models): an SD1.5
 UNet (ε-prediction, CFG with a negative) and Flux (rectified flow), checked against ComfyUI's stock samplers."""
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 
 import comfy.ldm.modules.attention  # noqa: E402
 import comfy.ldm.modules.diffusionmodules.openaimodel  # noqa: E402

@@ -1,12 +1,12 @@
-"""The VMDiff nodes called in-process on ComfyUI's real classes (tiny random-weight stand-ins, tools/tiny_models)."""
+"""The VMDiff nodes called in-process on ComfyUI's real classes (tiny random-weight stand-ins, vmdiff_cli/tiny_models)."""
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError

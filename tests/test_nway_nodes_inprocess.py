@@ -3,11 +3,11 @@ and Blending Noise / Mixing Denoise taking their ready conditions (tokens_2 unco
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 load_pack()
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
 from vmdiff_pack.vmdiff_comfy.stages.blending_noise import initial_noise  # noqa: E402

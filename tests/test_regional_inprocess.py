@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 
 from tests.test_nodes_inprocess import CallLog, image  # noqa: E402
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from tests.support.workflows import workflow_prompt
-from tools.workflow_convert import ui_to_api
+from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

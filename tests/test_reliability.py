@@ -18,19 +18,16 @@ from typing import Callable
 import pytest
 import torch
 
-from tools.comfy_server import ExecutionError, PromptError
-from tools.run_workflow import apply_inputs, synthetic_objects
-from tools.tiny_models import default_tiny_models_dir
-from tools.tiny_scorers import TINY_SCORER_NAMES, ensure_tiny_scorers
+from vmdiff_cli.comfy_server import ExecutionError, PromptError
+from vmdiff_cli.run_workflow import apply_inputs, synthetic_objects
+from vmdiff_cli.tiny_models import default_tiny_models_dir
+from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES, ensure_tiny_scorers
+from tests.support.tiny_folders import TINY_LOADERS
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 TEST_NODES = REPO / "tests" / "custom_nodes" / "vmdiff_test_nodes"
 API = REPO / "workflows" / "api"
-# loader → its tiny in-process twin (same output type)
-TINY_LOADERS = {"UNETLoader": "VMDiffTestTinyFlux", "CLIPLoader": "VMDiffTestTinyClip",
-                "CLIPVisionLoader": "VMDiffTestTinyClipVision", "StyleModelLoader": "VMDiffTestTinyRedux",
-                "VAELoader": "VMDiffTestTinyVAE"}
 SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 4, "t_den_step": 1},
          "VMDiffMixingDenoise": {"steps": 4},
          "VMDiffAutoTune": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0, "alpha_tol": 0.1, "beta_tol": 2.0},

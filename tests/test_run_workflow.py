@@ -1,4 +1,4 @@
-"""The main-job runner (tools/run_workflow.py) on the core-node stand-in workflow."""
+"""The main-job runner (vmdiff_cli/run_workflow.py) on the core-node stand-in workflow."""
 from __future__ import annotations
 
 import subprocess
@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tools.run_workflow import apply_inputs, synthetic_objects
+from vmdiff_cli.run_workflow import apply_inputs, synthetic_objects
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_UI = REPO / "tests" / "workflows" / "core_two_images_ui.json"
-RUNNER = REPO / "tools" / "run_workflow.py"
+RUNNER = REPO / "vmdiff_cli" / "run_workflow.py"
 
 
 def runner(*args, workflow=CORE_UI, timeout=300):
-    """tools/run_workflow.py on `workflow` with `args` in a child process → CompletedProcess (text)."""
+    """vmdiff_cli/run_workflow.py on `workflow` with `args` in a child process → CompletedProcess (text)."""
     return subprocess.run([sys.executable, str(RUNNER), "--workflow", str(workflow), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
 

@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
 from comfy_api.latest import io  # noqa: E402
 
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 from vmdiff_pack.nodes import NODES  # noqa: E402
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
 from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN  # noqa: E402

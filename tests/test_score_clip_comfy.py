@@ -1,13 +1,13 @@
 """The Similarity Score's CLIP from ComfyUI's own files (issue 10 item 2), in-process.
 
-One random OpenCLIP stand-in (tools/clip_towers TINY_CLIP_G) is written as an OpenCLIP checkpoint and as
+One random OpenCLIP stand-in (tests/support/clip_towers TINY_CLIP_G) is written as an OpenCLIP checkpoint and as
 clip_vision_g- / clip_g-layout files. The OpenCLIP file goes through VMDiff Load OpenCLIP; the other two through
 ComfyUI's own loading code (``comfy.sd.load_clip``, which detects CLIP-G and builds SDXL's clip_g tower and
 tokenizer; ``comfy.clip_vision.ClipVisionModel``). Both must give the same T cosines, term by term."""
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 load_pack()
@@ -19,8 +19,8 @@ import comfy.utils  # noqa: E402
 import folder_paths  # noqa: E402
 import open_clip  # noqa: E402
 
-from tools import clip_towers  # noqa: E402
-from tools.tiny_models import tiny_clip_l, tiny_clip_vision  # noqa: E402
+from tests.support import clip_towers  # noqa: E402
+from vmdiff_cli.tiny_models import tiny_clip_l, tiny_clip_vision  # noqa: E402
 from vmdiff_pack.nodes.clip_from_comfy import VMDiffClipFromComfy  # noqa: E402
 from vmdiff_pack.nodes.score_loaders import VMDiffLoadOpenCLIP  # noqa: E402
 from vmdiff_pack.nodes.similarity_score import VMDiffScorer  # noqa: E402

@@ -9,7 +9,7 @@ import sysconfig
 import textwrap
 import tomllib
 
-from tools.comfy_env import REPO_ROOT
+from vmdiff_cli.comfy_env import REPO_ROOT
 
 C_LOCALE = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
 NEVER = {"opencv-python", "supervision", "pycocotools", "groundingdino-py", "segment-anything"}
@@ -77,10 +77,10 @@ HIDDEN = textwrap.dedent("""
                 raise ImportError(f"{name} is hidden by the test")
     sys.meta_path.insert(0, Hide())
     sys.path.insert(0, REPO_PATH)
-    from tools.comfy_env import boot_comfy_inprocess, load_pack
+    from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
     boot_comfy_inprocess(); load_pack()
     import folder_paths, torch
-    from tools.tiny_scorers import TINY_SCORER_NAMES as N, default_models_dir
+    from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as N, default_models_dir
     for kind in ("dinov2", "open_clip", "grounding-dino", "bert-base-uncased", "sams"):
         folder_paths.add_model_folder_path(kind, str(default_models_dir() / kind))
     from vmdiff_pack.vmdiff_comfy.scoring import clip, detection, dino, segmentation
@@ -96,7 +96,7 @@ HIDDEN = textwrap.dedent("""
 
 
 def test_pack_imports_and_scores_without_groundingdino_and_segment_anything():
-    from tools.tiny_scorers import default_models_dir, ensure_tiny_scorers
+    from vmdiff_cli.tiny_scorers import default_models_dir, ensure_tiny_scorers
 
     ensure_tiny_scorers(default_models_dir())  # written by the original packages, in another process
     done = subprocess.run([sys.executable, "-c", HIDDEN.replace("REPO_PATH", repr(str(REPO_ROOT)))], cwd=REPO_ROOT,

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 load_pack()
 import folder_paths  # noqa: E402
 
-from tools import tiny_scorers  # noqa: E402
+from vmdiff_cli import tiny_scorers  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.scoring import detection, files, segmentation  # noqa: E402
 from vmdiff_pack.vmdiff_ops import score as score_ops  # noqa: E402
 

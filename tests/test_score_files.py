@@ -7,13 +7,13 @@ import traceback
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 load_pack()
 import folder_paths  # noqa: E402
 
-from tools import tiny_scorers  # noqa: E402
+from vmdiff_cli import tiny_scorers  # noqa: E402
 from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,  # noqa: E402
                                              VMDiffLoadSAM)
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402

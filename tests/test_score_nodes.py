@@ -1,4 +1,4 @@
-"""Similarity Score nodes in-process: the four loaders on tiny scorer FILES (tools/tiny_scorers) through the same
+"""Similarity Score nodes in-process: the four loaders on tiny scorer FILES (vmdiff_cli/tiny_scorers) through the same
 code users run, the isolation modes, encode-once, safe loading and the error messages."""
 import json
 import math
@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
 pack = load_pack()
@@ -15,7 +15,7 @@ import comfy.model_management as mm  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 import folder_paths  # noqa: E402
 
-from tools import tiny_scorers  # noqa: E402
+from vmdiff_cli import tiny_scorers  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.scoring import detection, files  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
 from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,  # noqa: E402
@@ -388,7 +388,7 @@ def test_clip_vision_dinov2_is_accepted_and_other_clip_vision_refused(loaded, tm
     assert r["D1"] == pytest.approx(float(score_ops.cosine_similarity(expected, src)), abs=1e-4)
     assert "CLIP_VISION dinov2" in scorer.describe()
 
-    from tools import tiny_models
+    from vmdiff_cli import tiny_models
 
     with pytest.raises(VMDiffInputError, match="not DINOv2"):
         SimilarityScorer(tiny_models.tiny_clip_vision(), loaded["clip"], None, None, image(1), image(2), "a", "b",

@@ -1,15 +1,15 @@
 """VMDiff CLIP from ComfyUI through a real ComfyUI server: core Load CLIP Vision + Load CLIP on a full-size random
-OpenAI CLIP ViT-L-14 (tools/clip_towers VIT_L: the smallest two-tower CLIP the core loaders accept, their configs
+OpenAI CLIP ViT-L-14 (tests/support/clip_towers VIT_L: the smallest two-tower CLIP the core loaders accept, their configs
 being fixed per family) score the same T1, T2 as VMDiff Load OpenCLIP on the same weights in the OpenCLIP layout;
 a SigLIP CLIP_VISION is refused by name and the server answers the next prompt."""
 import json
 
 import pytest
 
-from tools.clip_towers import VIT_L, ensure_clip_towers, recipe_model_name
-from tools.comfy_server import ExecutionError
-from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
-from tools.tiny_models import REAL_LOADER_FILES
+from tests.support.clip_towers import VIT_L, ensure_clip_towers, recipe_model_name
+from vmdiff_cli.comfy_server import ExecutionError
+from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
+from vmdiff_cli.tiny_models import REAL_LOADER_FILES
 
 pytestmark = pytest.mark.slow
 TOL = 1e-5

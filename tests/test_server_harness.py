@@ -1,4 +1,4 @@
-"""The real-server harness (tools/comfy_server.py) on workflows of ComfyUI core nodes that load no model."""
+"""The real-server harness (vmdiff_cli/comfy_server.py) on workflows of ComfyUI core nodes that load no model."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from tools.comfy_server import ExecutionError, PromptError
+from vmdiff_cli.comfy_server import ExecutionError, PromptError
 
 pytestmark = pytest.mark.slow
 

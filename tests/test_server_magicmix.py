@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.run_workflow import apply_inputs
-from tools.workflow_convert import ui_to_api
+from vmdiff_cli.run_workflow import apply_inputs
+from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.run_workflow import apply_inputs
-from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
+from vmdiff_cli.run_workflow import apply_inputs
+from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
 
 pytestmark = pytest.mark.slow
 API = Path(__file__).resolve().parents[1] / "workflows" / "api"

@@ -1,5 +1,5 @@
 """workflows/vmdiff_manual_scored.json through a real ComfyUI server: the manual fusion on the real-loader stand-ins,
-scored by the four scorer loaders on the tiny scorer files (tools/tiny_scorers), with the breakdown shown as text."""
+scored by the four scorer loaders on the tiny scorer files (vmdiff_cli/tiny_scorers), with the breakdown shown as text."""
 import json
 import re
 from pathlib import Path
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.workflows import drop_cached_outputs, node_id, workflow_prompt
-from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
-from tools.workflow_convert import ui_to_api
+from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
+from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

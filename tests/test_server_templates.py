@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tools.build_workflows import EXAMPLE_IMAGES, EXAMPLE_LABELS
-from tools.run_workflow import apply_inputs
-from tools.tiny_scorers import TINY_SCORER_NAMES as NAMES
-from tools.workflow_convert import ui_to_api
+from scripts.build_workflows import EXAMPLE_IMAGES, EXAMPLE_LABELS
+from vmdiff_cli.run_workflow import apply_inputs
+from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
+from vmdiff_cli.workflow_convert import ui_to_api
 from vmdiff_comfy.example_inputs import EXAMPLE_INPUTS, install_example_inputs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.comfy_server import PromptError
+from vmdiff_cli.comfy_server import PromptError
 from tests.support.workflows import drop_cached_outputs, node_id, workflow_prompt
-from tools.workflow_convert import ui_to_api
+from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

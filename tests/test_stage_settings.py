@@ -4,10 +4,10 @@ sampling patch is not used."""
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess
+from vmdiff_cli.comfy_env import boot_comfy_inprocess
 
 boot_comfy_inprocess()
-from tools import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models  # noqa: E402
 
 from comfy_extras.nodes_model_advanced import ModelSamplingFlux  # noqa: E402
 from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune  # noqa: E402

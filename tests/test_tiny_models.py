@@ -1,4 +1,4 @@
-"""tools/tiny_models: the random-weight stand-ins run through ComfyUI's real code paths and loaders."""
+"""vmdiff_cli/tiny_models: the random-weight stand-ins run through ComfyUI's real code paths and loaders."""
 import copy
 import importlib.util
 import os
@@ -7,8 +7,9 @@ import time
 import pytest
 import torch
 
-from tools.comfy_env import boot_comfy_inprocess, comfy_path
-from tools import tiny_models
+from vmdiff_cli.comfy_env import boot_comfy_inprocess, comfy_path
+from vmdiff_cli import tiny_models
+from vmdiff_cli.comfy_server import write_extra_model_paths_yaml
 
 boot_comfy_inprocess()
 
@@ -152,7 +153,7 @@ def test_tiny_vae_decode_encode():
 
 def test_extra_model_paths_yaml_is_read_by_comfyui(tmp_path, monkeypatch):
     custom_nodes = tmp_path / "custom_nodes"
-    yaml_path = tiny_models.write_extra_model_paths_yaml(tmp_path / "models", tmp_path / "extra.yaml", [custom_nodes])
+    yaml_path = write_extra_model_paths_yaml(tmp_path / "models", tmp_path / "extra.yaml", [custom_nodes])
     # ComfyUI's own reader (loaded by path: nodes.py puts comfy/ first on sys.path, shadowing the `utils` package)
     spec = importlib.util.spec_from_file_location("_comfy_extra_config", comfy_path() / "utils" / "extra_config.py")
     extra_config = importlib.util.module_from_spec(spec)

@@ -1,4 +1,4 @@
-"""UI-format → API-format conversion (tools/workflow_convert.py), checked against a live server's /object_info."""
+"""UI-format → API-format conversion (vmdiff_cli/workflow_convert.py), checked against a live server's /object_info."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tools.workflow_convert import ui_to_api, widget_slots
+from vmdiff_cli.workflow_convert import ui_to_api, widget_slots
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def test_cli_matches_function(comfy_server, object_info, tmp_path):
     expected = ui_to_api(json.loads(CORE_UI.read_text()), object_info)
     for source in (["--object-info", str(oi_path)], ["--server", comfy_server.url]):
         out = tmp_path / "api.json"
-        subprocess.run([sys.executable, str(REPO / "tools" / "workflow_convert.py"), str(CORE_UI), *source,
+        subprocess.run([sys.executable, str(REPO / "vmdiff_cli" / "workflow_convert.py"), str(CORE_UI), *source,
                         "-o", str(out)], check=True, timeout=120)
         assert json.loads(out.read_text()) == expected
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tools.run_workflow import apply_inputs
-from tools.workflow_convert import ui_to_api
+from vmdiff_cli.run_workflow import apply_inputs
+from vmdiff_cli.workflow_convert import ui_to_api
 
-from tools.comfy_env import REPO_ROOT
+from vmdiff_cli.comfy_env import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / "workflows"
 

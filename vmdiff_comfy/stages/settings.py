@@ -1,5 +1,5 @@
 """One declaration per stage setting: its default, range, tooltip and the spec's symbol. Every node's widgets, its
-``validate_inputs``, the defaults of its ``execute`` and tools/build_workflows.py's widget values come from here.
+``validate_inputs``, the defaults of its ``execute`` and scripts/build_workflows.py's widget values come from here.
 
 Parity and option knobs (``optional=True``) are optional inputs whose defaults are the reference code's, so an API
 prompt written before a knob existed still runs (issue 13 item 3)."""

@@ -8,21 +8,8 @@ flux_text.py: a Flux-shaped text CONDITIONING from a CLIP-L-only one (the stand-
 from comfy_api.latest import ComfyExtension, io
 
 from .flux_text import NODES as FLUX_TEXT_NODES
+from .scorers import ForcedScorer
 from .tiny_loaders import NODES as TINY_NODES
-
-
-class ForcedScorer:
-    def __init__(self, scores):
-        self.scores, self.calls = scores, 0
-
-    def score(self, images):
-        out = []
-        for _ in range(images.shape[0]):
-            s = self.scores[self.calls % len(self.scores)]
-            self.calls += 1
-            out.append({"score": s, "D1": 0.5, "D2": 0.4, "T1": 0.3, "T2": 0.3,
-                        "n1": (0.3 - 0.15) / 0.3, "n2": (0.3 - 0.15) / 0.3})
-        return out
 
 
 class VMDiffTestForcedScorer(io.ComfyNode):

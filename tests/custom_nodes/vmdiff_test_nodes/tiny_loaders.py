@@ -1,4 +1,4 @@
-"""Test-only loaders that return ComfyUI's REAL classes built tiny in-process (tools/tiny_models), so the pack's nodes
+"""Test-only loaders that return ComfyUI's REAL classes built tiny in-process (vmdiff_cli/tiny_models), so the pack's nodes
 and shipped workflows run through a real server in milliseconds per model call; plus small probes for the
 reliability suite (bad images, a NaN latent, slow/counted model calls).
 
@@ -22,10 +22,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _tiny_models():
-    """tools/tiny_models.py of this repository, imported by path (the server's sys.path does not hold the repo)."""
+    """vmdiff_cli/tiny_models.py of this repository, imported by path (the server's sys.path does not hold the repo)."""
     name = "vmdiff_test_tiny_models"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "tiny_models.py")
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "vmdiff_cli" / "tiny_models.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

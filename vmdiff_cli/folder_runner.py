@@ -1,10 +1,10 @@
 """Fuse every ordered pair of a folder of object images through ComfyUI servers
 (the reference's ``run.py --input_dir``).
 
-    python tools/folder_runner.py objects/ --tiny                                  # own server, stand-in models
-    python tools/folder_runner.py objects/ --models-dir ~/ComfyUI/models --out fused/
-    python tools/folder_runner.py objects/ --server http://gpu0:8188 --server http://gpu1:8188   # share the pairs
-    python tools/folder_runner.py objects/ --models-dir ~/ComfyUI/models --ray          # one actor per GPU (Ray)
+    python -m vmdiff_cli.folder_runner objects/ --tiny                                  # own server, stand-in models
+    python -m vmdiff_cli.folder_runner objects/ --models-dir ~/ComfyUI/models --out fused/
+    python -m vmdiff_cli.folder_runner objects/ --server http://gpu0:8188 --server http://gpu1:8188   # share the pairs
+    python -m vmdiff_cli.folder_runner objects/ --models-dir ~/ComfyUI/models --ray          # one actor per GPU (Ray)
 
 The file names are the labels (``owl.png`` → "owl"; ``--labels sanitize`` applies the reference's sanitize_name:
 '2' → space, '1' deleted). Each ordered pair (i, j), i ≠ j, runs the workflow of ``--method`` (``vmdiff``: the
@@ -48,9 +48,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tools.comfy_server import ComfyClient, ComfyServer, stop_on_signals  # noqa: E402
-from tools.run_workflow import DEFAULT_WORKFLOW, apply_inputs  # noqa: E402
-from tools.workflow_convert import as_api  # noqa: E402
+from vmdiff_cli.comfy_server import ComfyClient, ComfyServer, stop_on_signals, upload_name  # noqa: E402
+from vmdiff_cli.folder_ray import require_ray, run_on_ray  # noqa: E402
+from vmdiff_cli.run_workflow import DEFAULT_WORKFLOW, apply_inputs  # noqa: E402
+from vmdiff_cli.workflow_convert import as_api  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # widget values that name a fused image's parameters in a workflow without Auto-Tune: (class, input) -> column
@@ -178,12 +179,6 @@ def widget_params(api: dict) -> dict:
     return out
 
 
-def upload_name(path: Path) -> str:
-    """The input-folder name of an object image: its content's hash, so two runs on one server whose folders share
-    file names never swap pictures (equal names mean equal bytes)."""
-    return f"vmdiff_folder_{hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]}{Path(path).suffix.lower()}"
-
-
 @dataclass
 class Prepared:
     """A workflow in API format for one server, with its probes: every pair's prompt is a copy of it."""
@@ -250,6 +245,11 @@ class FolderRun:
 
     A pair is done when its record (written last) is one the runner wrote, names this pair and these files, and
     every image it lists is there; anything else is run again (a resume re-runs exactly what is missing)."""
+
+    #: how each worker prepares the workflow for its server and fuses one pair on it (the Ray actors of
+    #: folder_ray.py are handed these, so that module needs no import of this one)
+    prepare_workflow = staticmethod(prepare_workflow)
+    fuse_pair = staticmethod(fuse_pair)
 
     def __init__(self, objects: list[dict], out: Path, workflow: dict, sets: list[str] = (),
                  overrides: dict | None = None, timeout: float = 3600, log=print, workflow_name: str = ""):
@@ -493,15 +493,13 @@ def main(argv=None) -> int:
     if args.server and args.ray:
         ap.error("--ray starts its own servers (one per actor): drop --server")
     if args.ray:
-        from tools.folder_ray import require_ray
-
         require_ray()
     objects = find_objects(args.input_dir, args.labels)
     workflow_path = args.workflow or METHOD_WORKFLOWS[args.method]
     workflow = json.loads(workflow_path.read_text())
     overrides = dict(SMALL_OVERRIDES) if args.small or args.tiny else None
-    if args.tiny:  # the stand-in scorer files have their own names (tools/tiny_scorers.py)
-        from tools.tiny_scorers import TINY_SCORER_NAMES as names
+    if args.tiny:  # the stand-in scorer files have their own names (vmdiff_cli/tiny_scorers.py)
+        from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as names
 
         overrides.update({
             "VMDiffLoadDINOv2": {"dinov2": names["dinov2"]},
@@ -518,14 +516,12 @@ def main(argv=None) -> int:
         return run.report()
     models_dir = args.models_dir
     if args.tiny and not args.server:
-        from tools.tiny_models import write_real_loader_models_in_child
+        from vmdiff_cli.tiny_models import write_real_loader_models_in_child
 
         models_dir = write_real_loader_models_in_child(scorers=True)
     if args.server:
         run.run(args.server)
     elif args.ray:
-        from tools.folder_ray import run_on_ray
-
         summary = run_on_ray(run, None if args.ray == "local" else args.ray, args.actors, models_dir,
                              args.custom_nodes, server_args(objects), args.retries)
         print(f"[folder_runner] Ray: {summary['actors']} actor(s), {summary['retried']} retried, "

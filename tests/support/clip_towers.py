@@ -26,12 +26,11 @@ Two recipes:
                                                                  the real-server test
 =================  ============================================  ======================================================
 
-CLI: ``python -m tools.clip_towers [--out DIR] [--recipe tiny_clip_g|vit_l]``.
+CLI: ``python -m tests.support.clip_towers [--out DIR] [--recipe tiny_clip_g|vit_l]``.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from tools.tiny_models import REPO_ROOT, _generator, default_tiny_models_dir, ensure_comfy
+from vmdiff_cli.tiny_models import REPO_ROOT, _generator, default_tiny_models_dir, ensure_comfy, source_digest  # noqa: F401
 
 TINY_CLIP_G = {
     "name": "vmdiff-tiny-clip-g",
@@ -106,12 +105,11 @@ def open_clip_to_comfy(sd: dict) -> tuple[dict, dict]:
     return clone(vision), clone(text)
 
 
-def recipe_hash(recipe: dict, seed: int) -> str:
+def towers_recipe_hash(recipe: dict, seed: int) -> str:
     import importlib.metadata
 
-    text = Path(__file__).read_bytes() + json.dumps([recipe, seed, importlib.metadata.version("open_clip_torch"),
-                                                     importlib.metadata.version("torch")]).encode()
-    return hashlib.sha256(text).hexdigest()[:16]
+    versions = [importlib.metadata.version("open_clip_torch"), importlib.metadata.version("torch")]
+    return source_digest(Path(__file__).read_bytes(), json.dumps([recipe, seed, *versions]))
 
 
 def write_clip_towers(models_dir: Path | None = None, recipe: dict = TINY_CLIP_G, seed: int = 0,
@@ -122,7 +120,7 @@ def write_clip_towers(models_dir: Path | None = None, recipe: dict = TINY_CLIP_G
 
     models_dir = Path(models_dir or default_tiny_models_dir())
     paths = {folder: models_dir / folder / name for folder, name in tower_files(recipe).items()}
-    marker = models_dir / f".clip-towers-{recipe['name']}-{recipe_hash(recipe, seed)}"
+    marker = models_dir / f".clip-towers-{recipe['name']}-{towers_recipe_hash(recipe, seed)}"
     if marker.is_file() and all(p.is_file() for p in paths.values()):
         return paths
     start = time.perf_counter()
@@ -157,7 +155,7 @@ def ensure_clip_towers(models_dir: Path | None = None, recipe_name: str = "tiny_
     import subprocess
 
     models_dir = Path(models_dir or default_tiny_models_dir())
-    subprocess.run([sys.executable, "-m", "tools.clip_towers", "--out", str(models_dir), "--recipe", recipe_name,
+    subprocess.run([sys.executable, "-m", "tests.support.clip_towers", "--out", str(models_dir), "--recipe", recipe_name,
                     "--seed", str(seed)], cwd=REPO_ROOT, check=True, capture_output=True)
     return {folder: models_dir / folder / name for folder, name in tower_files(RECIPES[recipe_name]).items()}
 

@@ -16,7 +16,7 @@ B. Real-loader files (``write_real_loader_models``): the smallest safetensors fi
 Weights: biases 0, norm weights/scales 1, embeddings randn*0.02, every other weight randn/sqrt(fan_in)
 (about 0.02 at FLUX.1's width), so activations stay finite in fp32 and outputs depend on their inputs.
 
-CLI: ``python -m tools.tiny_models --out DIR [--yaml extra_model_paths.yaml]``.
+CLI: ``python -m vmdiff_cli.tiny_models --out DIR [--yaml extra_model_paths.yaml]``.
 """
 from __future__ import annotations
 
@@ -81,12 +81,10 @@ CONSTANT_PARAMS = {"vae_scale": 0.3611, "vae_shift": 0.1159, "taesd_decoder.19.b
 
 
 def ensure_comfy() -> None:
-    """Make ``comfy`` importable on the CPU (tools.comfy_env), unless this process already runs ComfyUI."""
+    """Make ``comfy`` importable on the CPU (vmdiff_cli.comfy_env), unless this process already runs ComfyUI."""
     if "comfy.model_management" in sys.modules:
         return
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from tools.comfy_env import boot_comfy_inprocess
+    from vmdiff_cli.comfy_env import boot_comfy_inprocess
 
     boot_comfy_inprocess()
 
@@ -314,24 +312,27 @@ def _comfyui_version() -> str:
     if "comfy" in sys.modules:
         root = Path(sys.modules["comfy"].__path__[0]).parent
     else:
-        if str(REPO_ROOT) not in sys.path:
-            sys.path.insert(0, str(REPO_ROOT))
-        from tools.comfy_env import comfy_path
+        from vmdiff_cli.comfy_env import comfy_path
 
         root = comfy_path()
     match = re.search(r"__version__\s*=\s*[\"']([^\"']+)", (root / "comfyui_version.py").read_text())
     return match.group(1) if match else "unknown"
 
 
-def recipe_hash(seed: int = 0) -> str:
-    """Hash of the generator's source (the functions and constants that shape the files), the ComfyUI version and
-    the seed; names the cache marker. Editing anything else in this module keeps the cache."""
-    recipe = [_generator, _init_value, _random_tensors, _random_state_dict, _real_loader_recipes,
-              write_real_loader_models]
-    text = "".join(inspect.getsource(f) for f in recipe)
-    text += repr((REAL_LOADER_FILES, REAL_FLUX_CONFIG, REAL_SD15_UNET_CONFIG, CONSTANT_PARAMS, _comfyui_version(),
-                  seed))
+def source_digest(*parts) -> str:
+    """16 hex digits naming a stand-in recipe (the cache markers of tiny_models, tiny_scorers and the test CLIP towers):
+    functions and classes count by their source, bytes as they are, anything else by its repr."""
+    text = "".join(inspect.getsource(p) if inspect.isfunction(p) or inspect.isclass(p)
+                   else p.decode() if isinstance(p, bytes) else p if isinstance(p, str) else repr(p) for p in parts)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def recipe_hash(seed: int = 0) -> str:
+    """The real-loader files' recipe: the generator's source (the functions and constants that shape the files), the
+    ComfyUI version and the seed. Editing anything else in this module keeps the cache."""
+    return source_digest(_generator, _init_value, _random_tensors, _random_state_dict, _real_loader_recipes,
+                       write_real_loader_models, (REAL_LOADER_FILES, REAL_FLUX_CONFIG, REAL_SD15_UNET_CONFIG,
+                                                  CONSTANT_PARAMS, _comfyui_version(), seed))
 
 
 def write_real_loader_models(models_dir: Path | None = None, seed: int = 0, verbose: bool = False) -> dict[str, Path]:
@@ -376,32 +377,14 @@ def write_real_loader_models(models_dir: Path | None = None, seed: int = 0, verb
 
 def write_real_loader_models_in_child(scorers: bool = False, verbose: bool = False) -> Path:
     """``write_real_loader_models`` into ``default_tiny_models_dir()`` (with ``scorers`` also the scorer stand-ins of
-    tools/tiny_scorers.py) in a child process: it imports ComfyUI in-process, and its memory is returned before a
+    vmdiff_cli/tiny_scorers.py) in a child process: it imports ComfyUI in-process, and its memory is returned before a
     server starts. Returns the folder."""
-    code = ("from tools.tiny_models import default_tiny_models_dir as d, write_real_loader_models as w; "
+    code = ("from vmdiff_cli.tiny_models import default_tiny_models_dir as d, write_real_loader_models as w; "
             f"w(d(), verbose={verbose})")
     if scorers:
-        code += "; from tools.tiny_scorers import ensure_tiny_scorers as s; s(d())"
+        code += "; from vmdiff_cli.tiny_scorers import ensure_tiny_scorers as s; s(d())"
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
     return Path(default_tiny_models_dir())
-
-
-def write_extra_model_paths_yaml(models_dir: Path, yaml_path: Path, custom_nodes_dirs=()) -> Path:
-    """Write an ``--extra-model-paths-config`` YAML pointing ComfyUI's server at ``models_dir`` (is_default),
-    optionally also loading custom node folders (see ComfyUI's utils/extra_config.py)."""
-    import yaml
-
-    models_dir = Path(models_dir).resolve()
-    section = {"base_path": str(models_dir), "is_default": True}
-    for kind in REAL_LOADER_FILES:
-        section[kind] = kind
-    section["clip"] = "text_encoders"  # legacy name, same folder
-    if custom_nodes_dirs:
-        section["custom_nodes"] = "\n".join(str(Path(d).resolve()) for d in custom_nodes_dirs)
-    yaml_path = Path(yaml_path)
-    yaml_path.parent.mkdir(parents=True, exist_ok=True)
-    yaml_path.write_text(yaml.safe_dump({"vmdiff_tiny_models": section}, sort_keys=False))
-    return yaml_path
 
 
 def main(argv=None) -> int:
@@ -416,6 +399,8 @@ def main(argv=None) -> int:
     for kind, path in paths.items():
         print(f"{kind:17s} {path}  ({path.stat().st_size / 2**20:.1f} MiB)")
     if args.yaml:
+        from vmdiff_cli.comfy_server import write_extra_model_paths_yaml
+
         print("yaml", write_extra_model_paths_yaml(args.out or default_tiny_models_dir(), args.yaml, args.custom_nodes))
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0

@@ -1,8 +1,8 @@
 """Writes the pack's example workflows (UI format, what ComfyUI's "Open" loads) from one compact description.
 
-Run after changing a node's inputs: ``python tools/build_workflows.py``. The node definitions (input order, which
+Run after changing a node's inputs: ``python -m scripts.build_workflows``. The node definitions (input order, which
 inputs are widgets, output types) are read from the real node classes, in-process. The API twins in
-``workflows/api/`` are then made from the UI files by ``tools/workflow_convert.py`` with the object_info of a real
+``workflows/api/`` are then made from the UI files by ``vmdiff_cli/workflow_convert.py`` with the object_info of a real
 ComfyUI server it starts (a test keeps both in sync).
 """
 from __future__ import annotations
@@ -220,35 +220,9 @@ THREE_OBJECTS.update({
     "save": ("SaveImage", 7, 0, {"images": ("@", "decode", 0), "filename_prefix": "vmdiff_three_objects"}, None),
 })
 
-# The model file each loader widget names -> (ComfyUI model folder, download URL), written into the loader node's
-# properties.models in the format of ComfyUI's own Flux Redux template ({"name", "url", "directory"}), so the
-# frontend's "Missing Models" dialog offers the download. That dialog takes only .safetensors/.sft files from
-# huggingface.co or civitai.com: HF-format folders (dinov2, bert-base-uncased) and .pth checkpoints (GroundingDINO,
-# SAM) are listed in the README instead.
-MODEL_DOWNLOADS = {
-    "flux1-krea-dev.safetensors": (
-        "diffusion_models",
-        "https://huggingface.co/black-forest-labs/FLUX.1-Krea-dev/resolve/main/flux1-krea-dev.safetensors"),
-    "clip_l.safetensors": (
-        "text_encoders", "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"),
-    "t5xxl_fp16.safetensors": (
-        "text_encoders",
-        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors"),
-    "sigclip_vision_patch14_384.safetensors": (
-        "clip_vision",
-        "https://huggingface.co/Comfy-Org/sigclip_vision_384/resolve/main/sigclip_vision_patch14_384.safetensors"),
-    "flux1-redux-dev.safetensors": (
-        "style_models", "https://huggingface.co/Comfy-Org/Flux1-Redux-Dev/resolve/main/flux1-redux-dev.safetensors"),
-    "ae.safetensors": (
-        "vae",
-        "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors"),
-    "v1-5-pruned-emaonly-fp16.safetensors": (
-        "checkpoints", "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
-                       "v1-5-pruned-emaonly-fp16.safetensors"),
-    "open_clip_model.safetensors": (
-        "open_clip",
-        "https://huggingface.co/laion/CLIP-ViT-bigG-14-laion2B-39B-b160k/resolve/main/open_clip_model.safetensors"),
-}
+# The model file each loader widget names -> (ComfyUI model folder, download URL): vmdiff_cli/model_downloads.py
+# (the CLI checks a models folder against the same list).
+from vmdiff_cli.model_downloads import MODEL_DOWNLOADS  # noqa: E402
 
 
 def model_properties(values: dict) -> list[dict]:
@@ -264,7 +238,7 @@ IMAGE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "VMDiffSaveImage"}  # t
 
 def node_height(node: dict) -> int:
     """At least the height the frontend gives a node: litegraph draws 20 px per socket row and ~26 px per widget,
-    the Vue node renderer up to ~30 px per widget (measured by tools/frontend_check.py; the test checks overlaps)."""
+    the Vue node renderer up to ~30 px per widget (measured by scripts/frontend_check.py; the test checks overlaps)."""
     sockets = max(len([i for i in node["inputs"] if "widget" not in i]), len(node["outputs"]))
     height = 30 + 20 * sockets + 30 * sum(1 for v in node["widgets_values"] if v not in ("fixed", "image"))
     return max(160, height + (260 if node["type"] in IMAGE_NODES else 0))
@@ -282,8 +256,7 @@ def stack_columns(ui_nodes: list[dict], gap: int = 50) -> None:
 
 
 def node_definitions() -> dict:
-    sys.path.insert(0, str(REPO_ROOT))
-    from tools.comfy_env import boot_comfy_inprocess, load_pack
+    from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
     boot_comfy_inprocess()
     load_pack()
@@ -408,8 +381,8 @@ GRAPHS.update(vmdiff_regional=REGIONAL)
 
 def write_api_twins(names) -> None:
     """The API form of each UI workflow, converted with the object_info of a real (model-less) ComfyUI server."""
-    from tools.comfy_server import ComfyServer
-    from tools.workflow_convert import ui_to_api
+    from vmdiff_cli.comfy_server import ComfyServer
+    from vmdiff_cli.workflow_convert import ui_to_api
 
     with ComfyServer(None) as server:
         info = server.object_info()

@@ -16,8 +16,8 @@ PACK_MODULE_NAME = "vmdiff_pack"
 
 
 def comfy_path() -> Path:
-    """$COMFYUI_PATH, else ../shared/ComfyUI, else .cache/ComfyUI (one rule, tools/comfy_server.find_comfyui)."""
-    from tools.comfy_server import find_comfyui
+    """$COMFYUI_PATH, else ../shared/ComfyUI, else .cache/ComfyUI (one rule, vmdiff_cli/comfy_server.find_comfyui)."""
+    from vmdiff_cli.comfy_server import find_comfyui
 
     return find_comfyui()
 

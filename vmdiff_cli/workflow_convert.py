@@ -17,7 +17,7 @@ frontend does for plain graphs, using /object_info to know each node class's inp
 
 Not handled: subgraphs, group nodes, dynamic (autogrow) inputs.
 
-CLI: ``python tools/workflow_convert.py workflow.json [--server URL | --object-info oi.json] [-o api.json]``
+CLI: ``python -m vmdiff_cli.workflow_convert workflow.json [--server URL | --object-info oi.json] [-o api.json]``
 """
 from __future__ import annotations
 

@@ -30,14 +30,13 @@ The original-format files are written with groundingdino-py and segment-anything
 requirements.txt): the pack maps them onto transformers, and tests/test_score_equivalence.py compares the two.
 
 Generated once per recipe (hash of this file and the library versions) into ``<repo>/.cache/tiny_models`` (or a
-given folder), beside tools/tiny_models.py's files, never committed.
+given folder), beside vmdiff_cli/tiny_models.py's files, never committed.
 
-CLI: ``python -m tools.tiny_scorers [--out DIR]``.
+CLI: ``python -m vmdiff_cli.tiny_scorers [--out DIR]``.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import sys
@@ -46,8 +45,8 @@ from pathlib import Path
 
 import torch
 
-from tools.tiny_models import REPO_ROOT, _generator, ensure_comfy
-from tools.tiny_models import default_tiny_models_dir as default_models_dir
+from vmdiff_cli.tiny_models import REPO_ROOT, _generator, ensure_comfy, source_digest
+from vmdiff_cli.tiny_models import default_tiny_models_dir as default_models_dir
 
 #: what the loader nodes are given for the tiny files (widget name -> value)
 TINY_SCORER_NAMES = {
@@ -105,7 +104,7 @@ def scoring_modules():
     """The pack's vmdiff_comfy.scoring detection and segmentation modules (imports ComfyUI, booted on the CPU if this
     process has not)."""
     ensure_comfy()
-    from tools.comfy_env import load_pack
+    from vmdiff_cli.comfy_env import load_pack
 
     load_pack()
     from vmdiff_pack.vmdiff_comfy.scoring import detection, segmentation
@@ -192,15 +191,14 @@ def build_original_sam(config: dict):
     ).eval()
 
 
-def recipe_hash(seed: int) -> str:
+def scorers_recipe_hash(seed: int) -> str:
     versions = [importlib.metadata.version(p) for p in
                 ("torch", "transformers", "open_clip_torch", "groundingdino-py", "segment-anything", "safetensors")]
-    text = Path(__file__).read_bytes() + f"|{versions}|seed {seed}".encode()
-    return hashlib.sha256(text).hexdigest()[:16]
+    return source_digest(Path(__file__).read_bytes(), f"|{versions}|seed {seed}")
 
 
 def _seeded(seed: int, name: str):
-    """Seed torch's global RNG from (seed, name), as tools.tiny_models seeds its generators."""
+    """Seed torch's global RNG from (seed, name), as vmdiff_cli.tiny_models seeds its generators."""
     torch.manual_seed(_generator(seed, name).initial_seed())
 
 
@@ -278,7 +276,7 @@ def write_sam_hf(folder: Path) -> None:
 def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: bool = False) -> dict[str, str]:
     """Write (or reuse) the tiny scorer files under ``models_dir/<folder>/``; returns TINY_SCORER_NAMES."""
     models_dir = Path(models_dir or default_models_dir())
-    marker = models_dir / f".scorers-recipe-{recipe_hash(seed)}"
+    marker = models_dir / f".scorers-recipe-{scorers_recipe_hash(seed)}"
     if marker.is_file():
         return dict(TINY_SCORER_NAMES)
     folders = {name: models_dir / name
@@ -315,11 +313,11 @@ def ensure_tiny_scorers(models_dir: Path | None = None, seed: int = 0) -> dict[s
     import subprocess
 
     models_dir = Path(models_dir or default_models_dir())
-    if not (models_dir / f".scorers-recipe-{recipe_hash(seed)}").is_file():
-        done = subprocess.run([sys.executable, "-m", "tools.tiny_scorers", "--out", str(models_dir), "--seed",
+    if not (models_dir / f".scorers-recipe-{scorers_recipe_hash(seed)}").is_file():
+        done = subprocess.run([sys.executable, "-m", "vmdiff_cli.tiny_scorers", "--out", str(models_dir), "--seed",
                                str(seed)], cwd=REPO_ROOT, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"tools.tiny_scorers failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            raise RuntimeError(f"vmdiff_cli.tiny_scorers failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return dict(TINY_SCORER_NAMES)
 
 

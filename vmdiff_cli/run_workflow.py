@@ -1,11 +1,11 @@
 """Run the VMDiff workflow (or any UI/API-format workflow) end to end on a real ComfyUI server.
 
-    .venv/bin/python tools/run_workflow.py --tiny              # random-weight stand-in models, the shipped photos
-    .venv/bin/python tools/run_workflow.py --models-dir ~/ComfyUI/models --image1 cat.png --label1 cat \\
+    .venv/bin/python -m vmdiff_cli.run_workflow --tiny              # random-weight stand-in models, the shipped photos
+    .venv/bin/python -m vmdiff_cli.run_workflow --models-dir ~/ComfyUI/models --image1 cat.png --label1 cat \\
         --image2 teapot.png --label2 teapot
-    .venv/bin/python tools/run_workflow.py --server http://127.0.0.1:8188 --image1 a.png --label1 owl ...
+    .venv/bin/python -m vmdiff_cli.run_workflow --server http://127.0.0.1:8188 --image1 a.png --label1 owl ...
 
-Without --server it starts its own headless ComfyUI (tools/comfy_server.py) with this pack installed, writing its
+Without --server it starts its own headless ComfyUI (vmdiff_cli/comfy_server.py) with this pack installed, writing its
 results straight into --out with ComfyUI's own file counter (a run never overwrites an earlier result) and keeping
 ComfyUI's log there. Everything that can be checked before the server starts is: the image files, the models folder
 and the model files the workflow's loaders name. An image you give replaces the workflow's image of that number and
@@ -14,7 +14,6 @@ needs its label (--imageN with --labelN); without images the workflow's own (the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -26,8 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tools.comfy_server import ComfyClient, ComfyServer, ExecutionError, PromptError, stop_on_signals  # noqa: E402
-from tools.workflow_convert import as_api  # noqa: E402
+from vmdiff_cli.comfy_server import (ComfyClient, ComfyServer, ExecutionError, PromptError,  # noqa: E402
+                                     stop_on_signals, upload_name)  # noqa: E402
+from vmdiff_cli.workflow_convert import as_api  # noqa: E402
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "vmdiff_manual.json"
 # --tiny is a smoke run on random weights at FLUX.1's full width on the CPU: keep it small (--set still wins).
@@ -124,8 +124,8 @@ def _node_types(workflow: dict) -> set[str]:
 
 def missing_models(workflow: dict, models_dir: Path) -> list[str]:
     """'folder/file (download: url)' for each model file the workflow's loaders name that models_dir lacks (the
-    files listed in tools/build_workflows.MODEL_DOWNLOADS; a file found anywhere below its folder counts)."""
-    from tools.build_workflows import MODEL_DOWNLOADS
+    files listed in vmdiff_cli/model_downloads.MODEL_DOWNLOADS; a file found anywhere below its folder counts)."""
+    from vmdiff_cli.model_downloads import MODEL_DOWNLOADS
 
     missing = []
     for name in sorted(_strings(workflow) & set(MODEL_DOWNLOADS)):
@@ -159,7 +159,7 @@ def check_args(args, workflow: dict) -> None:
                              f"image {i}; add --image{i} PATH (the picture of a {label})")
     if args.server:
         return
-    from tools.build_workflows import MODEL_DOWNLOADS
+    from vmdiff_cli.model_downloads import MODEL_DOWNLOADS
 
     needs_models = _strings(workflow) & set(MODEL_DOWNLOADS) or any(
         "Load" in t and t != "LoadImage" for t in _node_types(workflow))
@@ -177,11 +177,6 @@ def check_args(args, workflow: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- running
-
-def upload_name(path: Path) -> str:
-    """Uploads are named by content: two runs on one server never swap each other's pictures."""
-    return f"vmdiff_upload_{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}{path.suffix.lower() or '.png'}"
-
 
 def unique_path(path: Path) -> Path:
     """path, or path with _2, _3 ... before the suffix: never a file that already exists."""
@@ -219,11 +214,11 @@ def run(args, client: ComfyClient, local_output: Path | None = None) -> list[Pat
 
 
 def write_tiny_models() -> Path:
-    """The stand-in model files (tools/tiny_models.py, cached in .cache/tiny_models), written in a child process;
+    """The stand-in model files (vmdiff_cli/tiny_models.py, cached in .cache/tiny_models), written in a child process;
     its ComfyUI import noise is kept out of the way unless it fails."""
-    from tools.tiny_models import default_tiny_models_dir
+    from vmdiff_cli.tiny_models import default_tiny_models_dir
 
-    code = "from tools.tiny_models import default_tiny_models_dir as d, write_real_loader_models as w; w(d())"
+    code = "from vmdiff_cli.tiny_models import default_tiny_models_dir as d, write_real_loader_models as w; w(d())"
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     if res.returncode:
         sys.stderr.write(res.stdout + res.stderr)
@@ -236,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the VMDiff workflow on a real ComfyUI server (its own, or --server).",
         formatter_class=type("Formatter", (argparse.RawDescriptionHelpFormatter,
                                            argparse.ArgumentDefaultsHelpFormatter), {}),
-        epilog="Examples:\n  .venv/bin/python tools/run_workflow.py --tiny\n"
-               "  .venv/bin/python tools/run_workflow.py --models-dir ~/ComfyUI/models "
+        epilog="Examples:\n  .venv/bin/python -m vmdiff_cli.run_workflow --tiny\n"
+               "  .venv/bin/python -m vmdiff_cli.run_workflow --models-dir ~/ComfyUI/models "
                "--image1 cat.png --label1 cat --image2 teapot.png --label2 teapot")
     ap.add_argument("--tiny", action="store_true",
                     help="use generated random-weight stand-in models (a smoke run; 64x64, 4 steps)")

@@ -8,12 +8,12 @@ models that the frontend would show in its dialogs are read back, with every con
 failed request of the page, and the nodes' on-screen boxes (litegraph canvas or Vue node renderer) for overlaps.
 Playwright drives the system Chromium (Debian's ``chromium``; scripts/install_chromium.sh): no browser download.
 
-    .venv/bin/python tools/frontend_check.py workflows/*.json             # starts its own model-less server
-    .venv/bin/python tools/frontend_check.py --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
+    .venv/bin/python -m scripts.frontend_check workflows/*.json             # starts its own model-less server
+    .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
         --screenshot docs/vmdiff_manual_graph_vue.png
-    .venv/bin/python tools/frontend_check.py --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
+    .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
         --missing-models docs/missing_models_vue.png
-    .venv/bin/python tools/frontend_check.py --thumbnails                  # rewrites workflows/<name>.jpg
+    .venv/bin/python -m scripts.frontend_check --thumbnails                  # rewrites workflows/<name>.jpg
 """
 from __future__ import annotations
 
@@ -28,14 +28,12 @@ from contextlib import nullcontext
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic"]
 #: the newest comfyui-frontend-package checked here (ComfyUI 0.8.0 pins 1.35.9); a test-only download into .cache/
 LATEST_FRONTEND = "1.58.1"
-PACK = "comfyui-vmdiff"  # the folder name the pack is installed under (tools/comfy_server.PACK_DIR_NAME)
+PACK = "comfyui-vmdiff"  # the folder name the pack is installed under (vmdiff_cli/comfy_server.PACK_DIR_NAME)
 
 
 def find_chromium() -> str:
@@ -209,7 +207,7 @@ def is_offline_noise(problem: str) -> bool:
     that may not reach the internet (--disable-api-nodes sets connect-src 'self') or an offline machine refuses;
     the same for the frontend's look-ups of node packs in the Comfy Registry (api.comfy.org).
     (The answers of one workflow may arrive while the next one loads: any model URL of the pack counts.)"""
-    from tools.build_workflows import MODEL_DOWNLOADS
+    from vmdiff_cli.model_downloads import MODEL_DOWNLOADS
 
     asks_internet = any(url in problem for _, url in MODEL_DOWNLOADS.values()) or "https://api.comfy.org/" in problem
     return asks_internet and ("Content Security Policy" in problem or "ERR_" in problem or " csp" in problem)
@@ -390,7 +388,7 @@ def write_thumbnail(browser: Browser, path: Path, width: int = 640) -> Path:
 
 
 def main(argv=None) -> int:
-    from tools.comfy_server import ComfyClient, ComfyServer
+    from vmdiff_cli.comfy_server import ComfyClient, ComfyServer
 
     ap = argparse.ArgumentParser(description="Open workflows in ComfyUI's real frontend (headless Chromium).",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)

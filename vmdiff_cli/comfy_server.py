@@ -8,7 +8,7 @@ symlinked into ``custom_nodes/comfyui-vmdiff`` and model folders taken from ``mo
         entry = srv.run(api_prompt)
         print(srv.output_images(entry))
 
-Used by the tests (tests/conftest.py) and by ``tools/run_workflow.py``.
+Used by the tests (tests/conftest.py) and by ``vmdiff_cli/run_workflow.py``.
 """
 from __future__ import annotations
 
@@ -49,14 +49,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_extra_model_paths_yaml(models_dir: Path, yaml_path: Path) -> Path:
-    """Map every model folder under models_dir (plus the usual names) for --extra-model-paths-config."""
+def write_extra_model_paths_yaml(models_dir: Path, yaml_path: Path, custom_nodes_dirs=()) -> Path:
+    """Map every model folder under models_dir (plus the usual names; ``clip`` is ``text_encoders``' legacy name) for
+    ``--extra-model-paths-config``, optionally also loading custom node folders (ComfyUI's utils/extra_config.py)."""
     models_dir = Path(models_dir).resolve()
-    names = set(MODEL_FOLDERS) | {p.name for p in models_dir.iterdir() if p.is_dir()}
+    names = set(MODEL_FOLDERS) | ({p.name for p in models_dir.iterdir() if p.is_dir()} if models_dir.is_dir() else set())
     lines = ["vmdiff_models:", f"    base_path: {json.dumps(str(models_dir))}", "    is_default: true"]
     lines += [f"    {name}: {name}" for name in sorted(names)]
+    if custom_nodes_dirs:
+        lines.append("    custom_nodes: |")
+        lines += [f"        {Path(d).resolve()}" for d in custom_nodes_dirs]
+    Path(yaml_path).parent.mkdir(parents=True, exist_ok=True)
     Path(yaml_path).write_text("\n".join(lines) + "\n")
     return Path(yaml_path)
+
+
+def upload_name(path: Path) -> str:
+    """The input-folder name of an uploaded image: its content's hash, so two runs on one server whose pictures
+    share file names never swap them (equal names mean equal bytes)."""
+    path = Path(path)
+    return f"vmdiff_upload_{hashlib.sha256(path.read_bytes()).hexdigest()[:20]}{path.suffix.lower() or '.png'}"
 
 
 class PromptError(RuntimeError):

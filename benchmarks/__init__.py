@@ -1,0 +1,1 @@
+"""Maintainers' benchmarks: run from the repository root as ``python -m benchmarks.<name>``."""
