@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# THE test command: set up (or reuse) .venv, then run the whole suite. Extra arguments go to pytest,
-# e.g. `bash scripts/run_tests.sh -m "not slow"` or `bash scripts/run_tests.sh tests/test_server_harness.py`.
+# THE test command: set up (or reuse) .venv, then run the whole suite, or one tier of it:
+#   bash scripts/run_tests.sh                   # every tier (what CI runs)
+#   bash scripts/run_tests.sh unit             # tests/unit: pure maths and layout, no ComfyUI (seconds)
+#   bash scripts/run_tests.sh nodes|server|frontend [pytest args]
+# Other extra arguments go to pytest, e.g. `bash scripts/run_tests.sh -m "not slow"` or
+# `bash scripts/run_tests.sh tests/server/test_server_harness.py`.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-bash scripts/setup_env.sh
-bash scripts/install_chromium.sh || echo "[run_tests] no Chromium: tests/test_frontend.py will fail"
+TARGET=(tests)
+case "${1:-}" in
+  unit|nodes|server|frontend) TARGET=("tests/$1"); shift ;;
+esac
+bash scripts/setup_env.sh --test
+if [ "${TARGET[0]}" = tests ] || [ "${TARGET[0]}" = tests/frontend ]; then
+  bash scripts/install_chromium.sh || echo "[run_tests] no Chromium: tests/frontend will fail"
+fi
 # ComfyUI may live in a read-only tree: never write .pyc files into it.
 export PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest tests -q -rA --durations=25 "$@"
+exec .venv/bin/python -m pytest "${TARGET[@]}" -q -rA --durations=25 "$@"

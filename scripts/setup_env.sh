@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Idempotent environment for developing and testing the pack: <repo>/.venv (python3.11) with torch, ComfyUI's
-# requirements, the pack's requirements and the test tools, all pinned by .ci/constraints.txt.
+# Idempotent environment for the pack: <repo>/.venv (python3.11), pinned by .ci/constraints.txt, in two modes:
+#   bash scripts/setup_env.sh          # the main job (run_vmdiff.sh): torch, ComfyUI's requirements, the pack's
+#                                      # requirements and the CLIs' own (pyproject's optional `cli` list)
+#   bash scripts/setup_env.sh --test   # the above plus the test-only list (pyproject's optional `test`: Ray,
+#                                      # Playwright, groundingdino-py, segment-anything, pytest, …): run_tests.sh
 # Callers use <repo>/.venv/bin/python; nothing is exported. Re-running is cheap: the install is skipped while the
-# stamp in .venv matches the hash of everything that decides what gets installed.
+# mode's stamp in .venv matches the hash of everything that decides what it installs (a test environment also
+# serves the main job).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,9 +18,20 @@ CONSTRAINTS="$REPO/.ci/constraints.txt"
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 # Test-only dependencies: pyproject.toml's optional `test` list (what each is for is said there); never in
 # requirements.txt.
-READ_TEST_DEPS='import sys, tomllib; print(*tomllib.load(sys.stdin.buffer)["project"]["optional-dependencies"]["test"])'
-read -r -a TEST_DEPS <<< "$("$PYTHON" -c "$READ_TEST_DEPS" < "$REPO/pyproject.toml")"
-[ "${#TEST_DEPS[@]}" -gt 0 ] || { echo "[setup_env] ERROR: no optional 'test' list in pyproject.toml"; exit 1; }
+MODE=run
+case "${1:-}" in
+  --test) MODE=test ;;
+  "") ;;
+  *) echo "[setup_env] ERROR: unknown argument '$1' (none for the main job, --test for the tests)"; exit 2 ;;
+esac
+optional_deps() {  # pyproject.toml's [project.optional-dependencies] list $1
+  "$PYTHON" -c 'import sys, tomllib; print(*tomllib.load(sys.stdin.buffer)["project"]["optional-dependencies"][sys.argv[1]])' \
+    "$1" < "$REPO/pyproject.toml"
+}
+read -r -a CLI_DEPS <<< "$(optional_deps cli)"
+read -r -a TEST_DEPS <<< "$(optional_deps test)"
+[ "${#TEST_DEPS[@]}" -gt 0 ] && [ "${#CLI_DEPS[@]}" -gt 0 ] || {
+  echo "[setup_env] ERROR: no optional 'cli' / 'test' list in pyproject.toml"; exit 1; }
 log() { echo "[setup_env] $*"; }
 
 # --- ComfyUI: $COMFYUI_PATH, else ../shared/ComfyUI beside the repo, else a pinned checkout in .cache/ ---
@@ -45,19 +60,26 @@ fi
 COMFY_REQS="$VENV/comfyui-requirements.txt"
 grep -viE '^[[:space:]]*(torch|torchvision|torchaudio)[[:space:]]*([<>=!~;[]|$)' "$COMFY/requirements.txt" > "$COMFY_REQS"
 
-STAMP="$VENV/.setup-stamp"
-HASH="$( { echo "${TORCH_PINS[*]} ${TEST_DEPS[*]}"; cat "$COMFY_REQS" "$REPO/requirements.txt" "$CONSTRAINTS"; } \
-         | sha256sum | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
-  log "up to date ($VENV, stamp ${HASH:0:12}); skipping install"
+# One stamp per mode; each hash covers everything its install depends on (the test one includes the run inputs).
+RUN_HASH="$( { echo "${TORCH_PINS[*]} ${CLI_DEPS[*]}"; cat "$COMFY_REQS" "$REPO/requirements.txt" "$CONSTRAINTS"; } \
+             | sha256sum | cut -d' ' -f1)"
+TEST_HASH="$( { echo "$RUN_HASH ${TEST_DEPS[*]}"; } | sha256sum | cut -d' ' -f1)"
+RUN_STAMP="$VENV/.setup-stamp-run"
+TEST_STAMP="$VENV/.setup-stamp-test"
+stamp_is() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+if stamp_is "$TEST_STAMP" "$TEST_HASH" || { [ "$MODE" = run ] && stamp_is "$RUN_STAMP" "$RUN_HASH"; }; then
+  log "up to date for the $MODE mode ($VENV); skipping install"
   exit 0
 fi
 
-log "installing into $VENV (constraints: .ci/constraints.txt)"
+PACKAGES=("${TORCH_PINS[@]}" -r "$COMFY_REQS" -r "$REPO/requirements.txt" "${CLI_DEPS[@]}")
+[ "$MODE" = test ] && PACKAGES+=("${TEST_DEPS[@]}")
+log "installing the $MODE environment into $VENV (constraints: .ci/constraints.txt)"
 start=$(date +%s)
-"$VENV/bin/python" -m pip install --no-input --progress-bar off -c "$CONSTRAINTS" \
-  "${TORCH_PINS[@]}" -r "$COMFY_REQS" -r "$REPO/requirements.txt" "${TEST_DEPS[@]}"
-"$VENV/bin/python" -c "import torch, torchvision, aiohttp, requests, pytest, websocket; \
-print('[setup_env] torch', torch.__version__, 'torchvision', torchvision.__version__)"
-echo "$HASH" > "$STAMP"
-log "installed in $(( $(date +%s) - start )) s"
+"$VENV/bin/python" -m pip install --no-input --progress-bar off -c "$CONSTRAINTS" "${PACKAGES[@]}"
+CHECK="import torch, torchvision, aiohttp, requests"
+[ "$MODE" = test ] && CHECK="$CHECK, pytest, websocket"
+"$VENV/bin/python" -c "$CHECK; print('[setup_env] torch', torch.__version__, 'torchvision', torchvision.__version__)"
+echo "$RUN_HASH" > "$RUN_STAMP"
+[ "$MODE" = test ] && echo "$TEST_HASH" > "$TEST_STAMP"
+log "installed the $MODE environment in $(( $(date +%s) - start )) s"

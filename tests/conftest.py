@@ -1,3 +1,7 @@
+"""The root of the test tiers (docs/testing.md): tests/unit (pure maths, no ComfyUI), tests/nodes (ComfyUI
+in-process, booted once in its conftest.py), tests/server (real servers), tests/frontend (Chromium). This file
+imports no ComfyUI: it binds the names the tests import by, keeps every run hermetic (tests/support/hermetic.py)
+and loads the session fixtures (tests/support/fixtures.py)."""
 import sys
 from pathlib import Path
 
@@ -6,53 +10,40 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # the one sys.path entry of the tests: `import vmdiff_cli…`, `import tests.support…`
 
 # The repo root has an __init__.py (it is a custom node pack), so pytest imports this file as `<folder>.tests.conftest`
-# and never binds the top-level name `tests`. Bind it to this folder now: once load_pack() puts ComfyUI first on
-# sys.path, ComfyUI's own `tests` package would otherwise answer `import tests.support…`.
+# and never binds the top-level name `tests`. Bind it to this folder now: once ComfyUI's root joins sys.path, ComfyUI's
+# own `tests` package would otherwise answer `import tests.support…`.
 import tests  # noqa: E402
 
 assert Path(tests.__file__).resolve().parent == REPO_ROOT / "tests", tests.__file__
 
-from vmdiff_cli.comfy_env import load_pack  # noqa: E402
-
-load_pack()  # the pack as ComfyUI imports it, `vmdiff_pack`: the one name the tests import it (and vmdiff_ops) by
-
-
-# --- real ComfyUI server fixtures (vmdiff_cli/comfy_server.py) ---
 import pytest  # noqa: E402
 
-from vmdiff_cli.comfy_server import ComfyServer  # noqa: E402
+from vmdiff_cli.comfy_env import load_pack  # noqa: E402
 
-from tests.support.tiny_folders import TEST_NODES  # noqa: E402
+# The pack as ComfyUI imports it, `vmdiff_pack`: the one name the tests import it (and vmdiff_ops) by. Its
+# __init__.py is import-light (no ComfyUI), so the unit tier imports `vmdiff_pack.vmdiff_ops` without ComfyUI.
+load_pack()
 
+pytest_plugins = ["tests.support.fixtures"]
 
-@pytest.fixture(scope="session")
-def comfy_server_factory():
-    """``get(models_dir=None, extra_custom_nodes=(), frontend=False, extra_args=())`` → a started ComfyServer, one
-    per distinct arguments (frontend=True serves ComfyUI's real frontend)."""
-    servers: dict[tuple, ComfyServer] = {}
-
-    def get(models_dir: Path | None = None, extra_custom_nodes=(), frontend: bool = False,
-            extra_args=()) -> ComfyServer:
-        key = (str(models_dir) if models_dir else None, tuple(str(p) for p in extra_custom_nodes), frontend,
-               tuple(extra_args))
-        if key not in servers:
-            srv = ComfyServer(models_dir, list(extra_custom_nodes), frontend=frontend, extra_args=list(extra_args))
-            srv.start()
-            print(f"\n[comfy_server] {key} started in {srv.startup_seconds:.1f} s (pid {srv.pid}, {srv.url})")
-            servers[key] = srv
-        return servers[key]
-
-    yield get
-    for srv in servers.values():
-        srv.stop()
-        srv.cleanup()
+TIERS = ("unit", "nodes", "server", "frontend")
 
 
-@pytest.fixture(scope="session")
-def comfy_server(comfy_server_factory) -> ComfyServer:
-    """A server with no model folders (the pack and the test-only nodes): enough for workflows of core nodes that
-    load no model. The same arguments as test_reliability's cheap server, so the two share one server start."""
-    return comfy_server_factory(None, [TEST_NODES])
+def pytest_collection_modifyitems(config, items):
+    """Each test carries its tier's marker (`-m unit`, `-m "not frontend"`, …), taken from its folder."""
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(REPO_ROOT / "tests").parts
+        if parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+def pytest_collectstart(collector):
+    """A test module placed directly in tests/ (not yet in a tier folder) gets ComfyUI in-process first, as every
+    module had before the tiers, so it imports as it did."""
+    if isinstance(collector, pytest.Module) and Path(str(collector.path)).resolve().parent == REPO_ROOT / "tests":
+        from vmdiff_cli.comfy_env import boot_comfy_inprocess
+
+        boot_comfy_inprocess()
 
 
 @pytest.fixture(autouse=True)
@@ -64,48 +55,3 @@ def _inference_mode():
         yield
 
 
-@pytest.fixture(scope="session")
-def real_models_dir() -> Path:
-    """The real-loader stand-in files (vmdiff_cli/tiny_models.write_real_loader_models), generated once and cached.
-
-    Generated in a child process, so the ~2.5 GB it takes to build them is returned before any server starts."""
-    import subprocess
-
-    from vmdiff_cli.tiny_models import default_tiny_models_dir
-
-    subprocess.run([sys.executable, "-c", "from vmdiff_cli.tiny_models import default_tiny_models_dir as d, "
-                    "write_real_loader_models as w; w(d())"], cwd=REPO_ROOT, check=True)
-    from vmdiff_cli.tiny_scorers import ensure_tiny_scorers  # the scorer stand-ins too, before any server maps the folder
-
-    ensure_tiny_scorers(default_tiny_models_dir())
-    return Path(default_tiny_models_dir())
-
-
-@pytest.fixture(scope="session")
-def vmdiff_server(comfy_server_factory, real_models_dir) -> ComfyServer:
-    """One real ComfyUI server with the pack, the test-only nodes (tests/custom_nodes) and all real-loader
-    stand-ins, shared by the server tests. Its LRU cache keeps loaded models and the Redux encodes of the shared
-    object images across the tests' different workflows (the CPU stand-ins cost seconds per model call)."""
-    return comfy_server_factory(real_models_dir, [TEST_NODES], extra_args=["--cache-lru", "200"])
-
-
-@pytest.fixture(scope="session")
-def object_images(vmdiff_server, tmp_path_factory) -> list[str]:
-    """Two synthetic object pictures uploaded once under the shipped workflows' own LoadImage names."""
-    from vmdiff_cli.run_workflow import synthetic_objects
-
-    paths = synthetic_objects(tmp_path_factory.mktemp("objects"), size=96)
-    return [vmdiff_server.upload_image(p, f"vmdiff_object_{i + 1}.png") for i, p in enumerate(paths)]
-
-
-@pytest.fixture(scope="session")
-def three_object_images(vmdiff_server, object_images, tmp_path_factory) -> list[str]:
-    """The shared object pair (its Redux encodes stay in the server's cache) and a third object, a green triangle
-    (the three-object graph)."""
-    from PIL import Image, ImageDraw
-
-    tree = Image.new("RGB", (96, 96), "white")
-    ImageDraw.Draw(tree).polygon([(48, 8), (88, 88), (8, 88)], fill=(30, 160, 40))
-    path = tmp_path_factory.mktemp("inputs") / "object_3.png"
-    tree.save(path)
-    return [*object_images, vmdiff_server.upload_image(path, "vmdiff_object_3.png")]

@@ -1,14 +1,19 @@
 """Find ComfyUI and bring it up in-process, the way ComfyUI itself would load this pack.
 
-ComfyUI is located through ``COMFYUI_PATH`` (default: ``../shared/ComfyUI`` beside the repository). Nothing
-here mocks ComfyUI: the real ``comfy`` package is imported from that tree.
+ComfyUI is located as ``vmdiff_cli.comfy_server.find_comfyui`` says. Nothing here mocks ComfyUI: the real ``comfy``
+package is imported from that tree, which is only read: its input, output, temp and user folders are pointed at a
+private folder before any node is imported (ComfyUI's node import creates ``input/3d``; the pack copies its example
+photos into the input folder).
 """
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,8 +30,12 @@ def comfy_path() -> Path:
 _booted = False
 
 
-def boot_comfy_inprocess() -> None:
-    """Import ComfyUI's packages on the CPU and register its built-in extra nodes (idempotent)."""
+def boot_comfy_inprocess(base_dir: Path | str | None = None) -> None:
+    """Import ComfyUI's packages on the CPU and register its built-in extra nodes (idempotent).
+
+    ComfyUI's input, output, temp and user folders go under ``base_dir`` (default: ``$VMDIFF_COMFY_BASE_DIR``, else
+    a temporary folder removed at exit), set before any node module is imported, so nothing is written into the
+    ComfyUI tree."""
     global _booted
     if _booted:
         return
@@ -44,10 +53,29 @@ def boot_comfy_inprocess() -> None:
     # sys.path (where comfy/utils.py would shadow it and comfy_extras/nodes_images.py would fail to import).
     import utils.extra_config  # noqa: F401
     import utils.install_util  # noqa: F401
+
+    writable_folders(base_dir)
     import nodes  # ComfyUI's nodes.py
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     _booted = True
+
+
+def writable_folders(base_dir: Path | str | None = None) -> Path:
+    """Point ComfyUI's input, output, temp and user folders (folder_paths) at ``<base>/<kind>`` and return the base."""
+    import folder_paths
+
+    if base_dir is None and os.environ.get("VMDIFF_COMFY_BASE_DIR"):
+        base_dir = os.environ["VMDIFF_COMFY_BASE_DIR"]
+    if base_dir is None:
+        base_dir = tempfile.mkdtemp(prefix="vmdiff-inprocess-")
+        atexit.register(shutil.rmtree, base_dir, ignore_errors=True)
+    base = Path(base_dir)
+    for kind, setter in (("input", folder_paths.set_input_directory), ("output", folder_paths.set_output_directory),
+                         ("temp", folder_paths.set_temp_directory), ("user", folder_paths.set_user_directory)):
+        (base / kind).mkdir(parents=True, exist_ok=True)
+        setter(str(base / kind))
+    return base
 
 
 def load_pack():

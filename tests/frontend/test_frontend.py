@@ -18,7 +18,7 @@ from scripts.frontend_check import (LATEST_FRONTEND, Browser, choose_combo, fron
                                   prepare_server, template_thumbnails, widget_values)
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = {p.stem: json.loads(p.read_text()) for p in sorted((REPO / "workflows").glob("*.json"))}
 LOADERS = {"UNETLoader", "CLIPLoader", "DualCLIPLoader", "CLIPVisionLoader", "StyleModelLoader", "VAELoader",
            "CheckpointLoaderSimple"}
@@ -177,7 +177,11 @@ def test_choosing_an_auto_tune_preset_sets_its_search_widgets(page):
     def choose(preset):
         choose_combo(browser, node, "preset", preset)
         browser.eval("(id) => app.graph.getNodeById(id).vmdiffPresetApplied", node)
-        browser.pump(0.3)
+        # wait for what the user sees: each number the preset sets, in its Vue widget row (none: litegraph canvas)
+        browser.page.wait_for_function("""([id, wanted]) => Object.entries(wanted).every(([name, value]) => {
+            const input = document.querySelector(`[data-node-id="${id}"] [data-widget-name="${name}"] input`);
+            return !input || typeof value !== 'number' || Math.abs(Number(input.value) - value) <= 1e-6 * Math.abs(value);
+        })""", arg=[node, served.get(preset, {})], polling=100, timeout=30_000)
         return widget_values(browser, node)
 
     paper = choose("paper")

@@ -12,7 +12,7 @@ from PIL import Image
 from vmdiff_cli.workflow_convert import ui_to_api, widget_slots
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORE_UI = REPO / "tests" / "workflows" / "core_two_images_ui.json"
 
 

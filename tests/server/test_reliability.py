@@ -25,7 +25,7 @@ from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES, ensure_tiny_scorers
 from tests.support.tiny_folders import TINY_LOADERS
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEST_NODES = REPO / "tests" / "custom_nodes" / "vmdiff_test_nodes"
 API = REPO / "workflows" / "api"
 SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 4, "t_den_step": 1},

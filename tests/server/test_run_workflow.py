@@ -10,7 +10,7 @@ from PIL import Image
 
 from vmdiff_cli.run_workflow import apply_inputs, synthetic_objects
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORE_UI = REPO / "tests" / "workflows" / "core_two_images_ui.json"
 RUNNER = REPO / "vmdiff_cli" / "run_workflow.py"
 

@@ -12,7 +12,7 @@ from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
-WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 FLUX_SMALL = {"VMDiffMagicMix": {"steps": 4}, "ModelSamplingFlux": {"width": 96, "height": 96}}
 SD15_SMALL = {"VMDiffMagicMix": {"steps": 10}}
 

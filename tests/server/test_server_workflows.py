@@ -12,7 +12,7 @@ from tests.support.workflows import drop_cached_outputs, node_id, workflow_promp
 from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MANUAL_UI = REPO / "workflows" / "vmdiff_manual.json"
 MANUAL_API = REPO / "workflows" / "api" / "vmdiff_manual.json"
 SMALL = {"VMDiffBlendingNoise": {"width": 64, "height": 48, "steps": 4, "t_den_step": 1},

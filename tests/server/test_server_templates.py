@@ -14,7 +14,7 @@ from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
 from vmdiff_cli.workflow_convert import ui_to_api
 from vmdiff_comfy.example_inputs import EXAMPLE_INPUTS, install_example_inputs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = {p.stem: json.loads(p.read_text()) for p in sorted((REPO / "workflows").glob("*.json"))}
 STAND_INS = {  # sizes and steps the CPU stand-ins run in seconds; the scorer loaders' tiny files
     "VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},

@@ -10,7 +10,7 @@ from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
 
 pytestmark = pytest.mark.slow
-API = Path(__file__).resolve().parents[1] / "workflows" / "api"
+API = Path(__file__).resolve().parents[2] / "workflows" / "api"
 #: small sizes and short grids on the stand-ins (required inputs only: the optional ones are stripped)
 SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
          "VMDiffMixingDenoise": {"steps": 2}, "VMDiffRandomNoise": {"width": 32, "height": 32},

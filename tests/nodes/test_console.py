@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vmdiff_cli.comfy_server import find_comfyui
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LINE = "VMDiff Mixing Denoise: α = 0.5, γ = 4, σ grid from 512², ε_b ready"
 SCRIPT = f"""
 import logging, sys

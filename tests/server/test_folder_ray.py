@@ -20,7 +20,7 @@ from vmdiff_cli.folder_ray import ray_env, require_ray, run_on_ray
 from vmdiff_cli.folder_runner import MANIFEST, SMALL_OVERRIDES, FolderRun, find_objects
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_command_line_fails_only_pairs_that_truly_fail_and_resumes_without_ray(tmp_path):

@@ -23,7 +23,7 @@ from vmdiff_cli.folder_runner import (MANIFEST, METHOD_WORKFLOWS, SMALL_OVERRIDE
 from vmdiff_cli.run_workflow import synthetic_objects
 from tests.support.tiny_folders import TEST_NODES, TINY_LOADERS, folder_of, picture, tiny_workflow  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def object_folder(folder: Path) -> Path:

@@ -11,7 +11,7 @@ from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
 from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCORED_UI = REPO / "workflows" / "vmdiff_manual_scored.json"
 SCORED_API = REPO / "workflows" / "api" / "vmdiff_manual_scored.json"
 SMALL = {"VMDiffBlendingNoise": {"width": 64, "height": 48, "steps": 4, "t_den_step": 1},
