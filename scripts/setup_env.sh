@@ -34,9 +34,12 @@ read -r -a TEST_DEPS <<< "$(optional_deps test)"
   echo "[setup_env] ERROR: no optional 'cli' / 'test' list in pyproject.toml"; exit 1; }
 log() { echo "[setup_env] $*"; }
 
-# --- ComfyUI: $COMFYUI_PATH, else ../shared/ComfyUI beside the repo, else a pinned checkout in .cache/ ---
+# --- ComfyUI: $COMFYUI_PATH, else the ComfyUI this pack is installed in (<ComfyUI>/custom_nodes/<pack>), else
+# ../shared/ComfyUI beside the repo, else a pinned checkout in .cache/ (a standalone checkout only) ---
 if [ -n "${COMFYUI_PATH:-}" ]; then
   COMFY="$COMFYUI_PATH"
+elif [ "$(basename "$(dirname "$REPO")")" = custom_nodes ] && [ -f "$REPO/../../main.py" ]; then
+  COMFY="$(cd "$REPO/../.." && pwd)"
 elif [ -f "$REPO/../shared/ComfyUI/main.py" ]; then
   COMFY="$(cd "$REPO/../shared/ComfyUI" && pwd)"
 else

@@ -33,14 +33,41 @@ PACK_DIR_NAME = "comfyui-vmdiff"
 MODEL_FOLDERS = ("diffusion_models", "clip_vision", "style_models", "vae", "text_encoders", "clip", "vae_approx")
 
 
-def find_comfyui() -> Path:
-    """$COMFYUI_PATH, else ../shared/ComfyUI beside the repo, else .cache/ComfyUI (fetched by setup_env.sh)."""
-    candidates = [os.environ.get("COMFYUI_PATH"), REPO_ROOT.parent / "shared" / "ComfyUI",
-                  REPO_ROOT / ".cache" / "ComfyUI"]
-    for cand in candidates:
+def installed_comfyui() -> Path | None:
+    """The ComfyUI this pack is installed in (``<ComfyUI>/custom_nodes/<pack>/``, as laid out or after resolving a
+    link), or None for a standalone checkout."""
+    for pack in (Path(os.path.abspath(__file__)).parents[1], REPO_ROOT):
+        if pack.parent.name == "custom_nodes" and (pack.parent.parent / "main.py").is_file():
+            return pack.parent.parent
+    return None
+
+
+def locate_comfyui() -> tuple[Path, str]:
+    """(ComfyUI's folder, how it was chosen): ``$COMFYUI_PATH``, else the ComfyUI this pack is installed in, else
+    ``../shared/ComfyUI`` beside the checkout, else the pinned clone in ``.cache/ComfyUI`` (scripts/setup_env.sh
+    makes it for a standalone checkout). Raises RuntimeError naming the fix when there is none."""
+    candidates = [(os.environ.get("COMFYUI_PATH"), "$COMFYUI_PATH"),
+                  (installed_comfyui(), "the ComfyUI this pack is installed in"),
+                  (REPO_ROOT.parent / "shared" / "ComfyUI", "../shared/ComfyUI beside this checkout"),
+                  (REPO_ROOT / ".cache" / "ComfyUI", "the pinned clone in .cache/ComfyUI")]
+    for cand, how in candidates:
         if cand and (Path(cand) / "main.py").is_file():
-            return Path(cand).resolve()
-    raise RuntimeError("ComfyUI not found: set COMFYUI_PATH or run scripts/setup_env.sh")
+            return Path(cand).resolve(), how
+    raise RuntimeError("ComfyUI not found: install this pack in <ComfyUI>/custom_nodes/, set COMFYUI_PATH, pass "
+                       "--server URL of a running ComfyUI, or run scripts/setup_env.sh (it clones ComfyUI v0.8.0)")
+
+
+def find_comfyui() -> Path:
+    """ComfyUI's folder (locate_comfyui)."""
+    return locate_comfyui()[0]
+
+
+def default_models_dir() -> Path | None:
+    """``<ComfyUI>/models`` when the ComfyUI is the one this pack is installed in (its own model folders), else None."""
+    comfyui, how = locate_comfyui()
+    if installed_comfyui() is not None and comfyui == installed_comfyui().resolve():
+        return comfyui / "models"
+    return None
 
 
 def free_port() -> int:

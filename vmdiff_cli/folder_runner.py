@@ -48,7 +48,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from vmdiff_cli.comfy_server import ComfyClient, ComfyServer, stop_on_signals, upload_name  # noqa: E402
+from vmdiff_cli.comfy_server import (ComfyClient, ComfyServer, default_models_dir, locate_comfyui,  # noqa: E402
+                                     stop_on_signals, upload_name)
 from vmdiff_cli.folder_ray import require_ray, run_on_ray  # noqa: E402
 from vmdiff_cli.run_workflow import DEFAULT_WORKFLOW, apply_inputs  # noqa: E402
 from vmdiff_cli.workflow_convert import as_api  # noqa: E402
@@ -515,6 +516,15 @@ def main(argv=None) -> int:
         run.write_results()
         return run.report()
     models_dir = args.models_dir
+    if not args.server:
+        try:
+            comfyui, how = locate_comfyui()
+        except RuntimeError as exc:
+            raise RunnerError(str(exc)) from None
+        print(f"[folder_runner] ComfyUI: {comfyui} ({how})", flush=True)
+        if models_dir is None and not args.tiny and default_models_dir():
+            models_dir = default_models_dir()
+            print(f"[folder_runner] models: {models_dir} (that ComfyUI's own; --models-dir to choose)", flush=True)
     if args.tiny and not args.server:
         from vmdiff_cli.tiny_models import write_real_loader_models_in_child
 

@@ -26,7 +26,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from vmdiff_cli.comfy_server import (ComfyClient, ComfyServer, ExecutionError, PromptError,  # noqa: E402
-                                     stop_on_signals, upload_name)  # noqa: E402
+                                     default_models_dir, locate_comfyui, stop_on_signals, upload_name)
 from vmdiff_cli.workflow_convert import as_api  # noqa: E402
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "vmdiff_manual.json"
@@ -270,6 +270,17 @@ def main(argv=None) -> int:
     if not args.workflow.is_file():
         raise UsageError(f"--workflow {args.workflow}: no such file; give a workflow JSON (e.g. workflows/*.json)")
     workflow = json.loads(args.workflow.read_text())
+    if not args.server:
+        try:
+            comfyui, how = locate_comfyui()
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"[run_workflow] ComfyUI: {comfyui} ({how})")
+        if args.models_dir is None and not args.tiny and default_models_dir():
+            args.models_dir = default_models_dir()
+            print(f"[run_workflow] models: {args.models_dir} (that ComfyUI's own; --models-dir to choose)")
+    else:
+        print(f"[run_workflow] ComfyUI: the running server at {args.server}")
     check_args(args, workflow)
     t_start = time.monotonic()
 

@@ -55,17 +55,47 @@ def test_comfy_node_validate_passes(comfy):
     assert "All validation checks passed" in res.stdout + res.stderr
 
 
-def test_comfy_node_pack_holds_only_what_runs_in_comfyui(comfy):
+@pytest.fixture(scope="module")
+def packed(comfy, tmp_path_factory) -> tuple[list[str], Path]:
+    """`comfy node pack` of the repo: (the archive's names, the archive unpacked into a fresh folder)."""
     archive = REPO / "node.zip"
     assert not archive.exists(), "a node.zip is already in the repo root: move it away first"
     try:
         res = comfy("node", "pack")
         assert res.returncode == 0, res.stdout + res.stderr
-        names = zipfile.ZipFile(archive).namelist()
+        unpacked = tmp_path_factory.mktemp("registry") / "comfyui-vmdiff"
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+            zf.extractall(unpacked)
     finally:
         archive.unlink(missing_ok=True)
+    return names, unpacked
+
+
+def test_comfy_node_pack_holds_only_what_runs_in_comfyui(packed):
+    names, _ = packed
     assert not [n for n in names if n.startswith(DEV_ONLY)]
     for needed in ("__init__.py", "nodes/__init__.py", "vmdiff_ops/__init__.py", "vmdiff_comfy/example_inputs.py",
                    "web/vmdiff_auto_tune.js", "workflows/vmdiff_manual.json", "workflows/vmdiff_manual.jpg",
-                   "example_inputs/vmdiff_example_cat.jpg", "requirements.txt", "LICENSE", "pyproject.toml"):
+                   "example_inputs/vmdiff_example_cat.jpg", "requirements.txt", "LICENSE", "pyproject.toml",
+                   "vmdiff_cli/folder_runner.py", "vmdiff_cli/folder_ray.py", "vmdiff_cli/run_workflow.py",
+                   "vmdiff_cli/comfy_server.py", "vmdiff_cli/tiny_models.py", "vmdiff_cli/model_downloads.py"):
         assert needed in names, needed
+
+
+@pytest.mark.slow
+def test_the_folder_runner_runs_from_the_registry_pack(packed, tmp_path):
+    """What a Registry install holds runs the folder runner (`python -m vmdiff_cli.folder_runner` in the pack's
+    folder) on the stand-ins: the test-only tiny loaders, a server of its own."""
+    from tests.support.tiny_folders import TEST_NODES, folder_of, tiny_workflow
+
+    _, unpacked = packed
+    folder = folder_of(tmp_path / "objects", ["owl.png", "jar.png"])
+    workflow = tiny_workflow(tmp_path / "tiny.json")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "vmdiff_cli.folder_runner", str(folder), "--workflow", str(workflow),
+                           "--custom-nodes", str(TEST_NODES), "--small", "--out", str(tmp_path / "fused")],
+                          cwd=unpacked, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 of 2 pair(s) done" in done.stdout + done.stderr, done.stdout[-2000:]
+    assert len(list((tmp_path / "fused" / "images").rglob("*.png"))) >= 2
