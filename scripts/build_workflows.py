@@ -8,7 +8,6 @@ ComfyUI server it starts (a test keeps both in sync).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

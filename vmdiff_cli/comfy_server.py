@@ -12,6 +12,7 @@ Used by the tests (tests/conftest.py) and by ``vmdiff_cli/run_workflow.py``.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os

@@ -99,7 +99,7 @@ def ray_env() -> dict:
     return {"env_vars": env}
 
 
-def start_actors(ray, run: "FolderRun", actors: int, models_dir: Optional[Path], custom_nodes: list,
+def start_actors(ray, run, actors: int, models_dir: Optional[Path], custom_nodes: list,
                  server_args: list) -> tuple[list, list[dict], int]:
     """Start the actors (``actors``, or one per GPU, or per CPU where there is no GPU) and wait until every one's
     server answers; returns (handles, their info(), GPUs in the cluster)."""
@@ -133,7 +133,7 @@ class RayDispatch:
     """The driver's side of a Ray run: hands the pairs to free actors (both orders of a pair to one actor in a row),
     stores each answer, and puts a failed pair back in the queue up to ``retries`` more times."""
 
-    def __init__(self, ray, run: "FolderRun", handles: list, infos: list[dict], retries: int,
+    def __init__(self, ray, run, handles: list, infos: list[dict], retries: int,
                  after_store: Optional[Callable[[int, list, list, int], None]] = None):
         from tqdm import tqdm
 
@@ -230,7 +230,7 @@ class RayDispatch:
                 "wall_seconds": round(time.monotonic() - self.t0, 1)}
 
 
-def run_on_ray(run: "FolderRun", address: Optional[str] = None, actors: int = 0, models_dir: Optional[Path] = None,
+def run_on_ray(run, address: Optional[str] = None, actors: int = 0, models_dir: Optional[Path] = None,
                custom_nodes: list = (), server_args: list = (), retries: int = 2,
                after_store: Optional[Callable[[int, list, list, int], None]] = None) -> dict:
     """Fuse the pairs of ``run`` (a folder_runner.FolderRun) that are not done on Ray actors; returns the summary

@@ -6,19 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
-boot_comfy_inprocess()
-load_pack()
-from vmdiff_cli import tiny_models  # noqa: E402
 
-from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune  # noqa: E402
-from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.provenance import upstream_model_files  # noqa: E402
-from tests.custom_nodes.vmdiff_test_nodes.scorers import ForcedScorer  # noqa: E402
-from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
-from vmdiff_pack.nodes.save_image import VMDiffSaveImage  # noqa: E402
+from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
+from vmdiff_pack.vmdiff_comfy.stages.provenance import upstream_model_files
+from tests.custom_nodes.vmdiff_test_nodes.scorers import ForcedScorer
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
+from vmdiff_pack.nodes.save_image import VMDiffSaveImage
 
 STAGE = dict(width=32, height=32, steps=6, t_den_step=2)
 
@@ -34,12 +30,11 @@ class ForwardCounter:
 
 
 @pytest.fixture(scope="module")
-def setup():
-    clip_vision, style = tiny_models.tiny_clip_vision(), tiny_models.tiny_style_model()
+def setup(stand_ins):
+    clip_vision, style = stand_ins["clip_vision"], stand_ins["style"]
     imgs = [torch.rand(1, 40, 40, 3, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
     tokens = [VMDiffReduxEncode.execute(clip_vision, style, i).result[0] for i in imgs]
-    return {"model": tiny_models.tiny_flux(), "tokens": tokens, "cond": tiny_models.tiny_flux_conditioning(),
-            "vae": tiny_models.tiny_vae()}
+    return {"model": stand_ins["model"], "tokens": tokens, "cond": stand_ins["cond"], "vae": stand_ins["vae"]}
 
 
 def tune(setup, scorer, model=None, **kw):

@@ -4,30 +4,26 @@ the transformer's bf16 input, guidance bf16(γ)·1000 in bf16, Euler in float32)
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess
 
-boot_comfy_inprocess()
-from vmdiff_cli import tiny_models  # noqa: E402
 
-from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.random_noise import VMDiffRandomNoise  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.flow import phase_conditioning  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.parity import bf16_guidance, bf16_timestep_sigma  # noqa: E402
-from vmdiff_pack.vmdiff_ops import flow_sigma_grid, flux_mu, mix_tokens  # noqa: E402
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+from vmdiff_pack.nodes.random_noise import VMDiffRandomNoise
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
+from vmdiff_pack.vmdiff_comfy.stages.flow import phase_conditioning
+from vmdiff_pack.vmdiff_comfy.stages.parity import bf16_guidance, bf16_timestep_sigma
+from vmdiff_pack.vmdiff_ops import flow_sigma_grid, flux_mu, mix_tokens
 
 BF16 = torch.bfloat16
 SIZE, STEPS, GUIDANCE, ALPHA = 32, 8, 5.0, 0.5
 
 
 @pytest.fixture(scope="module")
-def parts():
-    cv, style = tiny_models.tiny_clip_vision(seed=0), tiny_models.tiny_style_model(seed=0)
+def parts(stand_ins):
+    cv, style = stand_ins["clip_vision"], stand_ins["style"]
     images = [torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
     z = [VMDiffReduxEncode.execute(cv, style, im).result[0] for im in images]
     eps = VMDiffRandomNoise.execute(seed=9, width=SIZE, height=SIZE).result[0]
-    return {"model": tiny_models.tiny_flux(seed=0), "z": z, "cond": tiny_models.tiny_flux_conditioning(seed=0),
-            "eps": eps}
+    return {"model": stand_ins["model"], "z": z, "cond": stand_ins["cond"], "eps": eps}
 
 
 def reference_denoise(p, bf16: bool) -> torch.Tensor:

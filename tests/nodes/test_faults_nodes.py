@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import load_pack
 
-boot_comfy_inprocess()
 pack = load_pack()
-from vmdiff_cli import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models
 
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.plots import candidate_grid, search_plot, to_pil  # noqa: E402
-from vmdiff_pack.nodes.prompt import VMDiffFusionPrompt  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.prompt import DEFAULT_TEMPLATE, clip_l_token_count  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.vmdiff_comfy.stages.plots import candidate_grid, search_plot, to_pil
+from vmdiff_pack.nodes.prompt import VMDiffFusionPrompt
+from vmdiff_pack.vmdiff_comfy.stages.prompt import DEFAULT_TEMPLATE, clip_l_token_count
 
 
 def record(i, score, stage="alpha", round_=1):
@@ -131,12 +130,12 @@ def test_token_counts_come_from_the_tokenizer_not_the_characters(clip):
 
 
 # --- kind 1 in the nodes: a model that returns NaN; kind 4: conditioning of the wrong text encoder ---
-from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune  # noqa: E402
-from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.nodes.magicmix import VMDiffMagicMix  # noqa: E402
-from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
-from vmdiff_pack.nodes.similarity_score import VMDiffSimilarityScore  # noqa: E402
+from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
+from vmdiff_pack.nodes.magicmix import VMDiffMagicMix
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
+from vmdiff_pack.nodes.similarity_score import VMDiffSimilarityScore
 
 STAGE = dict(width=32, height=32, steps=6, t_den_step=2)
 
@@ -289,8 +288,8 @@ def test_text_and_redux_context_with_clip_l_text_says_t5_or_redux_only(flux):
 
 
 # --- kind 10 in the nodes: messages that name what is actually wrong ---
-from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.scoring.similarity import image_to_bchw  # noqa: E402
+from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN
+from vmdiff_pack.vmdiff_comfy.scoring.similarity import image_to_bchw
 
 
 @pytest.fixture(scope="module")

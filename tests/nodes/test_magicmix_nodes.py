@@ -3,26 +3,25 @@ UNet (ε-prediction, CFG with a negative) and Flux (rectified flow), checked aga
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import load_pack
 
-boot_comfy_inprocess()
 pack = load_pack()
-from vmdiff_cli import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models
 
-import comfy.ldm.modules.attention  # noqa: E402
-import comfy.ldm.modules.diffusionmodules.openaimodel  # noqa: E402
-import comfy.model_base  # noqa: E402
-import comfy.model_sampling  # noqa: E402
-import comfy.ops  # noqa: E402
-import comfy.sample  # noqa: E402
-import comfy.samplers  # noqa: E402
-import node_helpers  # noqa: E402
-import nodes  # noqa: E402
+import comfy.ldm.modules.attention
+import comfy.ldm.modules.diffusionmodules.openaimodel
+import comfy.model_base
+import comfy.model_sampling
+import comfy.ops
+import comfy.sample
+import comfy.samplers
+import node_helpers
+import nodes
 
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
 from vmdiff_pack.nodes.magicmix import VMDiffMagicMix
-from vmdiff_pack.vmdiff_comfy.stages.magicmix import model_noise_scaling, reweight_patch, run_magicmix  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.stages.magicmix import model_noise_scaling, reweight_patch, run_magicmix
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
 
 STEPS = 10
 

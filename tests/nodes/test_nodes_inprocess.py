@@ -2,19 +2,18 @@
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import load_pack
 
-boot_comfy_inprocess()
 pack = load_pack()
-from vmdiff_cli import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models
 
-from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
-from vmdiff_pack.vmdiff_comfy.stages.flow import phase_conditioning  # noqa: E402
-from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.prompt import fusion_prompt  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
-from vmdiff_pack.vmdiff_ops import flow_sigma_grid, flux_mu, mix_tokens  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.stages.flow import phase_conditioning
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+from vmdiff_pack.vmdiff_comfy.stages.prompt import fusion_prompt
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
+from vmdiff_pack.vmdiff_ops import flow_sigma_grid, flux_mu, mix_tokens
 
 SIZE = dict(width=32, height=48)
 
@@ -39,15 +38,8 @@ class CallLog:
 
 
 @pytest.fixture(scope="module")
-def models():
-    return {
-        "model": tiny_models.tiny_flux(seed=0),
-        "clip_vision": tiny_models.tiny_clip_vision(seed=0),
-        "style": tiny_models.tiny_style_model(seed=0),
-        "other_style": tiny_models.tiny_style_model(seed=1),
-        "vae": tiny_models.tiny_vae(seed=0),
-        "cond": tiny_models.tiny_flux_conditioning(seed=0),
-    }
+def models(stand_ins):
+    return stand_ins
 
 
 @pytest.fixture(scope="module")

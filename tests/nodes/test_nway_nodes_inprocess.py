@@ -3,28 +3,22 @@ and Blending Noise / Mixing Denoise taking their ready conditions (tokens_2 unco
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
-boot_comfy_inprocess()
-load_pack()
-from vmdiff_cli import tiny_models  # noqa: E402
 
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
-from vmdiff_pack.vmdiff_comfy.stages.blending_noise import initial_noise  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN  # noqa: E402
-from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.random_noise import VMDiffRandomNoise  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.stages.blending_noise import initial_noise
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+from vmdiff_pack.nodes.random_noise import VMDiffRandomNoise
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
 
 SIZE = dict(width=32, height=32)
 
 
 @pytest.fixture(scope="module")
-def models():
-    return {"model": tiny_models.tiny_flux(seed=0), "clip_vision": tiny_models.tiny_clip_vision(seed=0),
-            "style": tiny_models.tiny_style_model(seed=0), "other_style": tiny_models.tiny_style_model(seed=1),
-            "cond": tiny_models.tiny_flux_conditioning(seed=0)}
+def models(stand_ins):
+    return stand_ins
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,16 @@
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import load_pack
 
-boot_comfy_inprocess()
 pack = load_pack()
-from vmdiff_cli import tiny_models  # noqa: E402
 
-from tests.test_nodes_inprocess import CallLog, image  # noqa: E402
-from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.regional import mask_on_token_grid  # noqa: E402
+from tests.test_nodes_inprocess import CallLog, image
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
+from vmdiff_pack.vmdiff_comfy.stages.regional import mask_on_token_grid
 
 # 64² px → latent 8×8 → 4×4 image tokens; a mask with its right half set → token columns 2, 3 are region B
 LEFT, RIGHT = (slice(None), slice(None), slice(None), slice(0, 4)), (slice(None), slice(None), slice(None),
@@ -24,9 +22,8 @@ HALF[:, :, 32:] = 1.0
 
 
 @pytest.fixture(scope="module")
-def setup():
-    models = {"model": tiny_models.tiny_flux(seed=0), "clip_vision": tiny_models.tiny_clip_vision(seed=0),
-              "style": tiny_models.tiny_style_model(seed=0), "cond": tiny_models.tiny_flux_conditioning(seed=0)}
+def setup(stand_ins):
+    models = stand_ins
     enc = lambda img: VMDiffReduxEncode.execute(models["clip_vision"], models["style"], img).result[0]  # noqa: E731
     tokens = [enc(image(1)), enc(image(2)), enc(image(3))]
     eps_b = VMDiffBlendingNoise.execute(models["model"], tokens[0], tokens[1], models["cond"], seed=42, width=64,

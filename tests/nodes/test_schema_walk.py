@@ -6,21 +6,19 @@ import math
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import load_pack
 
-boot_comfy_inprocess()
 pack = load_pack()
-from comfy_api.latest import io  # noqa: E402
+from comfy_api.latest import io
 
-from vmdiff_cli import tiny_models  # noqa: E402
-from vmdiff_pack.nodes import NODES  # noqa: E402
-from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN  # noqa: E402
-from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.random_noise import VMDiffRandomNoise  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.checks import schema_problems  # noqa: E402
+from vmdiff_pack.nodes import NODES
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
+from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+from vmdiff_pack.nodes.random_noise import VMDiffRandomNoise
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.vmdiff_comfy.stages.checks import schema_problems
 
 
 def numeric_inputs():
@@ -95,9 +93,9 @@ def test_the_reported_linked_values_are_refused_by_name(node, name, value):
 
 
 @pytest.fixture(scope="module")
-def models():
-    m = dict(model=tiny_models.tiny_flux(seed=0), cond=tiny_models.tiny_flux_conditioning(seed=0))
-    cv, style = tiny_models.tiny_clip_vision(seed=0), tiny_models.tiny_style_model(seed=0)
+def models(stand_ins):
+    m = dict(model=stand_ins["model"], cond=stand_ins["cond"])
+    cv, style = stand_ins["clip_vision"], stand_ins["style"]
     m["tokens"] = [VMDiffReduxEncode.execute(cv, style, torch.rand(1, 40, 56, 3, generator=torch.Generator()
                                                                    .manual_seed(s))).result[0] for s in (1, 2)]
     return m

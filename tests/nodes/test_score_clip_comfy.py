@@ -7,29 +7,26 @@ tokenizer; ``comfy.clip_vision.ClipVisionModel``). Both must give the same T cos
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
-boot_comfy_inprocess()
-load_pack()
-import comfy.clip_vision  # noqa: E402
-import comfy.sd  # noqa: E402
-import comfy.sd1_clip  # noqa: E402
-import comfy.sdxl_clip  # noqa: E402
-import comfy.utils  # noqa: E402
-import folder_paths  # noqa: E402
-import open_clip  # noqa: E402
+import comfy.clip_vision
+import comfy.sd
+import comfy.sd1_clip
+import comfy.sdxl_clip
+import comfy.utils
+import folder_paths
+import open_clip
 
-from tests.support import clip_towers  # noqa: E402
-from vmdiff_cli.tiny_models import tiny_clip_l, tiny_clip_vision  # noqa: E402
-from vmdiff_pack.nodes.clip_from_comfy import VMDiffClipFromComfy  # noqa: E402
-from vmdiff_pack.nodes.score_loaders import VMDiffLoadOpenCLIP  # noqa: E402
-from vmdiff_pack.nodes.similarity_score import VMDiffScorer  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.scoring.clip_comfy import (ComfyClipEncoder, Tower, literal_prompt,  # noqa: E402
+from tests.support import clip_towers
+from vmdiff_cli.tiny_models import tiny_clip_l, tiny_clip_vision
+from vmdiff_pack.nodes.clip_from_comfy import VMDiffClipFromComfy
+from vmdiff_pack.nodes.score_loaders import VMDiffLoadOpenCLIP
+from vmdiff_pack.nodes.similarity_score import VMDiffScorer
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.vmdiff_comfy.scoring.clip_comfy import (ComfyClipEncoder, Tower, literal_prompt,
                                                          pick_text_tower)
-from vmdiff_pack.vmdiff_comfy.scoring.dino import DinoEncoder  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.scoring.similarity import RESIZE_MODES  # noqa: E402
-from vmdiff_pack.vmdiff_ops import score as score_ops  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.scoring.dino import DinoEncoder
+from vmdiff_pack.vmdiff_comfy.scoring.similarity import RESIZE_MODES
+from vmdiff_pack.vmdiff_ops import score as score_ops
 
 RECIPE = clip_towers.TINY_CLIP_G
 CONFIG = RECIPE["config"]

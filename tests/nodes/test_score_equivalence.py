@@ -6,15 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
-boot_comfy_inprocess()
-load_pack()
-import folder_paths  # noqa: E402
+import folder_paths
 
-from vmdiff_cli import tiny_scorers  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.scoring import detection, files, segmentation  # noqa: E402
-from vmdiff_pack.vmdiff_ops import score as score_ops  # noqa: E402
+from vmdiff_cli import tiny_scorers
+from vmdiff_pack.vmdiff_comfy.scoring import detection, files, segmentation
+from vmdiff_pack.vmdiff_ops import score as score_ops
 
 NAMES = tiny_scorers.TINY_SCORER_NAMES
 CAPTION = "most prominent object."

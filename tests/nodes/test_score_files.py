@@ -7,18 +7,15 @@ import traceback
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
-boot_comfy_inprocess()
-load_pack()
-import folder_paths  # noqa: E402
+import folder_paths
 
-from vmdiff_cli import tiny_scorers  # noqa: E402
-from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,  # noqa: E402
+from vmdiff_cli import tiny_scorers
+from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,
                                              VMDiffLoadSAM)
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.scoring import detection  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.scoring.similarity import image_to_bchw  # noqa: E402
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.vmdiff_comfy.scoring import detection
+from vmdiff_pack.vmdiff_comfy.scoring.similarity import image_to_bchw
 
 NAMES = tiny_scorers.TINY_SCORER_NAMES
 LFS = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 375042383\n"

@@ -7,22 +7,21 @@ import os
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
+from vmdiff_cli.comfy_env import load_pack
 
-boot_comfy_inprocess()
 pack = load_pack()
-import comfy.model_management as mm  # noqa: E402
-import comfy.model_patcher  # noqa: E402
-import folder_paths  # noqa: E402
+import comfy.model_management as mm
+import comfy.model_patcher
+import folder_paths
 
-from vmdiff_cli import tiny_scorers  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.scoring import detection, files  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,  # noqa: E402
+from vmdiff_cli import tiny_scorers
+from vmdiff_pack.vmdiff_comfy.scoring import detection, files
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.nodes.score_loaders import (VMDiffLoadDINOv2, VMDiffLoadGroundingDINO, VMDiffLoadOpenCLIP,
                                              VMDiffLoadSAM)
-from vmdiff_pack.nodes.similarity_score import (ScoreOptions, SimilarityScorer, VMDiffScorer,  # noqa: E402
+from vmdiff_pack.nodes.similarity_score import (ScoreOptions, SimilarityScorer, VMDiffScorer,
                                                 VMDiffSimilarityScore)
-from vmdiff_pack.vmdiff_ops import score as score_ops  # noqa: E402
+from vmdiff_pack.vmdiff_ops import score as score_ops
 
 NAMES = tiny_scorers.TINY_SCORER_NAMES
 FOLDERS = ("dinov2", "open_clip", "grounding-dino", "bert-base-uncased", "sams")

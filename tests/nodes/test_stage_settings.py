@@ -4,20 +4,18 @@ sampling patch is not used."""
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess
 
-boot_comfy_inprocess()
-from vmdiff_cli import tiny_models  # noqa: E402
+from vmdiff_cli import tiny_models
 
-from comfy_extras.nodes_model_advanced import ModelSamplingFlux  # noqa: E402
-from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune  # noqa: E402
-from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
-from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
-from vmdiff_pack.nodes.stage_settings import VMDiffStageSettings  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.checks import SAMPLING_PATCH_NOTE  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.stages.settings import FROM_SETTINGS_NODE, SETTINGS, StageSettings  # noqa: E402
+from comfy_extras.nodes_model_advanced import ModelSamplingFlux
+from vmdiff_pack.nodes.auto_tune import VMDiffAutoTune
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
+from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
+from vmdiff_pack.nodes.stage_settings import VMDiffStageSettings
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.vmdiff_comfy.stages.checks import SAMPLING_PATCH_NOTE
+from vmdiff_pack.vmdiff_comfy.stages.settings import FROM_SETTINGS_NODE, SETTINGS, StageSettings
 
 SIZE = dict(width=32, height=32)
 STAGE = dict(steps=5, t_den_step=2, guidance_denoise=3.0, guidance_invert=0.5, guidance=2.5, mix_rule="slerp",

@@ -7,26 +7,25 @@ import time
 import pytest
 import torch
 
-from vmdiff_cli.comfy_env import boot_comfy_inprocess, comfy_path
+from vmdiff_cli.comfy_env import comfy_path
 from vmdiff_cli import tiny_models
 from vmdiff_cli.comfy_server import write_extra_model_paths_yaml
 
-boot_comfy_inprocess()
 
-import comfy.clip_model  # noqa: E402
-import comfy.clip_vision  # noqa: E402
-import comfy.latent_formats  # noqa: E402
-import comfy.model_base  # noqa: E402
-import comfy.model_management  # noqa: E402
-import comfy.model_patcher  # noqa: E402
-import comfy.model_sampling  # noqa: E402
-import comfy.sample  # noqa: E402
-import comfy.samplers  # noqa: E402
-import comfy.sd  # noqa: E402
-import comfy.taesd.taesd  # noqa: E402
-import folder_paths  # noqa: E402
-import node_helpers  # noqa: E402
-import nodes  # noqa: E402
+import comfy.clip_model
+import comfy.clip_vision
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.sample
+import comfy.samplers
+import comfy.sd
+import comfy.taesd.taesd
+import folder_paths
+import node_helpers
+import nodes
 
 
 def _images(seed, n=1, size=64):

@@ -10,14 +10,14 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from tests.support.workflows import workflow_prompt
+from tests.support.workflows import shrink, workflow_prompt
 from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 # 64² px → latent 8×8 → 4×4 tokens; the map's top half (α_masked) is token rows 0-1 = latent rows 0-3
-SMALL = {"VMDiffBlendingNoise": {"width": 64, "height": 64, "steps": 4, "t_den_step": 1, "seed": 1515},
-         "VMDiffMixingDenoise": {"steps": 4}}
+SMALL = shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise", VMDiffMixingDenoise={"steps": 4},
+               VMDiffBlendingNoise={"width": 64, "height": 64, "steps": 4, "t_den_step": 1, "seed": 1515})
 
 
 def regional_prompt(server, images, top_value=1.0, **regional_inputs):

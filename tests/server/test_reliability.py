@@ -23,14 +23,15 @@ from vmdiff_cli.run_workflow import apply_inputs, synthetic_objects
 from vmdiff_cli.tiny_models import default_tiny_models_dir
 from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES, ensure_tiny_scorers
 from tests.support.tiny_folders import TINY_LOADERS
+from tests.support.workflows import shrink
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 TEST_NODES = REPO / "tests" / "custom_nodes" / "vmdiff_test_nodes"
 API = REPO / "workflows" / "api"
-SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 4, "t_den_step": 1},
-         "VMDiffMixingDenoise": {"steps": 4},
-         "VMDiffAutoTune": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0, "alpha_tol": 0.1, "beta_tol": 2.0},
+SMALL = {**shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise", "VMDiffAutoTune",
+                  VMDiffBlendingNoise={"steps": 4, "t_den_step": 1}, VMDiffMixingDenoise={"steps": 4},
+                  VMDiffAutoTune={"alpha_tol": 0.1, "beta_tol": 2.0}),
          "VMDiffLoadDINOv2": {"dinov2": TINY_SCORER_NAMES["dinov2"]},
          "VMDiffLoadOpenCLIP": {"model_name": TINY_SCORER_NAMES["open_clip_model"],
                                 "checkpoint": TINY_SCORER_NAMES["open_clip"]},

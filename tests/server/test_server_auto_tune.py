@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.workflows import node_id, workflow_prompt
+from tests.support.workflows import node_id, shrink, workflow_prompt
 from tests.test_server_workflows import manual_prompt
 
 pytestmark = pytest.mark.slow
-SMALL = dict(width=32, height=32, steps=2, t_den_step=0, search_steps=0, alpha_tol=0.1, beta_tol=2.0)
+SMALL = shrink(VMDiffAutoTune=dict(search_steps=0, alpha_tol=0.1, beta_tol=2.0))["VMDiffAutoTune"]
 
 
 def full_prompt(server, uploaded, scores: str):

@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.workflows import workflow_prompt
+from tests.support.workflows import shrink, workflow_prompt
 
 pytestmark = pytest.mark.slow
-SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
-         "VMDiffMixingDenoise": {"steps": 2}, "VMDiffRandomNoise": {"width": 32, "height": 32},
-         "EmptySD3LatentImage": {"width": 32, "height": 32}, "KSampler": {"steps": 2}}
+SMALL = shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise", "VMDiffRandomNoise", "EmptySD3LatentImage", "KSampler")
 
 
 

@@ -10,11 +10,12 @@ from PIL import Image
 
 from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.workflow_convert import ui_to_api
+from tests.support.workflows import shrink
 
 pytestmark = pytest.mark.slow
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
-FLUX_SMALL = {"VMDiffMagicMix": {"steps": 4}, "ModelSamplingFlux": {"width": 96, "height": 96}}
-SD15_SMALL = {"VMDiffMagicMix": {"steps": 10}}
+FLUX_SMALL = shrink("VMDiffMagicMix", "ModelSamplingFlux")
+SD15_SMALL = shrink("VMDiffMagicMix", VMDiffMagicMix={"steps": 10})
 
 
 @pytest.fixture(scope="module")

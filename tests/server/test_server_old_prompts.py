@@ -8,16 +8,12 @@ import pytest
 
 from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
+from tests.support.workflows import shrink
 
 pytestmark = pytest.mark.slow
 API = Path(__file__).resolve().parents[2] / "workflows" / "api"
 #: small sizes and short grids on the stand-ins (required inputs only: the optional ones are stripped)
-SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
-         "VMDiffMixingDenoise": {"steps": 2}, "VMDiffRandomNoise": {"width": 32, "height": 32},
-         "VMDiffAutoTune": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0, "search_steps": 0},
-         "VMDiffMagicMix": {"steps": 4, "width": 32, "height": 32},
-         "ModelSamplingFlux": {"width": 96, "height": 96}, "EmptySD3LatentImage": {"width": 32, "height": 32},
-         "KSampler": {"steps": 2},
+SMALL = {**shrink(VMDiffAutoTune={"search_steps": 0}, VMDiffMagicMix={"width": 32, "height": 32}),
          # the release file names of the workflows → the tiny scorer files in the same models folder
          "VMDiffLoadDINOv2": {"dinov2": NAMES["dinov2"]},
          "VMDiffLoadOpenCLIP": {"model_name": NAMES["open_clip_model"], "checkpoint": NAMES["open_clip"]},

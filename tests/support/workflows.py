@@ -11,6 +11,28 @@ from vmdiff_cli.comfy_env import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / "workflows"
 
+#: The one home of workflow shrinking: the smallest run of each class on the stand-ins ({class_type: {input: value}},
+#: what apply_inputs / workflow_prompt take). A test picks the classes of its workflow with shrink().
+SMALL = {
+    "VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
+    "VMDiffMixingDenoise": {"steps": 2},
+    "VMDiffRandomNoise": {"width": 32, "height": 32},
+    "VMDiffAutoTune": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
+    "VMDiffMagicMix": {"steps": 4},
+    "ModelSamplingFlux": {"width": 96, "height": 96},
+    "EmptySD3LatentImage": {"width": 32, "height": 32},
+    "KSampler": {"steps": 2},
+}
+
+
+def shrink(*classes: str, **changes: dict) -> dict:
+    """SMALL's entries for ``classes`` (every class when none), each updated by ``changes[class]``; a class only in
+    ``changes`` is added as given."""
+    picked = {c: dict(SMALL[c]) for c in (classes or SMALL)}
+    for class_type, values in changes.items():
+        picked.setdefault(class_type, {}).update(values)
+    return picked
+
 
 def set_inputs(api: dict, **inputs) -> dict:
     """Set every node's *unlinked* input of that name (in place)."""
