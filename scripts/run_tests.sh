@@ -11,11 +11,12 @@ cd "$REPO"
 TARGET=(tests)
 case "${1:-}" in
   unit|nodes|server|frontend) TARGET=("tests/$1"); shift ;;
+  tests|tests/*) TARGET=() ;;  # paths given: pytest runs those only
 esac
 bash scripts/setup_env.sh --test
-if [ "${TARGET[0]}" = tests ] || [ "${TARGET[0]}" = tests/frontend ]; then
+if [ "${TARGET[*]:-}" != tests/unit ] && [ "${TARGET[*]:-}" != tests/nodes ] && [ "${TARGET[*]:-}" != tests/server ]; then
   bash scripts/install_chromium.sh || echo "[run_tests] no Chromium: tests/frontend will fail"
 fi
 # ComfyUI may live in a read-only tree: never write .pyc files into it.
 export PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest "${TARGET[@]}" -q -rA --durations=25 "$@"
+exec .venv/bin/python -m pytest ${TARGET[@]+"${TARGET[@]}"} -q -rA --durations=25 "$@"
