@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless Chromium for tests/test_frontend.py (ComfyUI's real frontend): Debian's `chromium` package. Idempotent:
+# Headless Chromium for tests/frontend/test_frontend.py (ComfyUI's real frontend): Debian's `chromium` package. Idempotent:
 # does nothing when a Chromium is already on PATH (or $CHROMIUM is set). Needs root for apt-get (CI runs as root).
 set -euo pipefail
 for exe in "${CHROMIUM:-}" chromium chromium-browser google-chrome; do

@@ -27,7 +27,7 @@ sams/               vmdiff-tiny-sam.pth (a plain state dict, as released)       
 ==================  ==========================================================  ==================================
 
 The original-format files are written with groundingdino-py and segment-anything, TEST-ONLY dependencies (never in
-requirements.txt): the pack maps them onto transformers, and tests/test_score_equivalence.py compares the two.
+requirements.txt): the pack maps them onto transformers, and tests/nodes/test_score_equivalence.py compares the two.
 
 Generated once per recipe (hash of this file and the library versions) into ``<repo>/.cache/tiny_models`` (or a
 given folder), beside vmdiff_cli/tiny_models.py's files, never committed.

@@ -7,7 +7,7 @@ from vmdiff_cli.comfy_env import load_pack
 
 pack = load_pack()
 
-from tests.test_nodes_inprocess import CallLog, image
+from tests.nodes.test_nodes_inprocess import CallLog, image
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise

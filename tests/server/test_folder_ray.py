@@ -14,7 +14,7 @@ import pytest
 import ray
 from PIL import Image
 
-from tests.test_folder_runner import alive
+from tests.server.test_folder_runner import alive
 from tests.support.tiny_folders import TEST_NODES, folder_of, tiny_workflow
 from vmdiff_cli.folder_ray import ray_env, require_ray, run_on_ray
 from vmdiff_cli.folder_runner import MANIFEST, SMALL_OVERRIDES, FolderRun, find_objects

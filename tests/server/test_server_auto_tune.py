@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.support.workflows import node_id, shrink, workflow_prompt
-from tests.test_server_workflows import manual_prompt
+from tests.server.test_server_workflows import manual_prompt
 
 pytestmark = pytest.mark.slow
 SMALL = shrink(VMDiffAutoTune=dict(search_steps=0, alpha_tol=0.1, beta_tol=2.0))["VMDiffAutoTune"]

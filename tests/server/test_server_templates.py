@@ -34,7 +34,7 @@ STAND_INS = {  # sizes and steps the CPU stand-ins run in seconds; the scorer lo
 
 def without_t5(api: dict) -> dict:
     """The stand-ins have no T5-XXL: a DualCLIPLoader becomes CLIP-L alone and each text it encodes is padded to
-    Flux's 4096 wide by the test-only VMDiffTestFluxText (as tests/test_server_baselines.py does)."""
+    Flux's 4096 wide by the test-only VMDiffTestFluxText (as tests/server/test_server_baselines.py does)."""
     for dual in [k for k, v in api.items() if v["class_type"] == "DualCLIPLoader"]:
         api[dual] = {"class_type": "CLIPLoader", "inputs": {"clip_name": "clip_l.safetensors",
                                                             "type": "stable_diffusion"}}

@@ -37,7 +37,7 @@ _ENC, _DEC = r"^transformer\.encoder\.", r"^transformer\.decoder\."
 #: The documented key map: original GroundingDINO tensor name (regex) → Hugging Face checkpoint name (the naming of
 #: IDEA-Research/grounding-dino-tiny's model.safetensors); first match wins, None drops a buffer, {qkv} splits a
 #: fused projection (see files.apply_key_map). Written from the module structure of both implementations; the
-#: equivalence test (tests/test_score_equivalence.py) proves it on random weights.
+#: equivalence test (tests/nodes/test_score_equivalence.py) proves it on random weights.
 ORIGINAL_TO_HF: list[tuple[str, str | None]] = [
     # Swin backbone
     (r"^backbone\.0\.patch_embed\.proj\.", _SWIN + "embeddings.patch_embeddings.projection."),
