@@ -501,6 +501,7 @@ def main(argv=None) -> int:
     overrides = dict(SMALL_OVERRIDES) if args.small or args.tiny else None
     if args.tiny:  # the stand-in scorer files have their own names (vmdiff_cli/tiny_scorers.py)
         from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as names
+        from vmdiff_cli.tiny_scorers import originals_available
 
         overrides.update({
             "VMDiffLoadDINOv2": {"dinov2": names["dinov2"]},
@@ -508,6 +509,9 @@ def main(argv=None) -> int:
             "VMDiffLoadGroundingDINO": {"config": names["grounding_dino_config"], "checkpoint": names["grounding_dino"],
                                         "bert": names["bert"]},
             "VMDiffLoadSAM": {"checkpoint": names["sam"]}, "VMDiffScorer": {"detect_size": 224}})
+        if not originals_available():  # the main job's environment: the Hugging Face formats the workflows use
+            overrides.update({"VMDiffLoadGroundingDINO": {"checkpoint": names["grounding_dino_hf"]},
+                              "VMDiffLoadSAM": {"checkpoint": names["sam_hf"]}})
     run = FolderRun(objects, args.out or args.input_dir.with_name(args.input_dir.name + "_fused"), workflow,
                     args.set, overrides, args.timeout, workflow_name=workflow_path.name)
     if not run.todo():  # a resume with every record there: no server, no Ray, no model files to write

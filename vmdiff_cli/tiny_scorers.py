@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import sys
 import time
@@ -191,8 +192,21 @@ def build_original_sam(config: dict):
     ).eval()
 
 
+def originals_available() -> bool:
+    """Whether the test-only ORIGINAL implementations (groundingdino-py, segment-anything) are installed: without them
+    (the main job's environment) only the Hugging Face formats are written, which is what the workflows use."""
+    return all(importlib.util.find_spec(m) is not None for m in ("groundingdino", "segment_anything"))
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
 def scorers_recipe_hash(seed: int) -> str:
-    versions = [importlib.metadata.version(p) for p in
+    versions = [_version(p) for p in
                 ("torch", "transformers", "open_clip_torch", "groundingdino-py", "segment-anything", "safetensors")]
     return source_digest(Path(__file__).read_bytes(), f"|{versions}|seed {seed}")
 
@@ -273,10 +287,15 @@ def write_sam_hf(folder: Path) -> None:
         .save_pretrained(folder)
 
 
+def scorers_marker(models_dir: Path, seed: int = 0) -> Path:
+    """The file that says this recipe's scorer files are in ``models_dir`` (``-hf``: the Hugging Face formats only)."""
+    return models_dir / f".scorers-recipe-{scorers_recipe_hash(seed)}{'' if originals_available() else '-hf'}"
+
+
 def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: bool = False) -> dict[str, str]:
     """Write (or reuse) the tiny scorer files under ``models_dir/<folder>/``; returns TINY_SCORER_NAMES."""
     models_dir = Path(models_dir or default_models_dir())
-    marker = models_dir / f".scorers-recipe-{scorers_recipe_hash(seed)}"
+    marker = scorers_marker(models_dir, seed)
     if marker.is_file():
         return dict(TINY_SCORER_NAMES)
     folders = {name: models_dir / name
@@ -294,6 +313,8 @@ def write_tiny_scorers(models_dir: Path | None = None, seed: int = 0, verbose: b
         ("sam", lambda: write_sam(folders["sams"])),
         ("sam_hf", lambda: write_sam_hf(folders["sams"] / TINY_SCORER_NAMES["sam_hf"])),
     ]
+    if not originals_available():  # the original-format files need the test-only packages
+        steps = [(name, step) for name, step in steps if name not in ("grounding_dino", "sam")]
     with torch.random.fork_rng():
         for name, step in steps:
             start = time.perf_counter()
@@ -313,7 +334,7 @@ def ensure_tiny_scorers(models_dir: Path | None = None, seed: int = 0) -> dict[s
     import subprocess
 
     models_dir = Path(models_dir or default_models_dir())
-    if not (models_dir / f".scorers-recipe-{scorers_recipe_hash(seed)}").is_file():
+    if not scorers_marker(models_dir, seed).is_file():
         done = subprocess.run([sys.executable, "-m", "vmdiff_cli.tiny_scorers", "--out", str(models_dir), "--seed",
                                str(seed)], cwd=REPO_ROOT, capture_output=True, text=True)
         if done.returncode != 0:
