@@ -31,7 +31,8 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACK_DIR_NAME = "comfyui-vmdiff"
 # Folders ComfyUI knows by name; any other sub-folder of models_dir is mapped too.
-MODEL_FOLDERS = ("diffusion_models", "clip_vision", "style_models", "vae", "text_encoders", "clip", "vae_approx")
+MODEL_FOLDERS = ("diffusion_models", "clip_vision", "style_models", "vae", "text_encoders", "clip", "vae_approx",
+                 "checkpoints")
 
 
 def installed_comfyui() -> Path | None:
