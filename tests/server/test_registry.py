@@ -92,7 +92,10 @@ def test_the_folder_runner_runs_from_the_registry_pack(packed, tmp_path):
     _, unpacked = packed
     folder = folder_of(tmp_path / "objects", ["owl.png", "jar.png"])
     workflow = tiny_workflow(tmp_path / "tiny.json")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    from vmdiff_cli.comfy_server import find_comfyui
+
+    # the unpacked folder is not inside a ComfyUI: name this one (an installed pack finds its own)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "COMFYUI_PATH": str(find_comfyui())}
     done = subprocess.run([sys.executable, "-m", "vmdiff_cli.folder_runner", str(folder), "--workflow", str(workflow),
                            "--custom-nodes", str(TEST_NODES), "--small", "--out", str(tmp_path / "fused")],
                           cwd=unpacked, env=env, capture_output=True, text=True, timeout=900)
