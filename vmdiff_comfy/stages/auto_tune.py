@@ -166,7 +166,7 @@ def _send_text(node_id, text: str) -> None:
 
 def search_problems(steps, t_den_step, search_steps, alpha_min, alpha_max, beta_min, beta_max) -> list[str]:
     """What is wrong with Auto-Tune's grid and search bounds (None: not known yet, a linked input)."""
-    found = grid_problems(steps, t_den_step) + problems(search_steps=search_steps)
+    found = grid_problems(steps, t_den_step)  # the ranges: @guard_inputs
     if search_steps == 1:
         found.append("search_steps: use 0 (search at the full steps) or at least 2")
     if None not in (alpha_min, alpha_max) and alpha_min >= alpha_max:

@@ -14,8 +14,7 @@ from comfy_api.latest import io
 
 from ...vmdiff_ops import INVERSION_RULES, MIX_RULES, PRESETS
 from ...vmdiff_ops.regional import IMAGE_ATTENTION
-from ..errors import VMDiffInputError
-from .checks import number_problem
+from ..errors import VMDiffInputError, number_problem, raise_problems  # noqa: F401  (raise_problems: callers)
 from .flow import CONTEXT_MODES
 
 SEED_MAX = 0xffffffffffffffff
@@ -229,11 +228,6 @@ def grid_problems(steps, t_den_step) -> list[str]:
     return []
 
 
-def raise_problems(found: list[str]) -> None:
-    if found:
-        raise VMDiffInputError("; ".join(found))
-
-
 @contextlib.contextmanager
 def ops_errors(prefix: str = ""):
     """The one translation of a ``vmdiff_ops`` ValueError (which names the paper's symbol) to a node input error."""
@@ -265,12 +259,13 @@ class StageSettings:
 
     @classmethod
     def from_inputs(cls, values: dict) -> "StageSettings":
-        """From a node's inputs (missing or None optional ones at their defaults); raises on a bad value."""
-        own = with_defaults(cls.names(), {n: values.get(n) for n in cls.names()})
-        raise_problems(problems(**own))
-        return cls(**own)
+        """From a node's inputs (missing or None optional ones at their defaults), as ``@guard_inputs`` checked
+        them; the stage that runs with them checks them as a whole (``problems``)."""
+        return cls(**with_defaults(cls.names(), {n: values.get(n) for n in cls.names()}))
 
     def problems(self) -> list[str]:
+        """Range and grid problems of these settings as a whole: the stage functions' check (they are also
+        called from Python, not only by a guarded node)."""
         return problems(**asdict(self)) + grid_problems(self.steps, self.t_den_step)
 
     def at_steps(self, steps: int) -> "StageSettings":
