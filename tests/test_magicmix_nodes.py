@@ -20,7 +20,7 @@ import node_helpers  # noqa: E402
 import nodes  # noqa: E402
 
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
-from vmdiff_pack.nodes.magicmix import VMDiffMagicMix
+from vmdiff_pack.nodes.magicmix import VMDiffMagicMix  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.stages.magicmix import model_noise_scaling, reweight_patch, run_magicmix  # noqa: E402
 from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode  # noqa: E402
 

@@ -9,7 +9,7 @@ pack = load_pack()
 from tools import tiny_models  # noqa: E402
 
 from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
-from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError
+from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.stages.flow import phase_conditioning  # noqa: E402
 from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.stages.prompt import fusion_prompt  # noqa: E402
@@ -194,7 +194,8 @@ def test_bad_inputs_name_the_input(models, tokens):
 
 def test_fusion_prompt_template():
     assert fusion_prompt("owl", "jar") == "A photo of owl creatively fused with jar."
-    assert fusion_prompt(" panda ", "Charizard figurine") == "A photo of panda creatively fused with Charizard figurine."
+    assert (fusion_prompt(" panda ", "Charizard figurine")
+            == "A photo of panda creatively fused with Charizard figurine.")
 
 
 def test_pack_registers_its_nodes_through_comfy_entrypoint():

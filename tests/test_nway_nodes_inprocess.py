@@ -9,7 +9,7 @@ boot_comfy_inprocess()
 load_pack()
 from tools import tiny_models  # noqa: E402
 
-from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
+from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.stages.blending_noise import initial_noise  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.errors import VMDiffInputError  # noqa: E402
 from vmdiff_pack.nodes.mix_tokens_n import VMDiffMixTokensN  # noqa: E402

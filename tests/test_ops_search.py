@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from vmdiff_pack.vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment, golden_section_maximize,
-                        golden_section_maximize_on_grid, round_seed, search_value, speculative_points, stronger_side)
+from vmdiff_pack.vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment,
+                                    golden_section_maximize, golden_section_maximize_on_grid, round_seed, search_value,
+                                    speculative_points, stronger_side)
 
 
 class Counted:

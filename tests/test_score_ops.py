@@ -5,8 +5,8 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from vmdiff_pack.vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, boxes_to_pixels, center_crop_resize,
-                              cosine_similarity,
+from vmdiff_pack.vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, boxes_to_pixels,
+                                          center_crop_resize, cosine_similarity,
                               crop_bounds, crop_to_box, grounding_resize_shape, mean_token_feature, neutral_fill,
                               normalise_pixels, normalise_text_similarity, select_box, similarity_score, squash_resize)
 

@@ -413,8 +413,9 @@ def build_ui(graph: dict, classes: dict) -> dict:
                          "properties": {}, "widgets_values": [note_text(reasons)], "title": "Set on purpose"})
     for node in ui_nodes:
         if node["type"] in classes:
+            outputs = _outputs(classes[node["type"]])
             node["outputs"] = [{"name": name, "type": kind, "links": out_links.get((node["id"], slot), []),
-                                "slot_index": slot} for slot, (name, kind) in enumerate(_outputs(classes[node["type"]]))]
+                                "slot_index": slot} for slot, (name, kind) in enumerate(outputs)]
     order = _topological_order([n for n in ui_nodes if n["type"] in classes], links)
     for node in ui_nodes:
         node["order"] = order.get(node["id"], len(order))  # the Note last

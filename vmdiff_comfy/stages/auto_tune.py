@@ -15,7 +15,7 @@ from ...vmdiff_ops.search import INV_PHI
 from .blending_noise import run_blending_noise
 from .mixing_denoise import run_mixing_denoise
 from .checks import check_finite_output
-from .settings import StageSettings, grid_problems, ops_errors, problems
+from .settings import StageSettings, grid_problems, ops_errors
 
 #: The score terms of a candidate whose image is NaN / inf (an overflowing model): the worst score, never scored.
 NON_FINITE_TERMS = {k: math.nan for k in ("score", "D1", "D2", "T1", "T2", "n1", "n2")}
