@@ -1,5 +1,5 @@
-"""VMDiff Scorer and VMDiff Similarity Score: the nodes of the paper's Similarity Score S (spec §5); the scorer itself
-is vmdiff_comfy/scoring/similarity.py."""
+"""VMDiff Scorer and VMDiff Similarity Score: the nodes of the paper's Similarity Score S (docs/method.md); the scorer
+itself is vmdiff_comfy/scoring/similarity.py."""
 from __future__ import annotations
 
 import json

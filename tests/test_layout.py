@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-#: issue 10 (the scorer helper) moves these into vmdiff_comfy/scoring/; until then they import siblings.
+#: node files that may still import a sibling until their shared code moves into vmdiff_comfy/ (none left).
 PENDING_SCORER_MOVE: set[str] = set()
 
 

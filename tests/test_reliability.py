@@ -1,4 +1,4 @@
-"""Reliability of the pack inside a long-lived ComfyUI server (issue 5): bad inputs, interrupts, memory over many
+"""Reliability of the pack inside a long-lived ComfyUI server: bad inputs, interrupts, memory over many
 prompts, untrusted model files.
 
 Everything runs through ONE cheap real server (no big model files): the shipped workflows' API twins with their
@@ -269,7 +269,7 @@ CASES = [
         linked("VMDiffAutoTune", "beta_min", "PrimitiveFloat", 0.5)(api),
         set_input("VMDiffAutoTune", beta_max=0.4)(api)), "failed",
          ("beta_min: 0.5 must be below beta_max (0.4)",), "vmdiff_full"),
-    # issue 12 kinds 7, 1, 4, 10 (nodes)
+    # linked values out of range, non-finite outputs, text of the wrong encoder, files that are not models
     Case("Auto-Tune alpha_tol 0 (linked Float)", linked("VMDiffAutoTune", "alpha_tol", "PrimitiveFloat", 0.0),
          "failed", ("alpha_tol: 0.0 is below the minimum 0.0001",), "vmdiff_full"),
     Case("Blending Noise width 2^17 (linked Int)", linked("VMDiffBlendingNoise", "width", "PrimitiveInt", 2 ** 17),

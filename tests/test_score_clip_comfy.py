@@ -1,4 +1,4 @@
-"""The Similarity Score's CLIP from ComfyUI's own files (issue 10 item 2), in-process.
+"""The Similarity Score's CLIP from ComfyUI's own files, in-process.
 
 One random OpenCLIP stand-in (tools/clip_towers TINY_CLIP_G) is written as an OpenCLIP checkpoint and as
 clip_vision_g- / clip_g-layout files. The OpenCLIP file goes through VMDiff Load OpenCLIP; the other two through

@@ -1,4 +1,4 @@
-"""Issue 10's dependency rules: requirements.txt cannot break a ComfyUI install, and the pack imports and scores with
+"""The dependency rules: requirements.txt cannot break a ComfyUI install, and the pack imports and scores with
 the original GroundingDINO / SAM packages absent."""
 import json
 import os

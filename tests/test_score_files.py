@@ -1,4 +1,4 @@
-"""Files that are not models (issue 12 kinds 2 and 10, scorer loaders): every format each scorer loader reads is looked
+"""Files that are not models (the scorer loaders): every format each scorer loader reads is looked
 at before loading, and what it is, which file and folder, its size and where to get it are said; the pickle wording
 is kept for real pickles only, and torch's ``weights_only=False`` advice is never relayed."""
 import shutil

@@ -1,4 +1,4 @@
-"""vmdiff_ops.score against hand-computed values (spec §5); no ComfyUI involved."""
+"""vmdiff_ops.score against hand-computed values (docs/method.md, "Similarity Score S"); no ComfyUI involved."""
 import math
 
 import pytest

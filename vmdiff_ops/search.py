@@ -1,5 +1,6 @@
 """Efficient Adaptive Adjustment (EAA, the paper's Auto-Tune): golden-section search on α, then on the weaker
-side's β, in rounds with ε resampled (spec §6, Part A §1). Pure orchestration over an ``evaluate`` callable."""
+side's β, in rounds with ε resampled (docs/method.md, "Efficient Adaptive Adjustment"). Pure orchestration over an
+``evaluate`` callable."""
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ def search_value(score: float) -> float:
 
 
 def round_seed(seed: int, r: int) -> int:
-    """seed_r, the seed of round r's resampled ε (spec §6: seed + r), wrapped into [0, 2^64) so a seed near the top
+    """seed_r, the seed of round r's resampled ε (the paper: seed + r), wrapped into [0, 2^64) so a seed near the top
     of the range (2^64 − 1) still gives valid, distinct seeds for every round."""
     return (seed + r) % SEED_RANGE
 
@@ -74,10 +75,10 @@ def beta_grid(beta_min: float, beta_max: float, step: float) -> list[float]:
 
 def golden_section_maximize_on_grid(f: Callable[[float], float], grid: list[float], lo: float, hi: float,
                                     tol: float, max_iter: int = 15) -> tuple[float, float, int]:
-    """Golden-section maximisation over the discrete ``grid`` inside [lo, hi]: each golden point snaps to the
-    nearest grid value not yet evaluated; no value is ever evaluated twice (the reference re-runs some, spec §6).
-    Stops when hi − lo ≤ tol, after max_iter brackets, or when no grid value is left to try.
-    Returns (best value of the grid, f there, evaluations)."""
+    """Golden-section maximisation over the discrete ``grid`` inside [lo, hi]: each golden point snaps to the nearest
+    grid value not yet evaluated; no value is ever evaluated twice (the reference re-runs some, run_single.py:636-639).
+    Stops when hi − lo ≤ tol, after max_iter brackets, or when no grid value is left to try. Returns (best value of the
+    grid, f there, evaluations)."""
     cache: dict[float, float] = {}
 
     def nearest_new(target: float, low: float, high: float, exclude: set) -> Optional[float]:
@@ -115,7 +116,7 @@ def golden_section_maximize_on_grid(f: Callable[[float], float], grid: list[floa
 
 @dataclass
 class SearchOptions:
-    """Every knob of EAA; the presets only fill these defaults (spec Part A §1)."""
+    """Every knob of EAA; the presets only fill these defaults (docs/method.md)."""
 
     alpha_min: float = 0.4
     alpha_max: float = 0.6

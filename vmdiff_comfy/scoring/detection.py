@@ -9,9 +9,9 @@ Two formats, one model:
   GroundingDinoConfig, its tensors are renamed by ORIGINAL_TO_HF onto the names of the Hugging Face checkpoints, and
   transformers loads that state dict as it loads a downloaded one.
 
-The box rule is the reference's (spec §5): the processor's grounded post-processing (sigmoid, max over tokens,
-``> box_threshold``, boxes scaled to the real image size), then NMS and the single most confident box.
-"""
+The box rule is the reference's (GroundingDINO util/inference.py, run_single.py:505-537): the processor's grounded
+post-processing (sigmoid, max over tokens, ``> box_threshold``, boxes scaled to the real image size), then NMS and the
+single most confident box. """
 from __future__ import annotations
 
 import ast
@@ -200,7 +200,7 @@ def check_tokenizer(tokenizer, source: Path) -> None:
 
 
 class GroundingDinoDetector(ScorerModel):
-    """Open-set detection: the most confident box for a caption (spec §5 "Grounded-SAM is only a box")."""
+    """Open-set detection: the most confident box for a caption (the reference crops to this box, no SAM mask)."""
 
     kind = "detector"
 

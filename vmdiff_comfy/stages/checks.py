@@ -25,7 +25,7 @@ class ModelInfo:
     sampling_patched: bool = False
 
 
-#: What a stage node says when the MODEL's sampling patch was not used (issue 13 item 5).
+#: What a stage node says when the MODEL's sampling patch was not used.
 SAMPLING_PATCH_NOTE = ("the MODEL carries a sampling patch (e.g. ModelSamplingFlux's shift); it was not used: the "
                        "σ grid comes from the image size (μ of the reference schedule)")
 
@@ -44,7 +44,7 @@ def flux_model_info(model) -> ModelInfo:
                      sampling_patched="model_sampling" in getattr(model, "object_patches", {}))
 
 
-#: The likely cause and fix of a non-finite model output (issue 12 kind 1).
+#: The likely cause and fix of a non-finite model output.
 OVERFLOW_FIX = ("likely an fp16/fp8 overflow of the model: load it with weight_dtype 'default' (bf16) in Load "
                 "Diffusion Model, or a bf16 / fp8_e4m3fn-scaled checkpoint (ComfyUI: no --fp16-unet / --fp8 flags)")
 
@@ -74,7 +74,7 @@ def text_width_problem(name: str, width: int, needed: int, family: str, alternat
 
 
 def check_conditioning(name: str, conditioning, model, alternative: str = "") -> None:
-    """Issue 12 kind 4: a CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
+    """A CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
     (context width; Flux: also the pooled CLIP-L width), else a message naming the input and the encoder it needs,
     instead of a matmul error inside the model. ``alternative``: another fix the node offers."""
     if not conditioning or not isinstance(conditioning, list):

@@ -2,7 +2,7 @@
 ``validate_inputs``, the defaults of its ``execute`` and tools/build_workflows.py's widget values come from here.
 
 Parity and option knobs (``optional=True``) are optional inputs whose defaults are the reference code's, so an API
-prompt written before a knob existed still runs (issue 13 item 3)."""
+prompt written before a knob existed still runs."""
 from __future__ import annotations
 
 import contextlib
