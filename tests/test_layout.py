@@ -1,5 +1,5 @@
-"""The repository's layout rules (README "Layout"), read from the source: node files do not import each other,
-tools/ and benchmarks/ do not import tests/, vmdiff_comfy/ does not import nodes/, vmdiff_ops/ does not import
+"""The repository's layout rules (docs/developing.md, "Layout"), read from the source: node files do not import each
+other, tools/ and benchmarks/ do not import tests/, vmdiff_comfy/ does not import nodes/, vmdiff_ops/ does not import
 ComfyUI, and each stage setting is declared once."""
 import ast
 import re
