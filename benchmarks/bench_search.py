@@ -1,4 +1,5 @@
-"""Benchmark: the cost of one VMDiff fusion search, ours vs the reference code's schedule (spec §6, §8).
+"""Benchmark: the cost of one VMDiff fusion search, ours vs the reference code's schedule
+(docs/method.md, "Efficient Adaptive Adjustment" and "Cost").
 
     python -m benchmarks.bench_search [--wall] [--size 32]
 
@@ -31,7 +32,7 @@ STEPS, T_DEN = 20, 10
 
 
 # S of the β stage on the grid 0.5, 0.7, …, 3.5: a bumpy profile under which the reference's β stage runs its
-# maximum of 6 iterations (its 926-NFE worst case, spec §8).
+# maximum of 6 iterations (its 926-NFE worst case; reference run_single.py:602-691).
 WORST_BETA_PROFILE = [0.49, 0.31, 0.47, 0.81, 0.88, 0.81, 0.19, 1.0, 0.63, 0.08, 0.73, 0.99, 0.4, 0.68, 0.32, 0.21]
 
 
@@ -107,7 +108,7 @@ def nfe_table() -> list[tuple]:
             return score(a, b1, b2)
 
         reference_n = reference_schedule(render, blend)
-        # the reference renders its candidates in pairs, one batch of 2 per pair (spec §8)
+        # the reference renders its candidates in pairs, one batch of 2 per pair (run_single.py:568-586)
         rows.append((case, "reference schedule", reference_n, counts["nfe"],
                      counts["calls"] + counts["renders"] // 2 * STEPS))
         for search_steps in (0, 8, 6):

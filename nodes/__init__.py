@@ -1,5 +1,4 @@
 """The VMDiff nodes: one file per node (or family of nodes), each only define_schema + a short execute."""
-from ..vmdiff_comfy.stages.checks import guard_inputs
 from ..vmdiff_comfy.stages.presets import register_routes
 from .auto_tune import VMDiffAutoTune
 from .blending_noise import VMDiffBlendingNoise
@@ -15,8 +14,9 @@ from .stage_settings import VMDiffStageSettings
 from .score_loaders import LOADER_NODES
 from .similarity_score import VMDiffScorer, VMDiffSimilarityScore
 
-NODES = [guard_inputs(node) for node in (
+# a node with numeric inputs carries @guard_inputs in its file (vmdiff_comfy/errors.py): ranges, typed or linked
+NODES = [
     VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune, VMDiffSaveImage,
     VMDiffMagicMix, *LOADER_NODES, VMDiffScorer, VMDiffSimilarityScore, VMDiffRandomNoise, VMDiffMixTokensN,
-    VMDiffStageSettings, VMDiffClipFromComfy)]  # every numeric input's range and finiteness, typed or linked
+    VMDiffStageSettings, VMDiffClipFromComfy]
 register_routes()

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from comfy_api.latest import io, ui
 
-from ..vmdiff_comfy.errors import VMDiffInputError
+from ..vmdiff_comfy.errors import VMDiffInputError, guard_inputs
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.auto_tune import auto_tune, search_problems
 from ..vmdiff_comfy.stages.plots import candidate_grid, search_plot, to_pil
@@ -22,6 +22,7 @@ STAGE_WIDGETS = ("width", "height", "steps", "search_steps", "t_den_step", "guid
 WIDGETS = ("seed", *STAGE_WIDGETS, *SEARCH_OPTION_NAMES, "candidates_per_batch")
 
 
+@guard_inputs
 class VMDiffAutoTune(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -65,12 +66,12 @@ class VMDiffAutoTune(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **values):
+    def validate_inputs(cls, **values):  # after @guard_inputs's range checks: the grid and the search bounds
         return "; ".join(cls.problems(values)) or True
 
     @staticmethod
     def problems(values: dict) -> list[str]:
-        return settings.problems(**values) + search_problems(*(values.get(k) for k in (
+        return search_problems(*(values.get(k) for k in (
             "steps", "t_den_step", "search_steps", "alpha_min", "alpha_max", "beta_min", "beta_max")))
 
     @classmethod

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
+from ..vmdiff_comfy.errors import guard_inputs
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.blending_noise import run_blending_noise
 from ..vmdiff_comfy.stages.checks import SAMPLING_PATCH_NOTE
@@ -13,6 +14,7 @@ WIDGETS = ("seed", "width", "height", "steps", "t_den_step", "guidance_denoise",
            "inversion", "context", "bf16_state")
 
 
+@guard_inputs
 class VMDiffBlendingNoise(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -44,15 +46,13 @@ class VMDiffBlendingNoise(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **values):
-        return "; ".join(settings.problems(**values) + settings.grid_problems(values.get("steps"),
-                                                                              values.get("t_den_step"))) or True
+    def validate_inputs(cls, **values):  # after @guard_inputs's range checks: t_den on the grid
+        return "; ".join(settings.grid_problems(values.get("steps"), values.get("t_den_step"))) or True
 
     @classmethod
     def execute(cls, model, tokens_1, tokens_2=None, conditioning=None, stage_settings=None,
                 **widgets) -> io.NodeOutput:
         v = settings.with_defaults(WIDGETS, widgets)
-        settings.raise_problems(settings.problems(**v))
         stage, note = settings.resolve(stage_settings, v)
         out = run_blending_noise(model, tokens_1, tokens_2, conditioning, seed=v["seed"], width=v["width"],
                                  height=v["height"], settings=stage, beta_1=v["beta_1"], beta_2=v["beta_2"])

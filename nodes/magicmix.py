@@ -6,6 +6,7 @@ import math
 
 from comfy_api.latest import io, ui
 
+from ..vmdiff_comfy.errors import guard_inputs
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.magicmix import run_magicmix
 from ..vmdiff_comfy.stages.settings import MAGICMIX
@@ -15,6 +16,7 @@ WIDGETS = ("seed", "steps", "scheduler", "k_max", "k_min", "nu", "cfg", "width",
            "reweight_tokens")
 
 
+@guard_inputs
 class VMDiffMagicMix(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -47,17 +49,15 @@ class VMDiffMagicMix(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **values):
-        problems = settings.problems(MAGICMIX, **values)
-        k_max, k_min = values.get("k_max"), values.get("k_min")
-        if not problems and None not in (k_max, k_min) and k_min > k_max:
-            problems.append(f"k_min {k_min} must not exceed k_max {k_max}")
-        return "; ".join(problems) or True
+        k_max, k_min = values.get("k_max"), values.get("k_min")  # after @guard_inputs's range checks
+        if None not in (k_max, k_min) and k_min > k_max:
+            return f"k_min {k_min} must not exceed k_max {k_max}"
+        return True
 
     @classmethod
     def execute(cls, model, content, layout_image=None, vae=None, layout_conditioning=None, content_tokens=None,
                 negative=None, **widgets) -> io.NodeOutput:
         v = settings.with_defaults(WIDGETS, widgets, MAGICMIX)
-        settings.raise_problems(settings.problems(MAGICMIX, **v))
         out = run_magicmix(model, content, layout_image=layout_image, vae=vae, layout_conditioning=layout_conditioning,
                            content_tokens=content_tokens, negative=negative, **{k: v[k] for k in WIDGETS})
         steps, nu, cfg = v["steps"], v["nu"], v["cfg"]

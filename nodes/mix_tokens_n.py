@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
+from ..vmdiff_comfy.errors import guard_inputs
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType
 from ..vmdiff_comfy.stages.tokens import mix_token_sets
 from ..vmdiff_ops import MIX_RULES_N
@@ -11,6 +12,7 @@ from ..vmdiff_ops import MIX_RULES_N
 MAX_SETS = 4
 
 
+@guard_inputs
 class VMDiffMixTokensN(io.ComfyNode):
     @classmethod
     def define_schema(cls):

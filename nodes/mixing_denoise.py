@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
+from ..vmdiff_comfy.errors import guard_inputs
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.checks import SAMPLING_PATCH_NOTE
 from ..vmdiff_comfy.stages.mixing_denoise import run_mixing_denoise
@@ -13,6 +14,7 @@ WIDGETS = ("alpha", "guidance", "steps", "mix_rule", "context", "bf16_state", "a
            "image_attention")
 
 
+@guard_inputs
 class VMDiffMixingDenoise(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -41,14 +43,9 @@ class VMDiffMixingDenoise(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **values):
-        return "; ".join(settings.problems(**values)) or True
-
-    @classmethod
     def execute(cls, model, eps_b, tokens_1, tokens_2=None, conditioning=None, stage_settings=None, mask=None,
                 **widgets) -> io.NodeOutput:
         v = settings.with_defaults(WIDGETS, widgets)
-        settings.raise_problems(settings.problems(**v))
         stage, note = settings.resolve(stage_settings, v)
         noise = noise_from_latent(eps_b, "eps_b")
         seed = eps_b.get("vmdiff", {}).get("seed", 0)

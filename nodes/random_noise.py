@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
+from ..vmdiff_comfy.errors import guard_inputs
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.blending_noise import initial_noise
 from ..vmdiff_comfy.stages.checks import check_size
@@ -14,6 +15,7 @@ from ..vmdiff_comfy.stages.sockets import noise_space_latent
 FLUX_LATENT_CHANNELS = 16
 
 
+@guard_inputs
 class VMDiffRandomNoise(io.ComfyNode):
     @classmethod
     def define_schema(cls):

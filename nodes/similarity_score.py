@@ -1,5 +1,5 @@
-"""VMDiff Scorer and VMDiff Similarity Score: the nodes of the paper's Similarity Score S (spec §5); the scorer itself
-is vmdiff_comfy/scoring/similarity.py."""
+"""VMDiff Scorer and VMDiff Similarity Score: the nodes of the paper's Similarity Score S (docs/method.md); the scorer
+itself is vmdiff_comfy/scoring/similarity.py."""
 from __future__ import annotations
 
 import json
@@ -10,11 +10,12 @@ from ..vmdiff_comfy.scoring.similarity import (ISOLATION_MODES, QUERY_MODES, RES
                                                ScoreOptions, SimilarityScorer, format_breakdown)
 from ..vmdiff_comfy.scoring.sockets import DinoType, GroundingDinoType, OpenClipType, SamType
 from ..vmdiff_ops import score as score_ops
-from ..vmdiff_comfy.errors import VMDiffInputError
+from ..vmdiff_comfy.errors import VMDiffInputError, guard_inputs
 from ..vmdiff_comfy.stages.checks import check_finite_output
 from ..vmdiff_comfy.stages.sockets import ScorerType
 
 
+@guard_inputs
 class VMDiffScorer(io.ComfyNode):
     @classmethod
     def define_schema(cls):

@@ -6,11 +6,13 @@ from dataclasses import asdict
 
 from comfy_api.latest import io, ui
 
+from ..vmdiff_comfy.errors import guard_inputs, raise_problems
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.settings import StageSettings
 from ..vmdiff_comfy.stages.sockets import StageSettingsType
 
 
+@guard_inputs
 class VMDiffStageSettings(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -27,12 +29,11 @@ class VMDiffStageSettings(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **values):
-        return "; ".join(settings.problems(**values) + settings.grid_problems(values.get("steps"),
-                                                                              values.get("t_den_step"))) or True
+    def validate_inputs(cls, **values):  # after @guard_inputs's range checks: t_den on the grid
+        return "; ".join(settings.grid_problems(values.get("steps"), values.get("t_den_step"))) or True
 
     @classmethod
     def execute(cls, **widgets) -> io.NodeOutput:
         stage = StageSettings.from_inputs(widgets)
-        settings.raise_problems(stage.problems())
+        raise_problems(settings.grid_problems(stage.steps, stage.t_den_step))  # linked values
         return io.NodeOutput(stage, ui=ui.PreviewText(", ".join(f"{k} = {v}" for k, v in asdict(stage).items())))

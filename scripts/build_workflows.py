@@ -1,14 +1,20 @@
 """Writes the pack's example workflows (UI format, what ComfyUI's "Open" loads) from one compact description.
 
-Run after changing a node's inputs: ``python -m scripts.build_workflows``. The node definitions (input order, which
-inputs are widgets, output types) are read from the real node classes, in-process. The API twins in
+Run after changing a node's inputs or a declared default: ``python -m scripts.build_workflows``. The node definitions
+(input order, which inputs are widgets, output types, defaults) are read from the real node classes, in-process.
+A description names only what a workflow sets: a widget it leaves out is saved at the node's declared default
+(vmdiff_comfy/stages/settings.py for the VMDiff stages), so changing a default there is one edit plus a rebuild. A
+value a workflow sets away from its default on purpose is ``on_purpose(reason, name=value)``: the reason is shown in
+the workflow's Note and kept in the node's properties (tests/test_workflow_defaults.py checks both). The API twins in
 ``workflows/api/`` are then made from the UI files by ``vmdiff_cli/workflow_convert.py`` with the object_info of a real
 ComfyUI server it starts (a test keeps both in sync).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO_ROOT / "workflows"
@@ -18,7 +24,37 @@ PRIMITIVES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 EXAMPLE_IMAGES = ("vmdiff_example_cat.jpg", "vmdiff_example_coffee_cup.jpg", "vmdiff_example_rocket.jpg")
 EXAMPLE_LABELS = ("cat", "coffee cup", "rocket")
 
-# node key: (class_type, column, row, {input: value | ("@", node key, output slot)}, title)
+
+
+@dataclass(frozen=True)
+class OnPurpose:
+    """A widget value a workflow sets away from the node's declared default, and why (the workflow's Note says it)."""
+
+    value: Any
+    reason: str
+
+
+def on_purpose(reason: str, **values) -> dict[str, OnPurpose]:
+    """``{input: OnPurpose(value, reason)}`` for a node description's values."""
+    return {name: OnPurpose(value, reason) for name, value in values.items()}
+
+
+@dataclass(frozen=True)
+class Default:
+    """The declared default of ``class_type``'s input ``name`` (a Primitive node standing in for that widget)."""
+
+    class_type: str
+    name: str
+
+
+#: Why the example workflows set what they set (one sentence each, shown in the workflow's Note).
+EXAMPLE_PAIR = "the example photos' objects (example_inputs/)"
+NAMED_OUTPUT = "the saved files are named after the workflow"
+ONE_SEED = "seed 42 as in the VMDiff workflows, so every example starts from the same seed"
+SD15_PAPER = "MagicMix's own SD1.5 setting (Liew et al.: 50 steps, CFG 7.5)"
+
+# node key: (class_type, column, row, {input: value | on_purpose(...) | ("@", node key, output slot)}, title);
+# VMDiff widgets left out are saved at their declared defaults
 MANUAL = {
     "unet": ("UNETLoader", 0, 0, {"unet_name": "flux1-krea-dev.safetensors", "weight_dtype": "default"}, None),
     "clip": ("CLIPLoader", 0, 1, {"clip_name": "clip_l.safetensors", "type": "stable_diffusion"},
@@ -29,21 +65,17 @@ MANUAL = {
     "image_1": ("LoadImage", 1, 0, {"image": EXAMPLE_IMAGES[0]}, "Object image 1"),
     "image_2": ("LoadImage", 1, 2, {"image": EXAMPLE_IMAGES[1]}, "Object image 2"),
     "tokens_1": ("VMDiffReduxEncode", 2, 0, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
-                                             "image": ("@", "image_1", 0), "resize": "squash"}, None),
+                                             "image": ("@", "image_1", 0)}, None),
     "tokens_2": ("VMDiffReduxEncode", 2, 1, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
-                                             "image": ("@", "image_2", 0), "resize": "squash"}, None),
-    "prompt": ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), "label_1": EXAMPLE_LABELS[0],
-                                            "label_2": EXAMPLE_LABELS[1],
-                                            "template": "A photo of {T1} creatively fused with {T2}."}, None),
+                                             "image": ("@", "image_2", 0)}, None),
+    "prompt": ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), **on_purpose(
+        EXAMPLE_PAIR, label_1=EXAMPLE_LABELS[0], label_2=EXAMPLE_LABELS[1])}, None),
     "blend": ("VMDiffBlendingNoise", 3, 0, {
         "model": ("@", "unet", 0), "tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
-        "conditioning": ("@", "prompt", 0), "seed": 42, "width": 512, "height": 512, "steps": 20, "t_den_step": 10,
-        "guidance_denoise": 5.0, "guidance_invert": 0.0, "beta_1": 1.0, "beta_2": 1.0, "inversion": "lagged",
-        "context": "redux_only"}, None),
+        "conditioning": ("@", "prompt", 0)}, None),
     "mix": ("VMDiffMixingDenoise", 4, 0, {
         "model": ("@", "unet", 0), "eps_b": ("@", "blend", 0), "tokens_1": ("@", "tokens_1", 0),
-        "tokens_2": ("@", "tokens_2", 0), "conditioning": ("@", "prompt", 0), "alpha": 0.5, "guidance": 4.0,
-        "steps": 20, "mix_rule": "official", "context": "redux_only"}, None),
+        "tokens_2": ("@", "tokens_2", 0), "conditioning": ("@", "prompt", 0)}, None),
     "decode": ("VAEDecode", 5, 0, {"samples": ("@", "mix", 0), "vae": ("@", "vae", 0)}, None),
     "save": ("SaveImage", 6, 0, {"images": ("@", "decode", 0), "filename_prefix": "vmdiff_manual"}, None),
     "decode_preview": ("VAEDecode", 5, 2, {"samples": ("@", "blend", 2), "vae": ("@", "vae", 0)},
@@ -71,10 +103,8 @@ MANUAL_SCORED.update({
                                                          "bert": "bert-base-uncased"}, None),
     "scorer": ("VMDiffScorer", 2, 4, {
         "dino": ("@", "dinov2", 0), "open_clip": ("@", "open_clip", 0), "image_1": ("@", "image_1", 0),
-        "image_2": ("@", "image_2", 0), **LINKED_LABELS, "isolation": "box",
-        "detection_query": "most prominent object", "label_text": "official", "resize": "squash",
-        "source_resize": "none", "box_threshold": 0.25, "detect_size": 800,
-        "grounding_dino": ("@", "grounding_dino", 0)}, "VMDiff Scorer (labels as above)"),
+        "image_2": ("@", "image_2", 0), **LINKED_LABELS, "grounding_dino": ("@", "grounding_dino", 0)},
+        "VMDiff Scorer (labels as above)"),
     "score": ("VMDiffSimilarityScore", 5, 4, {"scorer": ("@", "scorer", 0), "images": ("@", "decode", 0)}, None),
     "score_views": ("PreviewImage", 6, 4, {"images": ("@", "score", 3)}, "What the score saw"),
 })
@@ -86,12 +116,9 @@ FULL = {k: v for k, v in MANUAL_SCORED.items()
 FULL.update({
     "auto_tune": ("VMDiffAutoTune", 3, 0, {
         "model": ("@", "unet", 0), "tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
-        "conditioning": ("@", "prompt", 0), "vae": ("@", "vae", 0), "scorer": ("@", "scorer", 0), "seed": 42,
-        "preset": "official", "width": 512, "height": 512, "steps": 20, "search_steps": 0, "t_den_step": 10,
-        "guidance_denoise": 5.0, "guidance_invert": 0.0, "guidance": 4.0, "mix_rule": "official",
-        "inversion": "lagged", "context": "redux_only"}, None),
+        "conditioning": ("@", "prompt", 0), "vae": ("@", "vae", 0), "scorer": ("@", "scorer", 0)}, None),
     "save": ("VMDiffSaveImage", 4, 0, {"images": ("@", "auto_tune", 0), "params": ("@", "auto_tune", 7),
-                                       "filename_prefix": "vmdiff_full"}, None),
+                                       **on_purpose(NAMED_OUTPUT, filename_prefix="vmdiff_full")}, None),
     "plot": ("PreviewImage", 4, 2, {"images": ("@", "auto_tune", 9)}, "Score against α and β"),
     "grid": ("PreviewImage", 4, 3, {"images": ("@", "auto_tune", 10)}, "Every candidate"),
 })
@@ -99,16 +126,16 @@ FULL.update({
 def share_seed(graph: dict, col: int, row: int) -> dict:
     """The graph with one "Seed" primitive linked into every node's seed: the branches of a side-by-side graph
     always run on the same seed."""
-    seed = ("PrimitiveInt", col, row, {"value": 42}, "Seed (every branch)")
-    linked = {k: v[:3] + ({**v[3], "seed": ("@", "seed", 0)} if "seed" in v[3] else v[3], v[4])
+    seed = ("PrimitiveInt", col, row, {"value": Default("VMDiffBlendingNoise", "seed")}, "Seed (every branch)")
+    seeded = {"VMDiffBlendingNoise", "VMDiffRandomNoise", "VMDiffAutoTune", "VMDiffMagicMix"}
+    linked = {k: v[:3] + ({**v[3], "seed": ("@", "seed", 0)} if "seed" in v[3] or v[0] in seeded else v[3], v[4])
               for k, v in graph.items()}
     return {"seed": seed, **linked}
 
 
 # MagicMix (VMDiffMagicMix) on Flux: layout = image 1 (VAE-encoded), content = image 2's Redux tokens; the σ grid of
 # ModelSamplingFlux at 512² is VMDiff's (μ from the size), the fusion prompt gives the pooled vector, FluxGuidance γ.
-MAGICMIX_ARGS = {"seed": 42, "steps": 20, "scheduler": "simple", "k_max": 0.6, "k_min": 0.3, "nu": 0.5, "cfg": 1.0,
-                 "width": 512, "height": 512, "reweight_scale": 1.0, "reweight_tokens": ""}
+MAGICMIX_ARGS = on_purpose(ONE_SEED, seed=42)
 MAGICMIX_FLUX_NODES = {
     "model_sampling": ("ModelSamplingFlux", 2, 3, {"model": ("@", "unet", 0), "max_shift": 1.15, "base_shift": 0.5,
                                                    "width": 512, "height": 512}, "Flux σ grid at 512² (as VMDiff)"),
@@ -143,7 +170,7 @@ MAGICMIX_SD15 = {
     "magicmix": ("VMDiffMagicMix", 2, 0, {
         "model": ("@", "checkpoint", 0), "content": ("@", "content", 0), "layout_image": ("@", "image", 0),
         "vae": ("@", "checkpoint", 2), "negative": ("@", "negative", 0),
-        **MAGICMIX_ARGS, "steps": 50, "scheduler": "normal", "cfg": 7.5}, None),
+        **MAGICMIX_ARGS, **on_purpose(SD15_PAPER, steps=50, scheduler="normal", cfg=7.5)}, None),
     "decode": ("VAEDecode", 3, 0, {"samples": ("@", "magicmix", 0), "vae": ("@", "checkpoint", 2)}, None),
     "save": ("SaveImage", 4, 0, {"images": ("@", "decode", 0), "filename_prefix": "vmdiff_magicmix_sd15"}, None),
 }
@@ -184,7 +211,7 @@ BASELINES = {k: v for k, v in MANUAL.items() if k not in ("decode_preview", "pre
 BASELINES["save"] = MANUAL["save"][:3] + ({**MANUAL["save"][3], "filename_prefix": "vmdiff_baseline2"},
                                           "Baseline 2: Blending Noise (β = 1) + Mixing Denoise (α = 0.5)")
 BASELINES.update({
-    "random_noise": ("VMDiffRandomNoise", 3, 2, {"seed": 42, "width": 512, "height": 512}, "Baseline 1: random ε"),
+    "random_noise": ("VMDiffRandomNoise", 3, 2, {}, "Baseline 1: random ε"),
     "mix_b1": ("VMDiffMixingDenoise", 4, 2, {**MANUAL["mix"][3], "eps_b": ("@", "random_noise", 0)}, None),
     "decode_b1": ("VAEDecode", 5, 2, {"samples": ("@", "mix_b1", 0), "vae": ("@", "vae", 0)}, None),
     "save_b1": ("SaveImage", 6, 2, {"images": ("@", "decode_b1", 0), "filename_prefix": "vmdiff_baseline1"},
@@ -202,13 +229,11 @@ THREE_OBJECTS = {k: MANUAL[k] for k in ("unet", "clip", "clip_vision", "redux", 
 THREE_OBJECTS.update({
     "image_3": ("LoadImage", 1, 4, {"image": EXAMPLE_IMAGES[2]}, "Object image 3"),
     "tokens_3": ("VMDiffReduxEncode", 2, 2, {"clip_vision": ("@", "clip_vision", 0), "style_model": ("@", "redux", 0),
-                                             "image": ("@", "image_3", 0), "resize": "squash"}, None),
-    "prompt": ("VMDiffFusionPrompt", 2, 3, {"clip": ("@", "clip", 0), "label_1": EXAMPLE_LABELS[0],
-                                            "label_2": f"{EXAMPLE_LABELS[1]} and a {EXAMPLE_LABELS[2]}",
-                                            "template": "A photo of {T1} creatively fused with {T2}."}, None),
+                                             "image": ("@", "image_3", 0)}, None),
+    "prompt": ("VMDiffFusionPrompt", 2, 3, {"clip": ("@", "clip", 0), **on_purpose(
+        EXAMPLE_PAIR, label_1=EXAMPLE_LABELS[0], label_2=f"{EXAMPLE_LABELS[1]} and a {EXAMPLE_LABELS[2]}")}, None),
     "mix_n": ("VMDiffMixTokensN", 3, 1, {"tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
-                                         "tokens_3": ("@", "tokens_3", 0), "weight_1": 1.0, "weight_2": 1.0,
-                                         "weight_3": 1.0, "weight_4": 1.0, "mix_rule": "slerp"}, None),
+                                         "tokens_3": ("@", "tokens_3", 0)}, None),
     "blend": ("VMDiffBlendingNoise", 4, 0, {**{k: v for k, v in MANUAL["blend"][3].items()
                                                if k not in ("tokens_1", "tokens_2")}, "tokens_1": ("@", "mix_n", 1)},
               None),
@@ -238,6 +263,8 @@ IMAGE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "VMDiffSaveImage"}  # t
 def node_height(node: dict) -> int:
     """At least the height the frontend gives a node: litegraph draws 20 px per socket row and ~26 px per widget,
     the Vue node renderer up to ~30 px per widget (measured by scripts/frontend_check.py; the test checks overlaps)."""
+    if node["type"] == "Note":  # ~45 characters a line at 340 px
+        return max(160, 40 + 18 * sum(1 + len(line) // 45 for line in node["widgets_values"][0].splitlines()))
     sockets = max(len([i for i in node["inputs"] if "widget" not in i]), len(node["outputs"]))
     height = 30 + 20 * sockets + 30 * sum(1 for v in node["widgets_values"] if v not in ("fixed", "image"))
     return max(160, height + (260 if node["type"] in IMAGE_NODES else 0))
@@ -284,12 +311,35 @@ def _outputs(cls) -> list[tuple[str, str]]:
     return list(zip(names, types))
 
 
+def declared_default(classes: dict, class_type: str, name: str):
+    """The default ``class_type`` declares for its input ``name`` (what the frontend saves for an untouched widget)."""
+    spec = classes[class_type].INPUT_TYPES()
+    options, *rest = {**spec.get("required", {}), **spec.get("optional", {})}[name]
+    opts = rest[0] if rest and rest[0] else {}
+    return opts.get("default", options[0] if isinstance(options, list) else None)
+
+
+def note_text(reasons: dict[str, list[str]]) -> str:
+    """The workflow's Note: which widgets it sets away from their declared defaults, and why."""
+    return ("Set on purpose in this workflow (every other VMDiff widget is at its declared default, "
+            "vmdiff_comfy/stages/settings.py):\n" + "\n".join(f"- {', '.join(names)}: {reason}"
+                                                             for reason, names in reasons.items()))
+
+
 def build_ui(graph: dict, classes: dict) -> dict:
     ids = {key: i + 1 for i, key in enumerate(graph)}
     links, ui_nodes = [], []
     out_links: dict[tuple[int, int], list[int]] = {}
+    reasons: dict[str, list[str]] = {}
     for key, (class_type, col, row, values, title) in graph.items():
         cls = classes[class_type]
+        purposes = {name: v.reason for name, v in values.items() if isinstance(v, OnPurpose)}
+        values = {name: v.value if isinstance(v, OnPurpose) else v for name, v in values.items()}
+        values = {name: declared_default(classes, v.class_type, v.name) if isinstance(v, Default) else v
+                  for name, v in values.items()}
+        for name, value in values.items():
+            if name in purposes:
+                reasons.setdefault(purposes[name], []).append(f"{title or class_type} {name} = {value!r}")
         inputs, widgets = [], []
         for name, kind, opts in _input_spec(cls):
             value = values.get(name)
@@ -308,10 +358,10 @@ def build_ui(graph: dict, classes: dict) -> dict:
             if widget:  # a linked widget keeps its (unused) value too: widgets_values is positional
                 if isinstance(value, tuple):  # shown as the primitive's value, or the widget's default
                     value = graph[value[1]][3].get("value") if graph[value[1]][0].startswith("Primitive") else None
+                    if isinstance(value, Default):
+                        value = declared_default(classes, value.class_type, value.name)
                 if value is None:  # not set in the description: the widget's default, as the frontend saves it
-                    spec = cls.INPUT_TYPES()
-                    options = {**spec.get("required", {}), **spec.get("optional", {})}[name][0]
-                    value = opts.get("default", options[0] if isinstance(options, list) else None)
+                    value = declared_default(classes, class_type, name)
                 widgets.append(value)
                 if opts.get("control_after_generate"):
                     widgets.append("fixed")
@@ -326,14 +376,21 @@ def build_ui(graph: dict, classes: dict) -> dict:
             node["title"] = title
         if model_properties(values):
             node["properties"]["models"] = model_properties(values)
+        if purposes:
+            node["properties"]["vmdiff_on_purpose"] = purposes
         ui_nodes.append(node)
+    if reasons:  # a Note (frontend only: not in the API twin) in the first column, below the loaders
+        ui_nodes.append({"id": len(ui_nodes) + 1, "type": "Note", "pos": [COLUMN_X[0], 9 * ROW_H], "size": [340, 160],
+                         "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [],
+                         "properties": {}, "widgets_values": [note_text(reasons)], "title": "Set on purpose"})
     for node in ui_nodes:
-        cls = classes[node["type"]]
-        node["outputs"] = [{"name": name, "type": kind, "links": out_links.get((node["id"], slot), []),
-                            "slot_index": slot} for slot, (name, kind) in enumerate(_outputs(cls))]
-    order = _topological_order(ui_nodes, links)
+        if node["type"] in classes:
+            outputs = _outputs(classes[node["type"]])
+            node["outputs"] = [{"name": name, "type": kind, "links": out_links.get((node["id"], slot), []),
+                                "slot_index": slot} for slot, (name, kind) in enumerate(outputs)]
+    order = _topological_order([n for n in ui_nodes if n["type"] in classes], links)
     for node in ui_nodes:
-        node["order"] = order[node["id"]]
+        node["order"] = order.get(node["id"], len(order))  # the Note last
     stack_columns(ui_nodes)
     return {"last_node_id": len(ui_nodes), "last_link_id": len(links), "nodes": ui_nodes, "links": links,
             "groups": [], "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [40, 40]}}, "version": 0.4}
@@ -367,10 +424,10 @@ REGIONAL.update({
     "mask": ("MaskComposite", 4, 2, {"destination": ("@", "mask_base", 0), "source": ("@", "mask_top", 0), "x": 0,
                                      "y": 0, "operation": "add"}, None),
     "mask_preview": ("MaskPreview", 5, 4, {"mask": ("@", "mask", 0)}, "The α map (white = alpha_masked)"),
-    "mix_regional": ("VMDiffMixingDenoise", 4, 3, {**MANUAL["mix"][3], "alpha": 0.2, "mask": ("@", "mask", 0),
-                                                   "alpha_masked": 0.8, "mask_levels": 2,
-                                                   "image_attention": "whole_image"},
-                     "Mixing Denoise with an α map"),
+    "mix_regional": ("VMDiffMixingDenoise", 4, 3, {
+        **MANUAL["mix"][3], "mask": ("@", "mask", 0),
+        **on_purpose("α apart inside and outside the mask, so the two parts show", alpha=0.2, alpha_masked=0.8)},
+        "Mixing Denoise with an α map"),
     "decode_regional": ("VAEDecode", 5, 2, {"samples": ("@", "mix_regional", 0), "vae": ("@", "vae", 0)}, None),
     "save_regional": ("SaveImage", 6, 2, {"images": ("@", "decode_regional", 0), "filename_prefix": "vmdiff_regional"},
                       "Part-level fusion: image 2 on top, image 1 below"),

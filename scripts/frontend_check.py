@@ -189,7 +189,8 @@ BOXES_JS = """() => {
         const el = document.querySelector(`[data-node-id="${n.id}"]`);
         if (el) {
             const r = el.getBoundingClientRect();
-            const x = (r.left - canvas.left) / ds.scale - ds.offset[0], y = (r.top - canvas.top) / ds.scale - ds.offset[1];
+            const x = (r.left - canvas.left) / ds.scale - ds.offset[0],
+                  y = (r.top - canvas.top) / ds.scale - ds.offset[1];
             return {id: n.id, title: n.title, vue: true, box: [x, y, x + r.width / ds.scale, y + r.height / ds.scale]};
         }
         const b = n.getBounding ? Array.from(n.getBounding()) : [n.pos[0], n.pos[1] - 30, n.size[0], n.size[1] + 30];

@@ -17,8 +17,8 @@ Written to ``--out``: ``images/<obj1>__<obj2>_*.png``, ``records/<obj1>__<obj2>.
 record whose images are all there is done and skipped when the runner is started again), ``results.csv`` (one row
 a pair) and ``results.json`` (a summary: pairs done/failed/missing, seconds and DiT passes per pair, per worker; and
 the records) with α, β1, β2, seed and every score term the workflow reports: the STRING outputs of the VMDiff
-nodes (Auto-Tune's params/log, Similarity Score's scores_json) are read back through core ``PreviewAny`` nodes the runner adds; a workflow with
-fixed α/β (the manual one) or MagicMix (ν, K_min, K_max) reports the values of its widgets.
+nodes (Auto-Tune's params/log, Similarity Score's scores_json) are read back through core ``PreviewAny`` nodes the
+runner adds; a workflow with fixed α/β (the manual one) or MagicMix (ν, K_min, K_max) reports the values of its widgets.
 
 Nothing is lost or swapped: two files with one label (``owl.png``, ``owl.jpg``) are refused before any work; a pair
 id is unique per pair of files; the runner never overwrites a file it did not write in ``--out`` (it lists its own

@@ -9,7 +9,7 @@ tests read it too.
 # properties.models in the format of ComfyUI's own Flux Redux template ({"name", "url", "directory"}), so the
 # frontend's "Missing Models" dialog offers the download. That dialog takes only .safetensors/.sft files from
 # huggingface.co or civitai.com: HF-format folders (dinov2, bert-base-uncased) and .pth checkpoints (GroundingDINO,
-# SAM) are listed in the README instead.
+# SAM) are listed in docs/install.md and docs/scoring.md instead.
 MODEL_DOWNLOADS = {
     "flux1-krea-dev.safetensors": (
         "diffusion_models",

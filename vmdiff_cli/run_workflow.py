@@ -173,7 +173,7 @@ def check_args(args, workflow: dict) -> None:
         missing = missing_models(workflow, args.models_dir)
         if missing:
             raise UsageError(f"{len(missing)} model file(s) missing in {args.models_dir}: {'; '.join(missing)}; "
-                             f"put them there (see the README's Install table) or use --tiny")
+                             f"put them there (see the model table of docs/install.md) or use --tiny")
 
 
 # ---------------------------------------------------------------------------------------------------------- running

@@ -370,7 +370,8 @@ def write_real_loader_models(models_dir: Path | None = None, seed: int = 0, verb
                         "bytes": paths[kind].stat().st_size, "seconds": round(time.perf_counter() - start, 2)}
         if verbose:
             r = report[kind]
-            print(f"wrote {r['file']}: {r['params'] / 1e6:.1f} M params, {r['bytes'] / 2**20:.1f} MiB, {r['seconds']} s")
+            print(f"wrote {r['file']}: {r['params'] / 1e6:.1f} M params, {r['bytes'] / 2**20:.1f} MiB, "
+                  f"{r['seconds']} s")
     marker.write_text(json.dumps(report, indent=1))
     return paths
 

@@ -1,6 +1,6 @@
-"""The pack's example photos (``example_inputs/``, CC0 / public domain, from scikit-image's data: see the README)
-copied into ComfyUI's input folder when the pack loads, so a shipped workflow opened from the template browser runs
-as loaded. A file of the same name already there is never overwritten (it may be the user's)."""
+"""The pack's example photos (``example_inputs/``, CC0 / public domain, from scikit-image's data: see docs/install.md)
+copied into ComfyUI's input folder when the pack loads, so a shipped workflow opened from the template browser runs as
+loaded. A file of the same name already there is never overwritten (it may be the user's)."""
 from __future__ import annotations
 
 import logging

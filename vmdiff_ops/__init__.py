@@ -5,8 +5,8 @@ from .tokens import (scale_concat, mix_tokens, lerp_tokens, slerp_tokens, offici
 from .integrator import NFECounter, integrate_flow, INVERSION_RULES
 from .blending import blending_noise, mixing_denoise
 from .search import (PRESETS, Evaluation, SearchOptions, beta_grid, efficient_adaptive_adjustment,
-                     golden_section_maximize, golden_section_maximize_on_grid, round_seed, search_value, speculative_points,
-                     stronger_side)
+                     golden_section_maximize, golden_section_maximize_on_grid, round_seed, search_value,
+                     speculative_points, stronger_side)
 
 __all__ = [
     "flux_mu", "time_shift", "flow_sigma_grid", "t_den_sigma",

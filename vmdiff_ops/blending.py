@@ -1,4 +1,4 @@
-"""Blending Noise (BNoise) and Mixing Denoise (MDeNoise), composed from the one integrator (spec §3, §4)."""
+"""Blending Noise (BNoise) and Mixing Denoise (MDeNoise), composed from the one integrator (docs/method.md)."""
 from __future__ import annotations
 
 from typing import Optional

@@ -10,7 +10,7 @@ Velocity = Callable[[torch.Tensor, float], torch.Tensor]
 #: on_step(step_index, x_in, sigma_evaluated, velocity, x_out)
 StepHook = Callable[[int, torch.Tensor, float, torch.Tensor, torch.Tensor], None]
 
-#: Where an inversion step evaluates the velocity (spec Part A §3):
+#: Where an inversion step evaluates the velocity (docs/method.md, "Blending Noise"):
 #: ``lagged`` — the reference: the source latent, labelled with the destination's timestep;
 #: ``exact-euler`` — the source latent at its own σ (plain explicit Euler run backwards).
 INVERSION_RULES = {"lagged": "destination", "exact-euler": "source"}

@@ -1,4 +1,5 @@
-"""Part-level fusion: a spatial α for Mixing Denoise (issue 15; an extension of the paper's global α, spec §4).
+"""Part-level fusion: a spatial α for Mixing Denoise (an extension of the paper's global α;
+docs/method.md, "Part-level fusion").
 
 The paper's MDeNoise condition is one mixed token set SInp(α) seen by every image token. Here a map
 m ∈ [0, 1] over the image-token grid picks α per token: α(m) = α + (α_masked − α)·m, quantised to K levels

@@ -1,4 +1,4 @@
-"""The flow-matching sigma grid VMDiff samples on (spec §3, Part A §2)."""
+"""The flow-matching sigma grid VMDiff samples on (docs/method.md, "The σ grid")."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ def flux_mu(width: int, height: int, base_shift: float = 0.5, max_shift: float =
             base_seq_len: int = 256, max_seq_len: int = 4096) -> float:
     """The shift μ of FLUX's dynamic time shifting, linear in the packed sequence length (W/16)·(H/16).
 
-    diffusers' ``calculate_shift``; μ = 0.63 at 512², the reference's setting (spec §3).
+    diffusers' ``calculate_shift``; μ = 0.63 at 512², the reference's setting (flux_inv_pipline.py:721-736).
     """
     seq_len = (width // 16) * (height // 16)
     slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
@@ -25,7 +25,7 @@ def time_shift(mu: float, sigma: torch.Tensor) -> torch.Tensor:
 def flow_sigma_grid(steps: int, mu: float) -> torch.Tensor:
     """The (steps + 1) noise levels σ_0 = 1 > … > σ_{steps-1} > σ_steps = 0 of the rectified-flow schedule.
 
-    σ_i = time_shift(μ, linspace(1, 1/steps, steps)_i), then 0 appended (spec §3 table). The DiT's timestep is
+    σ_i = time_shift(μ, linspace(1, 1/steps, steps)_i), then 0 appended (flux_inv_pipline.py:720). The DiT's timestep is
     t_i = 1000·σ_i; t_den of the paper is t at step index ``t_den_step`` (652 at step 10 of 20, μ = 0.63).
     """
     if steps < 2:

@@ -1,6 +1,7 @@
-"""The Similarity Score (paper §3.3, spec §5) and the image handling around it, as pure torch functions.
+"""The Similarity Score (docs/method.md, "Similarity Score S") and the image handling around it, as pure torch
+functions.
 
-Symbols (spec §5):
+Symbols (run_single.py:64-77 of the reference):
     D_k = cos(DINO(source_k crop), DINO(fused crop))          identity kept from image k
     T_k = cos(CLIP_img(fused crop), CLIP_txt(label_k))          semantics of label k
     n_k = (T_k − t_low) / (t_high − t_low)                      T_k min-max normalised (0.15 … 0.45)
@@ -61,7 +62,7 @@ def similarity_score(d1, d2, t1, t2, t_low: float = T_LOW, t_high: float = T_HIG
 
 def squash_resize(images: torch.Tensor, size: int = 224) -> torch.Tensor:
     """Resize to size × size ignoring the aspect ratio (no centre crop), bicubic with antialiasing — torchvision's
-    ``Resize((224, 224))`` on tensors, as the reference does before DINOv2 and OpenCLIP (spec §5, §9 row 17)."""
+    ``Resize((224, 224))`` on tensors, as the reference does before DINOv2 and OpenCLIP (get_sim.py; no centre crop)."""
     out = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
     return out.clamp(0.0, 1.0)
 
@@ -94,7 +95,7 @@ def mean_token_feature(last_hidden_state: torch.Tensor) -> torch.Tensor:
 
 def boxes_to_pixels(boxes_cxcywh: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Normalised (cx, cy, w, h) → pixel (x0, y0, x1, y1) on the REAL image size (the reference multiplies by a
-    hard-coded 512, spec §9 row 11)."""
+    hard-coded 512, GroundingDINO inference.py:199-200)."""
     scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes_cxcywh.device)
     return box_convert(boxes_cxcywh.float() * scale, "cxcywh", "xyxy")
 

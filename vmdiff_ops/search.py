@@ -1,5 +1,6 @@
 """Efficient Adaptive Adjustment (EAA, the paper's Auto-Tune): golden-section search on α, then on the weaker
-side's β, in rounds with ε resampled (spec §6, Part A §1). Pure orchestration over an ``evaluate`` callable."""
+side's β, in rounds with ε resampled (docs/method.md, "Efficient Adaptive Adjustment"). Pure orchestration over an
+``evaluate`` callable."""
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ def search_value(score: float) -> float:
 
 
 def round_seed(seed: int, r: int) -> int:
-    """seed_r, the seed of round r's resampled ε (spec §6: seed + r), wrapped into [0, 2^64) so a seed near the top
+    """seed_r, the seed of round r's resampled ε (the paper: seed + r), wrapped into [0, 2^64) so a seed near the top
     of the range (2^64 − 1) still gives valid, distinct seeds for every round."""
     return (seed + r) % SEED_RANGE
 
@@ -74,10 +75,10 @@ def beta_grid(beta_min: float, beta_max: float, step: float) -> list[float]:
 
 def golden_section_maximize_on_grid(f: Callable[[float], float], grid: list[float], lo: float, hi: float,
                                     tol: float, max_iter: int = 15) -> tuple[float, float, int]:
-    """Golden-section maximisation over the discrete ``grid`` inside [lo, hi]: each golden point snaps to the
-    nearest grid value not yet evaluated; no value is ever evaluated twice (the reference re-runs some, spec §6).
-    Stops when hi − lo ≤ tol, after max_iter brackets, or when no grid value is left to try.
-    Returns (best value of the grid, f there, evaluations)."""
+    """Golden-section maximisation over the discrete ``grid`` inside [lo, hi]: each golden point snaps to the nearest
+    grid value not yet evaluated; no value is ever evaluated twice (the reference re-runs some, run_single.py:636-639).
+    Stops when hi − lo ≤ tol, after max_iter brackets, or when no grid value is left to try. Returns (best value of the
+    grid, f there, evaluations)."""
     cache: dict[float, float] = {}
 
     def nearest_new(target: float, low: float, high: float, exclude: set) -> Optional[float]:
@@ -115,7 +116,7 @@ def golden_section_maximize_on_grid(f: Callable[[float], float], grid: list[floa
 
 @dataclass
 class SearchOptions:
-    """Every knob of EAA; the presets only fill these defaults (spec Part A §1)."""
+    """Every knob of EAA; the presets only fill these defaults (docs/method.md)."""
 
     alpha_min: float = 0.4
     alpha_max: float = 0.6
@@ -207,6 +208,81 @@ Evaluate = Callable[[float, float, float, int], tuple[float, dict, Any]]
 EvaluateBatch = Callable[[list[tuple[float, float, float, int]]], list[tuple[float, dict, Any]]]
 
 
+class _Candidates:
+    """The candidates of one EAA run: each (α, β1, β2, seed) rendered once (``rendered``, possibly ahead of the
+    search in a batch) and consumed in the order the search asks for it (``history``, one Evaluation each)."""
+
+    def __init__(self, evaluate: Evaluate, on_evaluation: Optional[Callable[[Evaluation], None]],
+                 evaluate_batch: Optional[EvaluateBatch], batch_size: int):
+        self.evaluate, self.on_evaluation = evaluate, on_evaluation
+        self.evaluate_batch, self.batch_size = evaluate_batch, batch_size
+        self.history: list[Evaluation] = []
+        self.cache: dict[tuple, Evaluation] = {}
+        self.rendered: dict[tuple, tuple[float, dict, Any]] = {}  # evaluated, not necessarily consumed yet
+        self.round, self.stage = 1, "alpha"
+
+    @staticmethod
+    def key(alpha: float, beta_1: float, beta_2: float, seed_r: int) -> tuple:
+        return round(alpha, 6), round(beta_1, 4), round(beta_2, 4), seed_r
+
+    def score(self, alpha: float, beta_1: float, beta_2: float, seed_r: int) -> float:
+        """S of one candidate, rendered if not yet, recorded in the history the first time the search asks."""
+        key = self.key(alpha, beta_1, beta_2, seed_r)
+        if key not in self.cache:
+            if key not in self.rendered:
+                self.rendered[key] = self.evaluate(alpha, beta_1, beta_2, seed_r)
+            score, terms, payload = self.rendered[key]
+            self.cache[key] = Evaluation(alpha, beta_1, beta_2, seed_r, float(score), dict(terms), self.round,
+                                         self.stage, payload)
+            self.history.append(self.cache[key])
+            if self.on_evaluation is not None:
+                self.on_evaluation(self.cache[key])
+        return self.cache[key].score
+
+    def search_1d(self, search: Callable[[Callable[[float], float]], Any], args_of: Callable[[float], tuple]) -> None:
+        """Run a 1-D search over candidates args_of(x), prefetching batches of what it may need next."""
+        def known(x: float) -> Optional[float]:
+            hit = self.rendered.get(self.key(*args_of(x)))
+            return None if hit is None else float(hit[0])
+
+        def f(x: float) -> float:
+            if self.evaluate_batch is not None and self.batch_size > 1 and known(x) is None:
+                batch = [args_of(p) for p in speculative_points(search, known, self.batch_size)]
+                for args, result in zip(batch, self.evaluate_batch(batch)):
+                    self.rendered[self.key(*args)] = result
+            return self.score(*args_of(x))
+
+        search(f)
+
+    def best(self) -> Evaluation:
+        return max(self.history, key=lambda e: search_value(e.score))
+
+
+def _alpha_stage(candidates: _Candidates, options: SearchOptions, seed_r: int) -> None:
+    """The α stage of a round: golden-section search of α ∈ [α_min, α_max] with β1 = β2 = 1 on ε of seed_r."""
+    candidates.stage = "alpha"
+    candidates.search_1d(lambda f: golden_section_maximize(f, options.alpha_min, options.alpha_max, options.alpha_tol,
+                                                           options.alpha_max_iter, options.alpha_digits),
+                         lambda a: (a, 1.0, 1.0, seed_r))
+
+
+def _beta_stage(candidates: _Candidates, options: SearchOptions, grid: list[float], round_: int, seed_r: int) -> None:
+    """The β stage of a round: α fixed at the round's best, the stronger side's β held at β_stronger, the weaker
+    side's β golden-searched on its grid. ValueError naming S if no α candidate of the round scored finite."""
+    candidates.stage = "beta"
+    best_alpha = best_alpha_stage(candidates.history, round_)
+    if not math.isfinite(best_alpha.score):
+        scored = [e for e in candidates.history if e.round == round_ and e.stage == "alpha"]
+        raise ValueError(f"S: all {len(scored)} α candidates of round {round_} scored non-finite "
+                         f"({', '.join(sorted({str(e.score) for e in scored}))}); the images or the scorer "
+                         f"overflowed (an fp8/fp16 model: load it with a wider weight_dtype)")
+    side = stronger_side(best_alpha.terms, options.text_weight)
+    fixed, alpha = options.beta_stronger, best_alpha.alpha
+    candidates.search_1d(lambda f: golden_section_maximize_on_grid(f, grid, options.beta_min, options.beta_max,
+                                                                   options.beta_tol, options.beta_max_iter),
+                         lambda b: (alpha, fixed, b, seed_r) if side == 1 else (alpha, b, fixed, seed_r))
+
+
 def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: SearchOptions,
                                   next_seed: Callable[[int, int], int] = round_seed,
                                   on_evaluation: Optional[Callable[[Evaluation], None]] = None,
@@ -225,71 +301,20 @@ def efficient_adaptive_adjustment(evaluate: Evaluate, seed: int, options: Search
     threshold. If every α candidate of a round scores non-finite there is no α to continue from: ValueError naming S.
     The β grid is checked before any candidate is evaluated (``beta_grid``).
     """
-    history: list[Evaluation] = []
-    cache: dict[tuple, Evaluation] = {}
-    rendered: dict[tuple, tuple[float, dict, Any]] = {}  # evaluated, not necessarily consumed by the search yet
-    context = {"round": 1, "stage": "alpha"}
-
-    def key_of(alpha: float, beta_1: float, beta_2: float, seed_r: int) -> tuple:
-        return round(alpha, 6), round(beta_1, 4), round(beta_2, 4), seed_r
-
-    def run(alpha: float, beta_1: float, beta_2: float, seed_r: int) -> float:
-        key = key_of(alpha, beta_1, beta_2, seed_r)
-        if key not in cache:
-            if key not in rendered:
-                rendered[key] = evaluate(alpha, beta_1, beta_2, seed_r)
-            score, terms, payload = rendered[key]
-            cache[key] = Evaluation(alpha, beta_1, beta_2, seed_r, float(score), dict(terms), context["round"],
-                                    context["stage"], payload)
-            history.append(cache[key])
-            if on_evaluation is not None:
-                on_evaluation(cache[key])
-        return cache[key].score
-
-    def search_1d(search: Callable[[Callable[[float], float]], Any], args_of: Callable[[float], tuple]) -> None:
-        """Run a 1-D search over candidates args_of(x), prefetching batches of what it may need next."""
-        def known(x: float) -> Optional[float]:
-            hit = rendered.get(key_of(*args_of(x)))
-            return None if hit is None else float(hit[0])
-
-        def f(x: float) -> float:
-            if evaluate_batch is not None and batch_size > 1 and known(x) is None:
-                batch = [args_of(p) for p in speculative_points(search, known, batch_size)]
-                for args, result in zip(batch, evaluate_batch(batch)):
-                    rendered[key_of(*args)] = result
-            return run(*args_of(x))
-
-        search(f)
-
-    def best() -> Evaluation:
-        return max(history, key=lambda e: search_value(e.score))
-
+    candidates = _Candidates(evaluate, on_evaluation, evaluate_batch, batch_size)
     grid = beta_grid(options.beta_min, options.beta_max, options.beta_step)  # refused before any evaluation
     seed_r = seed
     for r in range(1, options.rounds + 1):
-        context.update(round=r, stage="alpha")
+        candidates.round = r
         if r > 1:
             seed_r = next_seed(seed, r - 1)
-        search_1d(lambda f: golden_section_maximize(f, options.alpha_min, options.alpha_max, options.alpha_tol,
-                                                    options.alpha_max_iter, options.alpha_digits),
-                  lambda a, s=seed_r: (a, 1.0, 1.0, s))
-        if search_value(best().score) > options.threshold:
+        _alpha_stage(candidates, options, seed_r)
+        if search_value(candidates.best().score) > options.threshold:
             break
-        context["stage"] = "beta"
-        best_alpha = best_alpha_stage(history, r)
-        if not math.isfinite(best_alpha.score):
-            scored = [e for e in history if e.round == r and e.stage == "alpha"]
-            raise ValueError(f"S: all {len(scored)} α candidates of round {r} scored non-finite "
-                             f"({', '.join(sorted({str(e.score) for e in scored}))}); the images or the scorer "
-                             f"overflowed (an fp8/fp16 model: load it with a wider weight_dtype)")
-        side = stronger_side(best_alpha.terms, options.text_weight)
-        fixed = options.beta_stronger
-        search_1d(lambda f: golden_section_maximize_on_grid(f, grid, options.beta_min, options.beta_max,
-                                                            options.beta_tol, options.beta_max_iter),
-                  lambda b, a=best_alpha.alpha, s=seed_r: (a, fixed, b, s) if side == 1 else (a, b, fixed, s))
-        if search_value(best().score) > options.threshold:
+        _beta_stage(candidates, options, grid, r, seed_r)
+        if search_value(candidates.best().score) > options.threshold:
             break
-    return best(), history
+    return candidates.best(), candidates.history
 
 
 def best_alpha_stage(history: list[Evaluation], round_: int) -> Evaluation:

@@ -1,4 +1,4 @@
-"""Visual conditions built from the Redux token sets z1, z2 (spec §3 SCat, §4 mix rules)."""
+"""Visual conditions built from the Redux token sets z1, z2 (docs/method.md: SCat, the mix rules)."""
 from __future__ import annotations
 
 import torch
@@ -38,7 +38,7 @@ def _slerp_coefficients(cos: torch.Tensor, alpha: float) -> tuple[torch.Tensor, 
 
 
 def official_mix_tokens(z1: torch.Tensor, z2: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float]:
-    """SInp as the reference code computes it (spec §4): per token, on the *unnormalised* tokens,
+    """SInp as the reference code computes it (run_single.py:35-61): per token, on the *unnormalised* tokens,
     d = <v0, v1>; lerp when |d| > 0.9995 or d is NaN, else sin((1−α)θ)/sin θ·v0 + sin(αθ)/sin θ·v1 with θ = arccos d.
 
     Real Redux tokens have norms ≫ 1, so almost every token takes the lerp branch. Returns the mix and the

@@ -106,8 +106,8 @@ def assert_models_offered_for_download(browser, workflow: dict, seen: dict, vers
             if seen["loader_folders"][node["type"]] is not None:
                 assert {m["directory"] for m in node["properties"]["models"]} == {seen["loader_folders"][node["type"]]}
     nodes_naming = Counter(m["name"] for n in workflow["nodes"] for m in n["properties"].get("models", []))
-    if version and panel:  # the newest frontend's Issues panel, as a user sees it: one row per model, its folder and the
-        # size huggingface.co gave for its URL, a Download button that opens that URL
+    if version and panel:  # the newest frontend's Issues panel, as a user sees it: one row per model, its folder
+        # and the size huggingface.co gave for its URL, a Download button that opens that URL
         rows = missing_models_panel(browser, download=True)
         shown = {(r["name"], r["label"], r["download"], r.get("url"), r["nodes"]) for r in rows}
         assert shown == {(name_, f"{directory} · {MODEL_SIZES[url] // 2**30} GB", True, url, nodes_naming[name_])

@@ -1,6 +1,6 @@
-"""Issue 12 kinds 1 and 5 in the nodes, in-process on ComfyUI's real classes: the Auto-Tune plots never crash on
-non-finite scores or images; Fusion Prompt measures each label with the real CLIP tokenizer, whatever the script, and
-names the input that overflows and by how many tokens."""
+"""Non-finite values and over-long labels in the nodes, in-process on ComfyUI's real classes: the Auto-Tune plots never
+crash on non-finite scores or images; Fusion Prompt measures each label with the real CLIP tokenizer, whatever the
+script, and names the input that overflows and by how many tokens."""
 import math
 import re
 

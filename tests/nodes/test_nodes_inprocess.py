@@ -186,7 +186,8 @@ def test_bad_inputs_name_the_input(models, tokens):
 
 def test_fusion_prompt_template():
     assert fusion_prompt("owl", "jar") == "A photo of owl creatively fused with jar."
-    assert fusion_prompt(" panda ", "Charizard figurine") == "A photo of panda creatively fused with Charizard figurine."
+    assert (fusion_prompt(" panda ", "Charizard figurine")
+            == "A photo of panda creatively fused with Charizard figurine.")
 
 
 def test_pack_registers_its_nodes_through_comfy_entrypoint():

@@ -1,5 +1,5 @@
-"""Mixing Denoise with an α map (part-level fusion, issue 15) on the tiny Flux, through ComfyUI's real sampling path
-(the attention_mask conditioning key reaches every DiT block): exact reductions, isolation by perturbation, NFE."""
+"""Mixing Denoise with an α map (part-level fusion, docs/method.md) on the tiny Flux, through ComfyUI's real sampling
+path (the attention_mask conditioning key reaches every DiT block): exact reductions, isolation by perturbation, NFE."""
 import pytest
 import torch
 

@@ -1,6 +1,7 @@
-"""Issue 12 kinds 6 and 7: every numeric input of every node of the pack (walked from the comfy_api schemas ComfyUI
-registers), typed or linked, at its min, max, just outside and NaN. Typed values meet ``validate_inputs``; a linked
-value is None there and reaches ``execute``, which refuses it by name before any model call."""
+"""Ranges hold whatever the source of a value: every numeric input of every node of the pack (walked from the comfy_api
+schemas ComfyUI registers), typed or linked, at its min, max, just outside and NaN. Typed values meet
+``validate_inputs``; a linked value is None there and reaches ``execute``, which refuses it by name before any model
+call."""
 import math
 
 import pytest

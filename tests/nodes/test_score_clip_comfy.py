@@ -1,4 +1,4 @@
-"""The Similarity Score's CLIP from ComfyUI's own files (issue 10 item 2), in-process.
+"""The Similarity Score's CLIP from ComfyUI's own files, in-process.
 
 One random OpenCLIP stand-in (tests/support/clip_towers TINY_CLIP_G) is written as an OpenCLIP checkpoint and as
 clip_vision_g- / clip_g-layout files. The OpenCLIP file goes through VMDiff Load OpenCLIP; the other two through
@@ -134,10 +134,10 @@ def test_comfy_tokenizers_give_open_clip_tokens():
     clip_g, clip_l = comfy.sdxl_clip.SDXLClipGTokenizer(), comfy.sd1_clip.SDTokenizer()
     for text, ref in zip(TEXTS, reference.tolist()):
         g = [t for t, _ in clip_g.tokenize_with_weights(literal_prompt(text))[0]]
-        l = [t for t, _ in clip_l.tokenize_with_weights(literal_prompt(text))[0]]
+        l_ = [t for t, _ in clip_l.tokenize_with_weights(literal_prompt(text))[0]]
         eot = ref.index(49407)
         assert g == ref, text
-        assert l[:eot + 1] == ref[:eot + 1] and l.index(49407) == eot and set(l[eot:]) == {49407}, text
+        assert l_[:eot + 1] == ref[:eot + 1] and l_.index(49407) == eot and set(l_[eot:]) == {49407}, text
     unescaped = [t for t, _ in clip_g.tokenize_with_weights("(owl:1.5) &amp;")[0]]
     assert unescaped != open_clip.get_tokenizer("ViT-bigG-14")(["(owl:1.5) &amp;"])[0].tolist()
 

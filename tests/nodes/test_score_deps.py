@@ -1,4 +1,4 @@
-"""Issue 10's dependency rules: requirements.txt cannot break a ComfyUI install, and the pack imports and scores with
+"""The dependency rules: requirements.txt cannot break a ComfyUI install, and the pack imports and scores with
 the original GroundingDINO / SAM packages absent."""
 import json
 import os
@@ -85,8 +85,10 @@ HIDDEN = textwrap.dedent("""
         folder_paths.add_model_folder_path(kind, str(default_models_dir() / kind))
     from vmdiff_pack.vmdiff_comfy.scoring import clip, detection, dino, segmentation
     from vmdiff_pack.vmdiff_comfy.scoring.similarity import ScoreOptions, SimilarityScorer
-    for checkpoint, bert, sam in ((N["grounding_dino_hf"], None, N["sam_hf"]), (N["grounding_dino"], N["bert"], N["sam"])):
-        scorer = SimilarityScorer(dino.load_dinov2(N["dinov2"]), clip.load_open_clip(N["open_clip_model"], N["open_clip"]),
+    for checkpoint, bert, sam in ((N["grounding_dino_hf"], None, N["sam_hf"]),
+                                  (N["grounding_dino"], N["bert"], N["sam"])):
+        scorer = SimilarityScorer(dino.load_dinov2(N["dinov2"]),
+                                  clip.load_open_clip(N["open_clip_model"], N["open_clip"]),
                                   detection.load_grounding_dino(N["grounding_dino_config"], checkpoint, bert),
                                   segmentation.load_sam(sam), torch.rand(1, 40, 48, 3), torch.rand(1, 48, 40, 3),
                                   "owl", "jar", ScoreOptions(isolation="sam", box_threshold=0.0, detect_short_side=64))

@@ -137,5 +137,6 @@ def test_sam_release_architectures_map_onto_transformers(variant):
     with torch.device("meta"):
         hf = SamModel(segmentation.hf_sam_config(config))
     mapped = segmentation.apply_key_map(sd, segmentation.ORIGINAL_TO_HF)
-    mapped["shared_image_embedding.positional_embedding"] = mapped["prompt_encoder.shared_embedding.positional_embedding"]
+    shared = mapped["prompt_encoder.shared_embedding.positional_embedding"]
+    mapped["shared_image_embedding.positional_embedding"] = shared
     assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in hf.state_dict().items()}

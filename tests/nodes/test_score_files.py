@@ -1,4 +1,4 @@
-"""Files that are not models (issue 12 kinds 2 and 10, scorer loaders): every format each scorer loader reads is looked
+"""Files that are not models (the scorer loaders): every format each scorer loader reads is looked
 at before loading, and what it is, which file and folder, its size and where to get it are said; the pickle wording
 is kept for real pickles only, and torch's ``weights_only=False`` advice is never relayed."""
 import shutil
@@ -74,8 +74,8 @@ def loaders(folder):
         return lambda data: (folder / kind / name).write_bytes(data)
 
     return {
-        "sam release .pth": (file("sams", "sam_vit_b_01ec64.pth"), lambda: VMDiffLoadSAM.execute("sam_vit_b_01ec64.pth"),
-                             "sam_vit_b_01ec64.pth"),
+        "sam release .pth": (file("sams", "sam_vit_b_01ec64.pth"),
+                             lambda: VMDiffLoadSAM.execute("sam_vit_b_01ec64.pth"), "sam_vit_b_01ec64.pth"),
         "sam folder": (hf("sams", "sam-vit-base", "model.safetensors"), lambda: VMDiffLoadSAM.execute("sam-vit-base"),
                        "model.safetensors"),
         "gdino release .pth": (file("grounding-dino", "groundingdino_swint_ogc.pth"),
@@ -87,8 +87,8 @@ def loaders(folder):
                          lambda: VMDiffLoadGroundingDINO.execute(checkpoint="grounding-dino-tiny",
                                                                  config=detection.BUILTIN_GDINO_CONFIG),
                          "model.safetensors"),
-        "dinov2 folder": (hf("dinov2", "dinov2-base", "model.safetensors"), lambda: VMDiffLoadDINOv2.execute("dinov2-base"),
-                          "model.safetensors"),
+        "dinov2 folder": (hf("dinov2", "dinov2-base", "model.safetensors"),
+                          lambda: VMDiffLoadDINOv2.execute("dinov2-base"), "model.safetensors"),
         "open_clip .bin": (file("open_clip", "open_clip_pytorch_model.bin"),
                            lambda: VMDiffLoadOpenCLIP.execute(NAMES["open_clip_model"], "open_clip_pytorch_model.bin"),
                            "open_clip_pytorch_model.bin"),
@@ -167,7 +167,8 @@ def test_bad_open_clip_configs_are_named_and_never_poison_later_loads(stand_ins,
         # the other models still load
         assert VMDiffLoadOpenCLIP.execute(tiny, NAMES["open_clip"]).result[0].encode_texts(["owl"]).shape == (1, 16)
     (bad_folder / "open_clip" / "vmdiff-mine.json").write_text(good_config)  # fixed: loads
-    assert VMDiffLoadOpenCLIP.execute("vmdiff-mine", "mine.safetensors").result[0].encode_texts(["owl"]).shape == (1, 16)
+    mine = VMDiffLoadOpenCLIP.execute("vmdiff-mine", "mine.safetensors").result[0]
+    assert mine.encode_texts(["owl"]).shape == (1, 16)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

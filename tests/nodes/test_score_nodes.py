@@ -46,8 +46,8 @@ def loaded(models_dir):
     return {
         "dino": VMDiffLoadDINOv2.execute(NAMES["dinov2"]).result[0],
         "clip": VMDiffLoadOpenCLIP.execute(NAMES["open_clip_model"], NAMES["open_clip"]).result[0],
-        "gdino": VMDiffLoadGroundingDINO.execute(checkpoint=NAMES["grounding_dino_hf"], config=detection.BUILTIN_GDINO_CONFIG
-                                                 ).result[0],
+        "gdino": VMDiffLoadGroundingDINO.execute(checkpoint=NAMES["grounding_dino_hf"],
+                                                 config=detection.BUILTIN_GDINO_CONFIG).result[0],
         "sam": VMDiffLoadSAM.execute(NAMES["sam_hf"]).result[0],
     }
 

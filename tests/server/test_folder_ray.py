@@ -1,4 +1,4 @@
-"""Issue 14: the folder runner on a local Ray instance with 2 actors, each owning a cheap tiny-loader ComfyUI server.
+"""The folder runner on a local Ray instance with 2 actors, each owning a cheap tiny-loader ComfyUI server.
 Every ordered pair of a 3-image folder ends with exactly one record and the same pixels as a single-server run, even
 when one actor's server is killed mid-run, or the actor itself."""
 import json
@@ -28,7 +28,7 @@ def test_command_line_fails_only_pairs_that_truly_fail_and_resumes_without_ray(t
     overflows the CLIP window fail on every try and are named, the exit is non-zero, the 2 good pairs have their
     record; run again without that image, nothing is left to run, so neither Ray nor a server starts and it exits 0.
     First in this file: no Ray instance of the other tests is running yet."""
-    long_label = "猫头鹰" * 13 + "罐"  # 40 Chinese characters: ~110 CLIP tokens (issue 12 kind 5)
+    long_label = "猫头鹰" * 13 + "罐"  # 40 Chinese characters: ~110 CLIP tokens (over CLIP's 77-token window)
     folder = folder_of(tmp_path / "objs", ["owl.png", "jar.png", f"{long_label}.png"])
     workflow = tiny_workflow(tmp_path / "tiny.json")
     out = tmp_path / "out"

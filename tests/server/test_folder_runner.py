@@ -1,8 +1,8 @@
 """vmdiff_cli/folder_runner.py: every ordered pair of a folder of object images fused through real ComfyUI servers
 (tiny stand-in models, smallest size), resumed after a kill without redoing finished pairs, split over two servers;
-nothing lost or swapped (issue 12 kinds 3 and 9): colliding labels refused by name, pair ids unique per pair of
-files, no foreign file overwritten, record count == pair count or a non-zero exit naming the missing pairs,
-content-named uploads, a worker's failure fails the run, SIGTERM/SIGINT/SIGKILL stop the runner's own server."""
+nothing lost or swapped (results of one pair never written as another's): colliding labels refused by name, pair ids
+unique per pair of files, no foreign file overwritten, record count == pair count or a non-zero exit naming the missing
+pairs, content-named uploads, a worker's failure fails the run, SIGTERM/SIGINT/SIGKILL stop the runner's own server."""
 import csv
 import json
 import os
@@ -127,7 +127,7 @@ def test_magicmix_method_fuses_every_ordered_pair(vmdiff_server, tmp_path):
     assert {r["nu"] for r in rows} == {"0.5"} and {r["workflow"] for r in rows} == {"vmdiff_magicmix_flux.json"}
 
 
-# --- nothing lost, nothing swapped (issue 12 kinds 3 and 9) ----------------------------------------------------------
+# --- nothing lost, nothing swapped --------------------------------------------------------------------------------
 def runner(*args, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "vmdiff_cli" / "folder_runner.py"), *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)

@@ -1,4 +1,4 @@
-"""Reliability of the pack inside a long-lived ComfyUI server (issue 5): bad inputs, interrupts, memory over many
+"""Reliability of the pack inside a long-lived ComfyUI server: bad inputs, interrupts, memory over many
 prompts, untrusted model files.
 
 Everything runs through ONE cheap real server (no big model files): the shipped workflows' API twins with their
@@ -238,14 +238,17 @@ CASES = [
     Case("empty batch (0 images) as image 1", image_1(batch=0), "failed", ("image:", "an empty batch")),
     Case("0×0 layout image (MagicMix)", image_into("VMDiffMagicMix", "layout_image", width=0, height=0), "failed",
          ("layout_image:", "pixels (empty)"), "vmdiff_magicmix_flux"),
-    Case("empty batch as the Scorer's images (Similarity Score)", image_into("VMDiffSimilarityScore", "images", batch=0),
-         "failed", ("images:", "an empty batch"), "vmdiff_manual_scored"),
+    Case("empty batch as the Scorer's images (Similarity Score)",
+         image_into("VMDiffSimilarityScore", "images", batch=0), "failed", ("images:", "an empty batch"),
+         "vmdiff_manual_scored"),
     Case("width 100 (not a multiple of 16)", set_input("VMDiffBlendingNoise", width=100), "failed",
          ("width: 100 is not a positive multiple of 16", "try 96")),
-    Case("α = 1.5 (widget)", set_input("VMDiffMixingDenoise", alpha=1.5), "refused", ("alpha: 1.5 is above the maximum 1.0",)),
+    Case("α = 1.5 (widget)", set_input("VMDiffMixingDenoise", alpha=1.5), "refused",
+         ("alpha: 1.5 is above the maximum 1.0",)),
     Case("α = -0.25 (linked Float)", linked("VMDiffMixingDenoise", "alpha", "PrimitiveFloat", -0.25), "failed",
          ("alpha: -0.25 is below the minimum 0.0",)),
-    Case("β2 = 0 (widget)", set_input("VMDiffBlendingNoise", beta_2=0.0), "refused", ("beta_2: 0.0 is below the minimum 0.01",)),
+    Case("β2 = 0 (widget)", set_input("VMDiffBlendingNoise", beta_2=0.0), "refused",
+         ("beta_2: 0.0 is below the minimum 0.01",)),
     Case("β1 = -1 (linked Float)", linked("VMDiffBlendingNoise", "beta_1", "PrimitiveFloat", -1.0), "failed",
          ("beta_1: -1.0 is below the minimum 0.01",)),
     Case("NaN in the eps_b latent", nan_eps_b, "failed", ("eps_b:", "NaN")),
@@ -264,7 +267,7 @@ CASES = [
         linked("VMDiffAutoTune", "beta_min", "PrimitiveFloat", 0.5)(api),
         set_input("VMDiffAutoTune", beta_max=0.4)(api)), "failed",
          ("beta_min: 0.5 must be below beta_max (0.4)",), "vmdiff_full"),
-    # issue 12 kinds 7, 1, 4, 10 (nodes)
+    # linked values out of range, non-finite outputs, text of the wrong encoder, files that are not models
     Case("Auto-Tune alpha_tol 0 (linked Float)", linked("VMDiffAutoTune", "alpha_tol", "PrimitiveFloat", 0.0),
          "failed", ("alpha_tol: 0.0 is below the minimum 0.0001",), "vmdiff_full"),
     Case("Blending Noise width 2^17 (linked Int)", linked("VMDiffBlendingNoise", "width", "PrimitiveInt", 2 ** 17),
@@ -284,7 +287,8 @@ CASES = [
          ("tokens_2: made by a different CLIP vision / Redux model", "same loaders")),
     Case("Redux tokens narrower than the model's context", narrow_redux, "failed",
          ("tokens_1: tokens are 48 wide but the model's context expects 64",)),
-    Case("label_1 empty", set_input("VMDiffFusionPrompt", label_1="  "), "failed", ("label_1: the object label is empty",)),
+    Case("label_1 empty", set_input("VMDiffFusionPrompt", label_1="  "), "failed",
+         ("label_1: the object label is empty",)),
     Case("label_2 of 10 000 characters", set_input("VMDiffFusionPrompt", label_2="jar " * 2500), "failed",
          ("label_2: too long by 2434 CLIP tokens", "reads only the first 75", "few words")),
     Case("label_1 of 40 Chinese characters", set_input("VMDiffFusionPrompt", label_1="猫头鹰" * 13 + "罐"), "failed",

@@ -27,8 +27,10 @@ def saved(server, entry) -> dict:
 
 def test_baselines_side_by_side(vmdiff_server, three_object_images):
     # a seed no other server test uses: with a cached Mixing Denoise, Blending Noise would not run and show no text
-    unique_seed = {k: {**v, "seed": 5301} for k, v in SMALL.items() if k in ("VMDiffBlendingNoise", "VMDiffRandomNoise")}
-    api = workflow_prompt(vmdiff_server, "vmdiff_baselines", three_object_images[:2], ["owl", "jar"], {**SMALL, **unique_seed})
+    unique_seed = {k: {**v, "seed": 5301} for k, v in SMALL.items()
+                   if k in ("VMDiffBlendingNoise", "VMDiffRandomNoise")}
+    api = workflow_prompt(vmdiff_server, "vmdiff_baselines", three_object_images[:2], ["owl", "jar"],
+                          {**SMALL, **unique_seed})
     # The stand-ins have no T5-XXL: the core branch's DualCLIPLoader → CLIPTextEncode becomes the fusion prompt's
     # CLIP-L conditioning zero-padded to Flux's 4096 (test-only node); the Redux chain and the sampler are as shipped.
     (text,), (dual,), (fusion,) = by_class(api, "CLIPTextEncode"), by_class(api, "DualCLIPLoader"), \
@@ -53,10 +55,11 @@ def test_baselines_side_by_side(vmdiff_server, three_object_images):
 
 def test_three_objects_fuse_in_any_order(vmdiff_server, three_object_images):
     labels = ["owl", "jar and a teapot"]
-    first = saved(vmdiff_server, vmdiff_server.run(prompt_of(vmdiff_server, "vmdiff_three_objects", three_object_images, labels),
-                                                   timeout=900))["vmdiff_three_objects"]
+    prompt = prompt_of(vmdiff_server, "vmdiff_three_objects", three_object_images, labels)
+    first = saved(vmdiff_server, vmdiff_server.run(prompt, timeout=900))["vmdiff_three_objects"]
     assert first.shape == (32, 32, 3) and first.std() > 0
-    permuted = [three_object_images[2], three_object_images[0], three_object_images[1]]  # equal weights: the order of the objects must not matter
+    # equal weights: the order of the objects must not matter
+    permuted = [three_object_images[2], three_object_images[0], three_object_images[1]]
     again = saved(vmdiff_server, vmdiff_server.run(prompt_of(vmdiff_server, "vmdiff_three_objects", permuted, labels),
                                                    timeout=900))["vmdiff_three_objects"]
     assert np.abs(again - first).max() <= 2.0  # (that the third set's weight matters: test_nway_nodes_inprocess)

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 def empty_image_prompt(prefix="harness", width=64, height=48, color=0xFF8000):
     return {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": width, "height": height, "batch_size": 1, "color": color}},
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": width, "height": height, "batch_size": 1, "color": color}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
     }
 

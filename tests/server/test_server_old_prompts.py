@@ -1,4 +1,4 @@
-"""Old prompts keep running (issue 13 item 3): every shipped API twin with all its optional widget inputs removed
+"""Old prompts keep running: every shipped API twin with all its optional widget inputs removed
 (what an API prompt written before the parity/option knobs existed looks like) runs through the server, the knobs
 at the reference's defaults."""
 import json

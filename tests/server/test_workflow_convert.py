@@ -47,7 +47,8 @@ def test_ksampler_node_with_linked_widget(object_info):
 def test_core_workflow_structure(object_info):
     api = ui_to_api(json.loads(CORE_UI.read_text()), object_info)
     assert sorted(api, key=int) == ["1", "2", "3", "4"]  # Reroute, Primitive, bypassed, muted and Note left out
-    assert api["1"] == {"class_type": "LoadImage", "inputs": {"image": "object_a.png"}, "_meta": {"title": "Load Image"}}
+    assert api["1"] == {"class_type": "LoadImage", "inputs": {"image": "object_a.png"},
+                        "_meta": {"title": "Load Image"}}
     assert api["3"]["inputs"] == {"image1": ["1", 0], "image2": ["2", 0], "blend_factor": 0.25, "blend_mode": "normal"}
     assert api["4"]["inputs"] == {"images": ["3", 0], "filename_prefix": "core_blend"}  # through the bypassed invert
 
@@ -84,6 +85,7 @@ def test_unknown_class_and_wrong_widget_count_are_errors(object_info):
 
 def test_missing_trailing_widgets_get_defaults(object_info):
     # CLIPLoader grew an optional "device" widget; a workflow saved before that has two values
-    api = ui_to_api({"nodes": [{"id": 1, "type": "CLIPLoader", "mode": 0,
-                                "widgets_values": ["clip_l.safetensors", "stable_diffusion"]}], "links": []}, object_info)
+    saved = {"nodes": [{"id": 1, "type": "CLIPLoader", "mode": 0,
+                        "widgets_values": ["clip_l.safetensors", "stable_diffusion"]}], "links": []}
+    api = ui_to_api(saved, object_info)
     assert api["1"]["inputs"] == {"clip_name": "clip_l.safetensors", "type": "stable_diffusion", "device": "default"}

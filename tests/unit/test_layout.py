@@ -1,4 +1,4 @@
-"""The repository's layout rules (README "Layout"), read from the source: node files do not import each other,
+"""The repository's layout rules (docs/layout.md), read from the source: node files do not import each other,
 shipped code (the pack and its CLIs in vmdiff_cli/) imports no maintainers' or test code and names no path into
 tests/, the CLI / harness / scripts modules form no import cycle, ``sys.path.insert`` only in the entry points, one
 copy of each helper, `.comfyignore` ships the CLIs, vmdiff_comfy/ does not import nodes/, vmdiff_ops/ does not import
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-#: issue 10 (the scorer helper) moves these into vmdiff_comfy/scoring/; until then they import siblings.
+#: node files that may still import a sibling until their shared code moves into vmdiff_comfy/ (none left).
 PENDING_SCORER_MOVE: set[str] = set()
 
 

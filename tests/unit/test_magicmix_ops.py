@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from vmdiff_pack.vmdiff_ops import NFECounter, integrate_flow
-from vmdiff_pack.vmdiff_ops.magicmix import flow_noise_scaling, layout_noises, layout_trajectory, magicmix, mixing_window, nu_blend
+from vmdiff_pack.vmdiff_ops.magicmix import (flow_noise_scaling, layout_noises, layout_trajectory, magicmix,
+                                             mixing_window, nu_blend)
 
 STEPS = 10
 SIGMAS = torch.linspace(1.0, 0.0, STEPS + 1)

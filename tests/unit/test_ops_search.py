@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from vmdiff_pack.vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment, golden_section_maximize,
-                        golden_section_maximize_on_grid, round_seed, search_value, speculative_points, stronger_side)
+from vmdiff_pack.vmdiff_ops import (PRESETS, SearchOptions, beta_grid, efficient_adaptive_adjustment,
+                                    golden_section_maximize, golden_section_maximize_on_grid, round_seed, search_value,
+                                    speculative_points, stronger_side)
 
 
 class Counted:
@@ -154,7 +155,7 @@ def test_batched_candidates_leave_the_search_unchanged_in_fewer_rounds(case, bat
         assert len(batches) <= (len(history) + 1) // 2 + preset.rounds * 2
 
 
-# --- non-finite scores (issue 12 kind 1): the worst possible, never the winner while a finite one exists ---------
+# --- non-finite scores: the worst possible, never the winner while a finite one exists ---------------------------
 NON_FINITE = [math.nan, math.inf, -math.inf]
 
 
@@ -232,7 +233,7 @@ def test_eaa_batched_search_with_non_finite_scores_matches_the_sequential_one():
     assert len({(e.alpha, e.beta_1, e.beta_2, e.seed) for e in history_b}) == len(history_b)
 
 
-# --- arithmetic and grids at their edges (issue 12 kind 8) ---------------------------------------------------------
+# --- arithmetic and grids at their edges ---------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [0, 42, 2 ** 63, 2 ** 64 - 3, 2 ** 64 - 2, 2 ** 64 - 1])
 def test_paper_rounds_derive_seeds_inside_torchs_range(seed):
     evaluate, calls = scripted(lambda a, b1, b2, s: 1.0 - (a - 0.5) ** 2)

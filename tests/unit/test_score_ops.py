@@ -1,12 +1,12 @@
-"""vmdiff_ops.score against hand-computed values (spec §5); no ComfyUI involved."""
+"""vmdiff_ops.score against hand-computed values (docs/method.md, "Similarity Score S"); no ComfyUI involved."""
 import math
 
 import pytest
 import torch
 from torchvision.ops import box_iou
 
-from vmdiff_pack.vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, boxes_to_pixels, center_crop_resize,
-                              cosine_similarity,
+from vmdiff_pack.vmdiff_ops.score import (IMAGENET_MEAN, IMAGENET_STD, balanced_sum, boxes_to_pixels,
+                                          center_crop_resize, cosine_similarity,
                               crop_bounds, crop_to_box, grounding_resize_shape, mean_token_feature, neutral_fill,
                               normalise_pixels, normalise_text_similarity, select_box, similarity_score, squash_resize)
 

@@ -64,7 +64,8 @@ def register_config(open_clip, model_name: str) -> bool:
             config = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise VMDiffInputError(f"open_clip: the model config {path} is malformed ({e}); fix or delete it") from None
-        if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("vision_cfg", "text_cfg")) \
+        towers = ("vision_cfg", "text_cfg")
+        if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in towers) \
                 or not isinstance(config.get("embed_dim"), int):
             raise VMDiffInputError(f"open_clip: the model config {path} is not an OpenCLIP model config (it needs "
                                    f"embed_dim, vision_cfg and text_cfg); fix or delete it")

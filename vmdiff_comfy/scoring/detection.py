@@ -9,9 +9,9 @@ Two formats, one model:
   GroundingDinoConfig, its tensors are renamed by ORIGINAL_TO_HF onto the names of the Hugging Face checkpoints, and
   transformers loads that state dict as it loads a downloaded one.
 
-The box rule is the reference's (spec §5): the processor's grounded post-processing (sigmoid, max over tokens,
-``> box_threshold``, boxes scaled to the real image size), then NMS and the single most confident box.
-"""
+The box rule is the reference's (GroundingDINO util/inference.py, run_single.py:505-537): the processor's grounded
+post-processing (sigmoid, max over tokens, ``> box_threshold``, boxes scaled to the real image size), then NMS and the
+single most confident box. """
 from __future__ import annotations
 
 import ast
@@ -25,7 +25,8 @@ import folder_paths
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
 from .files import (CONFIG_EXTENSIONS, SCORE_FOLDERS, apply_key_map, check_hf_weights, from_pretrained,
-                    list_hf_folders, list_weight_files, load_weights_safely, missing_file_message, resolve_hf_folder, resolve_model)
+                    list_hf_folders, list_weight_files, load_weights_safely, missing_file_message, resolve_hf_folder,
+                    resolve_model)
 from .scorer import ScorerModel
 
 KIND = "grounding-dino"
@@ -70,7 +71,8 @@ ORIGINAL_TO_HF: list[tuple[str, str | None]] = [
     (_ENC + r"layers\.(\d+)\.norm2\.", r"model.encoder.layers.\1.deformable_layer.final_layer_norm."),
     (_ENC + r"text_layers\.(\d+)\.self_attn\.in_proj_(weight|bias)$",
      r"model.encoder.layers.\1.text_enhancer_layer.self_attn.{qkv}.\2"),
-    (_ENC + r"text_layers\.(\d+)\.self_attn\.out_proj\.", r"model.encoder.layers.\1.text_enhancer_layer.self_attn.out_proj."),
+    (_ENC + r"text_layers\.(\d+)\.self_attn\.out_proj\.",
+     r"model.encoder.layers.\1.text_enhancer_layer.self_attn.out_proj."),
     (_ENC + r"text_layers\.(\d+)\.linear(\d)\.", r"model.encoder.layers.\1.text_enhancer_layer.fc\2."),
     (_ENC + r"text_layers\.(\d+)\.norm1\.", r"model.encoder.layers.\1.text_enhancer_layer.layer_norm_before."),
     (_ENC + r"text_layers\.(\d+)\.norm2\.", r"model.encoder.layers.\1.text_enhancer_layer.layer_norm_after."),
@@ -198,7 +200,7 @@ def check_tokenizer(tokenizer, source: Path) -> None:
 
 
 class GroundingDinoDetector(ScorerModel):
-    """Open-set detection: the most confident box for a caption (spec §5 "Grounded-SAM is only a box")."""
+    """Open-set detection: the most confident box for a caption (the reference crops to this box, no SAM mask)."""
 
     kind = "detector"
 
@@ -217,7 +219,8 @@ class GroundingDinoDetector(ScorerModel):
         self.count(len(x))
         out = model(pixel_values=x.to(self.device), **{k: v.to(self.device) for k, v in text.items()})
         found = self.processor.post_process_grounded_object_detection(
-            out, text["input_ids"], threshold=box_threshold, text_threshold=box_threshold, target_sizes=[(h, w)] * len(x))
+            out, text["input_ids"], threshold=box_threshold, text_threshold=box_threshold,
+            target_sizes=[(h, w)] * len(x))
         results = []
         for f in found:
             picked = score_ops.select_box(f["scores"].float().cpu(), f["boxes"].float().cpu(), box_threshold, nms_iou)

@@ -10,7 +10,8 @@ from .scorer import ScorerModel, prepare_views
 
 
 class DinoEncoder(ScorerModel):
-    """DINOv2 → the mean of all last_hidden_state tokens (spec §5), 224² ImageNet-normalised input."""
+    """DINOv2 → the mean of all last_hidden_state tokens (the reference's src/flux/get_sim.py), 224² ImageNet-normalised
+    input."""
 
     kind = "dino"
     image_size = 224

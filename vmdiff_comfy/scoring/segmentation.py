@@ -44,7 +44,8 @@ ORIGINAL_TO_HF: list[tuple[str, str | None]] = [
     (_MLP3 + r"0\.", r"mask_decoder.\1.proj_in."),  # 3-layer MLPs: in, hidden, out
     (_MLP3 + r"1\.", r"mask_decoder.\1.layers.0."),
     (_MLP3 + r"2\.", r"mask_decoder.\1.proj_out."),
-    (r"^mask_decoder\.transformer\.(layers\.\d+\.)?norm(\d|_final_attn)\.", r"mask_decoder.transformer.\1layer_norm\2."),
+    (r"^mask_decoder\.transformer\.(layers\.\d+\.)?norm(\d|_final_attn)\.",
+     r"mask_decoder.transformer.\1layer_norm\2."),
 ]
 
 
@@ -149,7 +150,8 @@ def load_sam(checkpoint: str) -> SamSegmenter:
         from transformers import SamImageProcessor
 
         size = config["img_size"]
-        processor = SamProcessor(SamImageProcessor(size={"longest_edge": size}, pad_size={"height": size, "width": size}))
+        processor = SamProcessor(SamImageProcessor(size={"longest_edge": size},
+                                                   pad_size={"height": size, "width": size}))
         model = from_pretrained(SamModel, KIND, path, config=hf_sam_config(config), state_dict=hf)
         info = dict(config, format="original release", file=str(path))
     return SamSegmenter(model, f"SAM {info['variant']} ({path.name})", info, processor=processor)

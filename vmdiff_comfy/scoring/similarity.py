@@ -1,4 +1,4 @@
-"""The paper's Similarity Score S (spec §5) of fused images: the ``VMDIFF_SCORER`` value.
+"""The paper's Similarity Score S (docs/method.md) of fused images: the ``VMDIFF_SCORER`` value.
 
 ``VMDIFF_SCORER`` is the contract with Auto-Tune: an object with ``score(images) -> list[dict]`` where ``images`` is a
 ComfyUI IMAGE (B, H, W, C) in [0, 1] and each dict holds floats ``score, D1, D2, T1, T2, n1, n2`` (plus ``box``,
@@ -27,9 +27,9 @@ PREVIEW_SIZE = 224
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """Defaults are the reference's (spec §5, Part A §6/§8), except ``source_resize`` (its NEAREST 512² squash of
-    the sources is a parity knob, off by default like the Redux Encode node's). The reference's text_threshold
-    (0.25) only names phrases, never moves the box, so it has no option here."""
+    """Defaults are the reference's (run_single.py:64-77, src/flux/get_sim.py), except ``source_resize`` (its NEAREST
+    512² squash of the sources is a parity knob, off by default like the Redux Encode node's). The reference's
+    text_threshold (0.25) only names phrases, never moves the box, so it has no option here."""
 
     isolation: str = "box"                       # none | box (GroundingDINO top-1) | sam (box → SAM mask)
     query: str = "most prominent object"         # detection caption, or "labels" (the paper's Grounded-SAM)

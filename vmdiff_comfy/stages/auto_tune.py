@@ -15,7 +15,7 @@ from ...vmdiff_ops.search import INV_PHI
 from .blending_noise import run_blending_noise
 from .mixing_denoise import run_mixing_denoise
 from .checks import check_finite_output
-from .settings import StageSettings, grid_problems, ops_errors, problems
+from .settings import StageSettings, grid_problems, ops_errors
 
 #: The score terms of a candidate whose image is NaN / inf (an overflowing model): the worst score, never scored.
 NON_FINITE_TERMS = {k: math.nan for k in ("score", "D1", "D2", "T1", "T2", "n1", "n2")}
@@ -166,7 +166,7 @@ def _send_text(node_id, text: str) -> None:
 
 def search_problems(steps, t_den_step, search_steps, alpha_min, alpha_max, beta_min, beta_max) -> list[str]:
     """What is wrong with Auto-Tune's grid and search bounds (None: not known yet, a linked input)."""
-    found = grid_problems(steps, t_den_step) + problems(search_steps=search_steps)
+    found = grid_problems(steps, t_den_step)  # the ranges: @guard_inputs
     if search_steps == 1:
         found.append("search_steps: use 0 (search at the full steps) or at least 2")
     if None not in (alpha_min, alpha_max) and alpha_min >= alpha_max:

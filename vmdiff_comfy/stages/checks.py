@@ -1,17 +1,15 @@
 """Input checks shared by the stages; each error names the input and the fix."""
 from __future__ import annotations
 
-import inspect
-import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 
 import comfy.model_sampling
-from comfy_api.latest import io
 
 from ..errors import VMDiffInputError
+# the range checks of node inputs live with the error type; named here too for the callers of this module
+from ..errors import NUMERIC_INPUTS, guard_inputs, number_problem, schema_problems  # noqa: F401
 from .sockets import ReduxTokens
 
 
@@ -27,7 +25,7 @@ class ModelInfo:
     sampling_patched: bool = False
 
 
-#: What a stage node says when the MODEL's sampling patch was not used (issue 13 item 5).
+#: What a stage node says when the MODEL's sampling patch was not used.
 SAMPLING_PATCH_NOTE = ("the MODEL carries a sampling patch (e.g. ModelSamplingFlux's shift); it was not used: the "
                        "σ grid comes from the image size (μ of the reference schedule)")
 
@@ -46,7 +44,7 @@ def flux_model_info(model) -> ModelInfo:
                      sampling_patched="model_sampling" in getattr(model, "object_patches", {}))
 
 
-#: The likely cause and fix of a non-finite model output (issue 12 kind 1).
+#: The likely cause and fix of a non-finite model output.
 OVERFLOW_FIX = ("likely an fp16/fp8 overflow of the model: load it with weight_dtype 'default' (bf16) in Load "
                 "Diffusion Model, or a bf16 / fp8_e4m3fn-scaled checkpoint (ComfyUI: no --fp16-unet / --fp8 flags)")
 
@@ -76,7 +74,7 @@ def text_width_problem(name: str, width: int, needed: int, family: str, alternat
 
 
 def check_conditioning(name: str, conditioning, model, alternative: str = "") -> None:
-    """Issue 12 kind 4: a CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
+    """A CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
     (context width; Flux: also the pooled CLIP-L width), else a message naming the input and the encoder it needs,
     instead of a matmul error inside the model. ``alternative``: another fix the node offers."""
     if not conditioning or not isinstance(conditioning, list):
@@ -177,68 +175,3 @@ def check_size(width: int, height: int) -> None:
             raise VMDiffInputError(f"{name}: {value} is not a positive multiple of 16 (Flux packs 2×2 latent patches "
                                    f"of an 8× VAE); try {max(16, round(value / 16) * 16)}")
 
-
-def number_problem(name: str, value, low=None, high=None) -> str | None:
-    """What is wrong with the number ``value`` of input ``name`` (declared range [low, high]), or None."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return f"{name}: expected a number, got {type(value).__name__} {value!r}"
-    if not math.isfinite(value):
-        return (f"{name}: {value} is not a finite number (a NaN or infinity from the node linked into it?); give a "
-                f"value from {low} to {high}")
-    if low is not None and value < low:
-        return f"{name}: {value} is below the minimum {low}"
-    if high is not None and value > high:
-        return f"{name}: {value} is above the maximum {high}"
-    return None
-
-
-NUMERIC_INPUTS = (io.Int.Input, io.Float.Input)
-
-
-def schema_problems(node, values: dict, combos: bool = False) -> list[str]:
-    """Every numeric input of ``node``'s schema among ``values`` against its declared min/max and finiteness (and,
-    with ``combos``, every combo against its options). None (a linked input at validation time) is skipped."""
-    found = []
-    for spec in node.define_schema().inputs:
-        value = values.get(spec.id)
-        if value is None:
-            continue
-        if isinstance(spec, NUMERIC_INPUTS):
-            found.append(number_problem(spec.id, value, spec.min, spec.max))
-        elif combos and isinstance(spec, io.Combo.Input) and value not in spec.options:
-            found.append(f"{spec.id}: unknown value {value!r}; expected one of {', '.join(map(str, spec.options))}")
-    return [p for p in found if p]
-
-
-def guard_inputs(node):
-    """Make ``node``'s numeric ranges hold whatever the source of a value (issue 12 kinds 6, 7): ComfyUI checks a
-    widget's min/max only when it is typed and the node has no ``validate_inputs``, never its finiteness, and a
-    value that arrives by link skips it. Adds the schema's checks to ``validate_inputs`` (typed values) and runs
-    them again before ``execute`` (linked values), naming the input. Returns ``node`` (changed in place)."""
-    if vars(node).get("_vmdiff_guarded") or not any(isinstance(i, NUMERIC_INPUTS)
-                                                     for i in node.define_schema().inputs):
-        return node
-    execute = node.execute.__func__
-    signature = inspect.signature(execute)
-    varkw = next((p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), None)
-    own_validate = node.validate_inputs.__func__ if "validate_inputs" in vars(node) else None
-
-    def guarded_execute(cls, *args, **kwargs):
-        values = signature.bind_partial(cls, *args, **kwargs).arguments
-        values = {**values, **values.pop(varkw, {})} if varkw else dict(values)
-        found = schema_problems(cls, values)
-        if found:
-            raise VMDiffInputError("; ".join(found))
-        return execute(cls, *args, **kwargs)
-
-    def validate_inputs(cls, **values):
-        # a node without its own validate_inputs loses ComfyUI's combo check by having one: done here instead
-        found = schema_problems(cls, values, combos=own_validate is None)
-        if found:
-            return "; ".join(found)
-        return own_validate(cls, **values) if own_validate else True
-
-    guarded_execute.__doc__, guarded_execute.__wrapped__ = execute.__doc__, execute
-    node.execute, node.validate_inputs = classmethod(guarded_execute), classmethod(validate_inputs)
-    node._vmdiff_guarded = True
-    return node

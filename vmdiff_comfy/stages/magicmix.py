@@ -118,12 +118,11 @@ def content_conditioning(model, content, content_tokens):
 _D = {name: s.default for name, s in MAGICMIX.items()}
 
 
-def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], scheduler: str = _D["scheduler"],
-                 k_max: float = _D["k_max"], k_min: float = _D["k_min"], nu: float = _D["nu"], cfg: float = _D["cfg"],
-                 layout_image=None, vae=None, layout_conditioning=None, content_tokens=None, negative=None,
-                 width: int = _D["width"], height: int = _D["height"], reweight_tokens: str = _D["reweight_tokens"],
-                 reweight_scale: float = _D["reweight_scale"], on_step=None) -> dict:
-    """MagicMix on ``model``."""
+def check_magicmix_inputs(model, *, steps: int, scheduler: str, k_max: float, k_min: float, nu: float, cfg: float,
+                          layout_image, vae, layout_conditioning, negative) -> tuple[int, int]:
+    """The grid indices (i_max, i_min) of the mixing window [K_max, K_min]; raises VMDiffInputError naming the
+    input for a missing or doubled layout, a layout image without its VAE, cfg ≠ 1 without a negative, an unknown
+    scheduler, a bad window or ν ∉ [0, 1], and a conditioning of the wrong text encoder."""
     if (layout_image is None) == (layout_conditioning is None):
         raise VMDiffInputError("layout_image / layout_conditioning: connect exactly one layout — an image (with its "
                                "VAE) for image–text mixing, or a layout prompt for text–text mixing")
@@ -141,29 +140,18 @@ def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], schedul
         raise VMDiffInputError(f"k_min / k_max: {exc}") from None
     if not 0.0 <= nu <= 1.0:
         raise VMDiffInputError(f"nu: must lie in [0, 1], got {nu}")
-
     for name, cond in (("layout_conditioning", layout_conditioning), ("negative", negative)):
         if cond is not None:
             check_conditioning(name, cond, model)
-    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).float().cpu()
-    noise_scaling = model_noise_scaling(model)
-    phases = {"content": content_conditioning(model, content, content_tokens)}
-    if layout_image is not None:  # image–text: x_k = q(x_k | x0) of the encoded layout image, one noise draw
-        latent = vae.encode(layout_image[..., :3])
-        x0 = model.model.process_latent_in(latent)
-        eps = comfy.sample.prepare_noise(latent, seed)  # the draw KSampler makes for this latent and seed
-        layout = layout_noises(x0, eps, sigmas[i_max: i_min + 1], noise_scaling)
-        x_start = layout[0]
-        total = steps - i_max
-    else:  # text–text: x_T = pure noise, denoised under the layout prompt to K_min
-        eps = initial_noise(seed, model.model.latent_format.latent_channels, width, height)
-        x_start = noise_scaling(float(sigmas[0]), eps, torch.zeros_like(eps))
-        phases = {"layout": layout_conditioning, **phases}
-        total = i_min + steps - i_max
+    return i_max, i_min
 
-    active = {"on": True}
-    model = with_reweighting(model, phases["content"], reweight_tokens, reweight_scale, active)
-    counter = NFECounter()
+
+def magicmix_program(layout, sigmas, i_max: int, i_min: int, nu: float, counter: NFECounter, active: dict,
+                     on_step=None):
+    """The flow program of MagicMix (run by ``run_flow_program``): with ``layout`` the noised layout states
+    x_{K_max}…x_{K_min} of an image (image–text), or None to make them first by denoising under the "layout" phase
+    from σ_0 to K_min (text–text); then the mixing steps x̂ = ν·x̂' + (1 − ν)·x_k and the plain content steps
+    below K_min. Its extra output is the model-space state x̂ at K_min."""
     seen = {}
 
     def program(velocity_for, x, step_hook):
@@ -174,7 +162,7 @@ def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], schedul
             if on_step is not None:
                 on_step(i, x_in, sigma, v, x_out)
 
-        if layout_conditioning is None:
+        if layout is not None:
             offset, noises = 0, [t.to(x) for t in layout]
         else:
             offset = i_min
@@ -192,6 +180,46 @@ def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], schedul
         seen.setdefault("x_kmin", out)  # K_min = 0: no step below K_min
         return ProgramOutput(out, {"x_kmin": seen["x_kmin"]})
 
+    return program
+
+
+def run_magicmix(model, content, *, seed: int, steps: int = _D["steps"], scheduler: str = _D["scheduler"],
+                 k_max: float = _D["k_max"], k_min: float = _D["k_min"], nu: float = _D["nu"], cfg: float = _D["cfg"],
+                 layout_image=None, vae=None, layout_conditioning=None, content_tokens=None, negative=None,
+                 width: int = _D["width"], height: int = _D["height"], reweight_tokens: str = _D["reweight_tokens"],
+                 reweight_scale: float = _D["reweight_scale"], on_step=None) -> MagicMixResult:
+    """MagicMix (Liew et al. 2022) on any model ComfyUI samples, Euler on the model's own σ grid of ``steps``
+    (``scheduler``): the layout (``layout_image`` encoded by ``vae``, or ``layout_conditioning``) is noised to
+    K_max = ``k_max``·T; from K_max to K_min = ``k_min``·T each step under ``content`` (a CONDITIONING; on Flux
+    optionally ``content_tokens``, Redux tokens) is mixed with the layout's noised state, x̂ = ν·x̂' + (1 − ν)·x_k;
+    below K_min it denoises plainly. ``negative`` and ``cfg``: classifier-free guidance (ε-prediction models).
+    ``reweight_tokens`` / ``reweight_scale``: the paper's attention re-weighting of content tokens (UNets only).
+    ``on_step(i, x_in, σ, v, x_out)``: called after every step. Returns a MagicMixResult (latent (B, C, H/8, W/8)
+    in VAE space, model calls, x̂ at K_min, σ grid, window indices); raises VMDiffInputError naming a bad input."""
+    i_max, i_min = check_magicmix_inputs(model, steps=steps, scheduler=scheduler, k_max=k_max, k_min=k_min, nu=nu,
+                                         cfg=cfg, layout_image=layout_image, vae=vae,
+                                         layout_conditioning=layout_conditioning, negative=negative)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).float().cpu()
+    noise_scaling = model_noise_scaling(model)
+    phases = {"content": content_conditioning(model, content, content_tokens)}
+    layout = None
+    if layout_image is not None:  # image–text: x_k = q(x_k | x0) of the encoded layout image, one noise draw
+        latent = vae.encode(layout_image[..., :3])
+        x0 = model.model.process_latent_in(latent)
+        eps = comfy.sample.prepare_noise(latent, seed)  # the draw KSampler makes for this latent and seed
+        layout = layout_noises(x0, eps, sigmas[i_max: i_min + 1], noise_scaling)
+        x_start = layout[0]
+        total = steps - i_max
+    else:  # text–text: x_T = pure noise, denoised under the layout prompt to K_min
+        eps = initial_noise(seed, model.model.latent_format.latent_channels, width, height)
+        x_start = noise_scaling(float(sigmas[0]), eps, torch.zeros_like(eps))
+        phases = {"layout": layout_conditioning, **phases}
+        total = i_min + steps - i_max
+
+    active = {"on": True}
+    model = with_reweighting(model, phases["content"], reweight_tokens, reweight_scale, active)
+    counter = NFECounter()
+    program = magicmix_program(layout, sigmas, i_max, i_min, nu, counter, active, on_step)
     run = run_flow_program(model, phases, x_start, program, sigmas, total, seed, negative=negative, cfg=cfg,
                            node="VMDiff MagicMix")
     return MagicMixResult(latent=run.latent, nfe=counter.calls, x_kmin=run.extras["x_kmin"], sigmas=sigmas,

@@ -2,11 +2,11 @@
 ``validate_inputs``, the defaults of its ``execute`` and scripts/build_workflows.py's widget values come from here.
 
 Parity and option knobs (``optional=True``) are optional inputs whose defaults are the reference code's, so an API
-prompt written before a knob existed still runs (issue 13 item 3)."""
+prompt written before a knob existed still runs."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import KW_ONLY, asdict, dataclass, fields, replace
 from typing import Any
 
 import comfy.samplers
@@ -14,8 +14,7 @@ from comfy_api.latest import io
 
 from ...vmdiff_ops import INVERSION_RULES, MIX_RULES, PRESETS
 from ...vmdiff_ops.regional import IMAGE_ATTENTION
-from ..errors import VMDiffInputError
-from .checks import number_problem
+from ..errors import VMDiffInputError, number_problem, raise_problems  # noqa: F401  (raise_problems: callers)
 from .flow import CONTEXT_MODES
 
 SEED_MAX = 0xffffffffffffffff
@@ -23,19 +22,31 @@ SEED_MAX = 0xffffffffffffffff
 
 @dataclass(frozen=True)
 class Setting:
-    """A stage setting as a widget: ``kind`` is "int", "float", "bool", "string" or "combo"."""
+    """A stage setting as a widget, declared once: ``Setting(name, kind, default=…, range=(min, max), step=…,
+    symbol=…, tooltip=…)``; ``kind`` is "int", "float", "bool", "string" or "combo". The node's widget, its range
+    check (vmdiff_comfy.errors.guard_inputs), the defaults of ``execute`` and the widget values of the shipped
+    workflows (scripts/build_workflows.py) all read this declaration: changing a default is this one edit, then
+    ``python -m scripts.build_workflows`` (tests/nodes/test_workflow_defaults.py fails until the workflows agree)."""
 
     name: str
     kind: str
+    _: KW_ONLY
     default: Any
     tooltip: str
-    symbol: str = ""
-    min: float | None = None
-    max: float | None = None
+    symbol: str = ""  # the paper's symbol (γ_den, β1, α…), "" for a setting of this pack only
+    range: tuple[float, float] | None = None  # (min, max) of a number, inclusive
     step: float | None = None
     options: tuple = ()
     optional: bool = False
     seeded: bool = False  # control_after_generate (adds a widget value after the seed in UI workflows)
+
+    @property
+    def min(self) -> float | None:
+        return self.range[0] if self.range else None
+
+    @property
+    def max(self) -> float | None:
+        return self.range[1] if self.range else None
 
     def input(self, tooltip: str | None = None) -> io.Input:
         """The node input of this setting (``tooltip``: a node-specific sentence appended to the declared one)."""
@@ -74,96 +85,115 @@ def _declare(*settings: Setting) -> dict[str, Setting]:
 _SEARCH = PRESETS["official"]  # the search options' defaults are the official preset's (vmdiff_ops.search)
 
 SETTINGS = _declare(
-    Setting("seed", "int", 42, "Seed of the starting noise ε.", "ε", 0, SEED_MAX, seeded=True),
-    Setting("width", "int", 512, "Output width, a multiple of 16 (reference 512).", "W", 16, 4096, 16),
-    Setting("height", "int", 512, "Output height, a multiple of 16 (reference 512).", "H", 16, 4096, 16),
-    Setting("steps", "int", 20, "Steps of the σ grid from σ = 1 to 0 (μ from the image size; reference 20).", "T",
-            2, 200),  # the flow grid needs two steps (σ = 1 and one more before 0)
-    Setting("t_den_step", "int", 10, "t_den as a step index: Blending Noise denoises σ_0…σ_t_den, then inverts. "
-            "10 of 20 is t ≈ 652 at 512²; must be ≤ steps − 2.", "t_den", 0, 198),
-    Setting("guidance_denoise", "float", 5.0, "γ_den, Flux guidance while denoising to t_den.", "γ_den", 0.0, 100.0,
-            0.1),
-    Setting("guidance_invert", "float", 0.0, "γ_inv, Flux guidance while inverting to σ = 1.", "γ_inv", 0.0, 100.0,
-            0.1),
-    Setting("guidance", "float", 4.0, "γ_gen, Flux guidance of Mixing Denoise.", "γ_gen", 0.0, 100.0, 0.1),
-    Setting("beta_1", "float", 1.0, "β1, the weight of z1 in SCat.", "β1", 0.01, 10.0, 0.01),
-    Setting("beta_2", "float", 1.0, "β2, the weight of z2 in SCat.", "β2", 0.01, 10.0, 0.01),
-    Setting("alpha", "float", 0.5, "α, the weight of image 2 in the token mix SInp (0 = image 1 only).", "α", 0.0, 1.0,
-            0.001),
+    Setting("seed", "int", default=42, range=(0, SEED_MAX), symbol="ε", seeded=True,
+            tooltip="Seed of the starting noise ε."),
+    Setting("width", "int", default=512, range=(16, 4096), step=16, symbol="W",
+            tooltip="Output width, a multiple of 16 (reference 512)."),
+    Setting("height", "int", default=512, range=(16, 4096), step=16, symbol="H",
+            tooltip="Output height, a multiple of 16 (reference 512)."),
+    # the flow grid needs two steps (σ = 1 and one more before 0)
+    Setting("steps", "int", default=20, range=(2, 200), symbol="T",
+            tooltip="Steps of the σ grid from σ = 1 to 0 (μ from the image size; reference 20)."),
+    Setting("t_den_step", "int", default=10, range=(0, 198), symbol="t_den",
+            tooltip=("t_den as a step index: Blending Noise denoises σ_0…σ_t_den, then inverts. 10 of 20 is t ≈ 652 at"
+                     " 512²; must be ≤ steps − 2.")),
+    Setting("guidance_denoise", "float", default=5.0, range=(0.0, 100.0), step=0.1, symbol="γ_den",
+            tooltip="γ_den, Flux guidance while denoising to t_den."),
+    Setting("guidance_invert", "float", default=0.0, range=(0.0, 100.0), step=0.1, symbol="γ_inv",
+            tooltip="γ_inv, Flux guidance while inverting to σ = 1."),
+    Setting("guidance", "float", default=4.0, range=(0.0, 100.0), step=0.1, symbol="γ_gen",
+            tooltip="γ_gen, Flux guidance of Mixing Denoise."),
+    Setting("beta_1", "float", default=1.0, range=(0.01, 10.0), step=0.01, symbol="β1",
+            tooltip="β1, the weight of z1 in SCat."),
+    Setting("beta_2", "float", default=1.0, range=(0.01, 10.0), step=0.01, symbol="β2",
+            tooltip="β2, the weight of z2 in SCat."),
+    Setting("alpha", "float", default=0.5, range=(0.0, 1.0), step=0.001, symbol="α",
+            tooltip="α, the weight of image 2 in the token mix SInp (0 = image 1 only)."),
     # part-level fusion (Mixing Denoise with a mask; vmdiff_ops.regional)
-    Setting("alpha_masked", "float", 0.5, "α where the mask is 1 (part-level fusion; unused without a mask).",
-            "α_masked", 0.0, 1.0, 0.001, optional=True),
-    Setting("mask_levels", "int", 2, "K: a soft mask is quantised to K α levels between alpha and alpha_masked; "
-            "each level in use adds one block of visual context tokens (cost).", "K_α", 2, 8, optional=True),
-    Setting("image_attention", "combo", "whole_image", "whole_image: image tokens attend to the whole image "
-            "(regions blend at the border); own_region: only to their own region (exact isolation, a hard seam). "
-            "Either way an image token sees only its own α's context block.", options=IMAGE_ATTENTION,
-            optional=True),
-    Setting("mix_rule", "combo", "official", "official: the reference's per-token rule on raw tokens (≈ lerp); "
-            "slerp: the paper's spherical mix of directions with norms interpolated; lerp.", "mix",
-            options=tuple(MIX_RULES), optional=True),
-    Setting("inversion", "combo", "lagged", "lagged: the reference's inversion rule (source latent, destination "
-            "timestep); exact-euler: velocity at the source σ.", options=tuple(INVERSION_RULES), optional=True),
-    Setting("context", "combo", "redux_only", "redux_only: the reference (Redux tokens only); text_and_redux: the "
-            "prompt's text tokens first, then the Redux tokens.", options=CONTEXT_MODES, optional=True),
-    Setting("bf16_state", "bool", False, "Parity with the reference code: round ε and the latent to bf16 after "
-            "every step, and feed the DiT bf16-rounded t and guidance (off: float32, ComfyUI's default).",
-            optional=True),
+    Setting("alpha_masked", "float", default=0.5, range=(0.0, 1.0), step=0.001, symbol="α_masked", optional=True,
+            tooltip="α where the mask is 1 (part-level fusion; unused without a mask)."),
+    Setting("mask_levels", "int", default=2, range=(2, 8), symbol="K_α", optional=True,
+            tooltip=("K: a soft mask is quantised to K α levels between alpha and alpha_masked; each level in use adds"
+                     " one block of visual context tokens (cost).")),
+    Setting("image_attention", "combo", default="whole_image", options=IMAGE_ATTENTION, optional=True,
+            tooltip=("whole_image: image tokens attend to the whole image (regions blend at the border); own_region: "
+                     "only to their own region (exact isolation, a hard seam). Either way an image token sees only its"
+                     " own α's context block.")),
+    Setting("mix_rule", "combo", default="official", symbol="mix", options=tuple(MIX_RULES), optional=True,
+            tooltip=("official: the reference's per-token rule on raw tokens (≈ lerp); slerp: the paper's spherical "
+                     "mix of directions with norms interpolated; lerp.")),
+    Setting("inversion", "combo", default="lagged", options=tuple(INVERSION_RULES), optional=True,
+            tooltip=("lagged: the reference's inversion rule (source latent, destination timestep); exact-euler: "
+                     "velocity at the source σ.")),
+    Setting("context", "combo", default="redux_only", options=CONTEXT_MODES, optional=True,
+            tooltip=("redux_only: the reference (Redux tokens only); text_and_redux: the prompt's text tokens first, "
+                     "then the Redux tokens.")),
+    Setting("bf16_state", "bool", default=False, optional=True,
+            tooltip=("Parity with the reference code: round ε and the latent to bf16 after every step, and feed the "
+                     "DiT bf16-rounded t and guidance (off: float32, ComfyUI's default).")),
     # Auto-Tune's search
-    Setting("search_steps", "int", 0, "Steps while searching (0 = same as steps). Fewer steps make the search "
-            "cheaper; the winner is re-rendered at full steps.", "", 0, 200),
-    Setting("alpha_min", "float", _SEARCH.alpha_min, "Lower end of the α search (official 0.4).", "α_min", 0.0, 1.0,
-            0.001, optional=True),
-    Setting("alpha_max", "float", _SEARCH.alpha_max, "Upper end of the α search (official 0.6).", "α_max", 0.0, 1.0,
-            0.001, optional=True),
-    Setting("alpha_tol", "float", _SEARCH.alpha_tol, "Golden-section stops when the α bracket is this narrow.",
-            "", 0.0001, 0.5, 0.0001, optional=True),
-    Setting("beta_min", "float", _SEARCH.beta_min, "Smallest β tried for the weaker side.", "β_min", 0.01, 10.0,
-            0.01, optional=True),
-    Setting("beta_max", "float", _SEARCH.beta_max, "β search bound (the grid stops one step below).", "β_max", 0.01,
-            10.0, 0.01, optional=True),
-    Setting("beta_step", "float", _SEARCH.beta_step, "Spacing of the β grid.", "", 0.01, 5.0, 0.01, optional=True),
-    Setting("beta_tol", "float", _SEARCH.beta_tol, "β search stops when its bracket is this narrow.", "", 0.01, 10.0,
-            0.01, optional=True),
-    Setting("beta_stronger", "float", _SEARCH.beta_stronger, "β of the stronger side during the β stage: 0.5 "
-            "official (reference code), 1.0 paper.", "", 0.01, 10.0, 0.01, optional=True),
-    Setting("threshold", "float", _SEARCH.threshold, "Stop once the score exceeds this (2.4).", "τ", -10.0, 10.0,
-            0.01, optional=True),
-    Setting("rounds", "int", _SEARCH.rounds, "K: rounds with ε resampled (seed + r) when the score stays below the "
-            "threshold; 1 official, 3 paper.", "K", 1, 10, optional=True),
-    Setting("candidates_per_batch", "int", 1, "Render this many candidates in one DiT batch: the one the search "
-            "needs now and those it may need after it (3 or 7 use a batch best). Same result as 1; fewer sequential "
-            "model passes, more latents per pass, more VRAM.", "", 1, 16, optional=True),
+    Setting("search_steps", "int", default=0, range=(0, 200),
+            tooltip=("Steps while searching (0 = same as steps). Fewer steps make the search cheaper; the winner is "
+                     "re-rendered at full steps.")),
+    Setting("alpha_min", "float", default=_SEARCH.alpha_min, range=(0.0, 1.0), step=0.001, symbol="α_min",
+            optional=True, tooltip="Lower end of the α search (official 0.4)."),
+    Setting("alpha_max", "float", default=_SEARCH.alpha_max, range=(0.0, 1.0), step=0.001, symbol="α_max",
+            optional=True, tooltip="Upper end of the α search (official 0.6)."),
+    Setting("alpha_tol", "float", default=_SEARCH.alpha_tol, range=(0.0001, 0.5), step=0.0001, optional=True,
+            tooltip="Golden-section stops when the α bracket is this narrow."),
+    Setting("beta_min", "float", default=_SEARCH.beta_min, range=(0.01, 10.0), step=0.01, symbol="β_min",
+            optional=True, tooltip="Smallest β tried for the weaker side."),
+    Setting("beta_max", "float", default=_SEARCH.beta_max, range=(0.01, 10.0), step=0.01, symbol="β_max",
+            optional=True, tooltip="β search bound (the grid stops one step below)."),
+    Setting("beta_step", "float", default=_SEARCH.beta_step, range=(0.01, 5.0), step=0.01, optional=True,
+            tooltip="Spacing of the β grid."),
+    Setting("beta_tol", "float", default=_SEARCH.beta_tol, range=(0.01, 10.0), step=0.01, optional=True,
+            tooltip="β search stops when its bracket is this narrow."),
+    Setting("beta_stronger", "float", default=_SEARCH.beta_stronger, range=(0.01, 10.0), step=0.01, optional=True,
+            tooltip="β of the stronger side during the β stage: 0.5 official (reference code), 1.0 paper."),
+    Setting("threshold", "float", default=_SEARCH.threshold, range=(-10.0, 10.0), step=0.01, symbol="τ", optional=True,
+            tooltip="Stop once the score exceeds this (2.4)."),
+    Setting("rounds", "int", default=_SEARCH.rounds, range=(1, 10), symbol="K", optional=True,
+            tooltip=("K: rounds with ε resampled (seed + r) when the score stays below the threshold; 1 official, 3 "
+                     "paper.")),
+    Setting("candidates_per_batch", "int", default=1, range=(1, 16), optional=True,
+            tooltip=("Render this many candidates in one DiT batch: the one the search needs now and those it may need"
+                     " after it (3 or 7 use a batch best). Same result as 1; fewer sequential model passes, more "
+                     "latents per pass, more VRAM.")),
 )
 
 #: VMDiff MagicMix's own settings: any model ComfyUI samples, on that model's own σ grid (not the VMDiff stages').
 MAGICMIX = _declare(
-    Setting("seed", "int", 0, "Seed of the one noise draw ε (the same draw KSampler makes).", "ε", 0, SEED_MAX,
-            seeded=True),
-    Setting("steps", "int", 20, "T, steps of the whole σ grid.", "T", 1, 1000),
-    Setting("scheduler", "combo", "simple", "The σ grid from the model's own model_sampling (ComfyUI "
-            "calculate_sigmas).", options=tuple(comfy.samplers.SCHEDULER_NAMES)),
-    Setting("k_max", "float", 0.6, "K_max as a fraction of T: where generation starts from the noised layout.",
-            "K_max", 0.0, 1.0, 0.01),
-    Setting("k_min", "float", 0.3, "K_min as a fraction of T: the layout phase ends here (k_min = k_max: plain "
-            "img2img from K_max).", "K_min", 0.0, 1.0, 0.01),
-    Setting("nu", "float", 0.5, "ν, the mixing constant: 1 follows the content only, 0 keeps the layout noise path "
-            "down to K_min.", "ν", 0.0, 1.0, 0.01),
-    Setting("cfg", "float", 1.0, "Classifier-free guidance for ε-prediction models (e.g. 7.5 on SD1.5, needs "
-            "negative); keep 1 on Flux (guidance-distilled: use FluxGuidance).", "", 0.0, 100.0, 0.1),
-    Setting("width", "int", 512, "Output width for text–text mixing (an image layout sets its own size).", "", 8,
-            16384, 8),
-    Setting("height", "int", 512, "Output height for text–text mixing.", "", 8, 16384, 8),
-    Setting("reweight_scale", "float", 1.0, "s, the attention re-weighting factor of reweight_tokens (1 = off); see reweight_tokens.",
-            "s", -2.0, 2.0, 0.05),
-    Setting("reweight_tokens", "string", "", "Token positions of the content prompt whose cross-attention is "
-            "scaled by reweight_scale, comma-separated (0 is CLIP's start token, 1 the first word; common words "
-            "are one token). SD1.x/SD2/SDXL UNets: the value vectors of those tokens are multiplied by s in every "
-            "cross-attention layer (attn2 patch, conditional pass only); since to_v has no bias this is exactly "
-            "the paper's scaling of the token's attention column by s (s < 0 removes the concept). Not supported "
-            "on joint-attention models such as Flux (text and image tokens attend jointly through biased "
-            "projections, so there is no per-token attention column to scale): the node refuses a token list "
-            "there."),
+    Setting("seed", "int", default=0, range=(0, SEED_MAX), symbol="ε", seeded=True,
+            tooltip="Seed of the one noise draw ε (the same draw KSampler makes)."),
+    Setting("steps", "int", default=20, range=(1, 1000), symbol="T",
+            tooltip="T, steps of the whole σ grid."),
+    Setting("scheduler", "combo", default="simple", options=tuple(comfy.samplers.SCHEDULER_NAMES),
+            tooltip=("The σ grid from the model's own model_sampling (ComfyUI calculate_sigmas).")),
+    Setting("k_max", "float", default=0.6, range=(0.0, 1.0), step=0.01, symbol="K_max",
+            tooltip="K_max as a fraction of T: where generation starts from the noised layout."),
+    Setting("k_min", "float", default=0.3, range=(0.0, 1.0), step=0.01, symbol="K_min",
+            tooltip="K_min as a fraction of T: the layout phase ends here (k_min = k_max: plain img2img from K_max)."),
+    Setting("nu", "float", default=0.5, range=(0.0, 1.0), step=0.01, symbol="ν",
+            tooltip="ν, the mixing constant: 1 follows the content only, 0 keeps the layout noise path down to K_min."),
+    Setting("cfg", "float", default=1.0, range=(0.0, 100.0), step=0.1,
+            tooltip=("Classifier-free guidance for ε-prediction models (e.g. 7.5 on SD1.5, needs negative); keep 1 on "
+                     "Flux (guidance-distilled: use FluxGuidance).")),
+    Setting("width", "int", default=512, range=(8, 16384), step=8,
+            tooltip="Output width for text–text mixing (an image layout sets its own size)."),
+    Setting("height", "int", default=512, range=(8, 16384), step=8,
+            tooltip="Output height for text–text mixing."),
+    Setting("reweight_scale", "float", default=1.0, range=(-2.0, 2.0), step=0.05, symbol="s",
+            tooltip="s, the attention re-weighting factor of reweight_tokens (1 = off); see reweight_tokens."),
+    Setting("reweight_tokens", "string", default="",
+            tooltip=("Token positions of the content prompt whose cross-attention is scaled by reweight_scale, "
+                     "comma-separated (0 is CLIP's start token, 1 the first word; common words are one token). "
+                     "SD1.x/SD2/SDXL UNets: the value vectors of those tokens are multiplied by s in every "
+                     "cross-attention layer (attn2 patch, conditional pass only); since to_v has no bias this is "
+                     "exactly the paper's scaling of the token's attention column by s (s < 0 removes the concept). "
+                     "Not supported on joint-attention models such as Flux (text and image tokens attend jointly "
+                     "through biased projections, so there is no per-token attention column to scale): the node "
+                     "refuses a token list there.")),
 )
 
 #: The search widgets of Auto-Tune (SearchOptions fields), in widget order.
@@ -198,11 +228,6 @@ def grid_problems(steps, t_den_step) -> list[str]:
     return []
 
 
-def raise_problems(found: list[str]) -> None:
-    if found:
-        raise VMDiffInputError("; ".join(found))
-
-
 @contextlib.contextmanager
 def ops_errors(prefix: str = ""):
     """The one translation of a ``vmdiff_ops`` ValueError (which names the paper's symbol) to a node input error."""
@@ -234,12 +259,13 @@ class StageSettings:
 
     @classmethod
     def from_inputs(cls, values: dict) -> "StageSettings":
-        """From a node's inputs (missing or None optional ones at their defaults); raises on a bad value."""
-        own = with_defaults(cls.names(), {n: values.get(n) for n in cls.names()})
-        raise_problems(problems(**own))
-        return cls(**own)
+        """From a node's inputs (missing or None optional ones at their defaults), as ``@guard_inputs`` checked
+        them; the stage that runs with them checks them as a whole (``problems``)."""
+        return cls(**with_defaults(cls.names(), {n: values.get(n) for n in cls.names()}))
 
     def problems(self) -> list[str]:
+        """Range and grid problems of these settings as a whole: the stage functions' check (they are also
+        called from Python, not only by a guarded node)."""
         return problems(**asdict(self)) + grid_problems(self.steps, self.t_den_step)
 
     def at_steps(self, steps: int) -> "StageSettings":

@@ -33,7 +33,7 @@ def to_rgb(image: torch.Tensor, input_name: str) -> tuple[torch.Tensor, str]:
 
 
 def redux_tokens(clip_vision, style_model, image: torch.Tensor, resize: str) -> ReduxTokens:
-    """z = Redux(SigLIP(image)): the raw token set, without any text tokens (spec §2)."""
+    """z = Redux(SigLIP(image)): the raw token set, without any text tokens (reference image_embedders.py:66-103)."""
     if resize not in RESIZE_MODES:
         raise VMDiffInputError(f"resize: unknown mode {resize!r}; expected one of {RESIZE_MODES}")
     rgb, note = to_rgb(image, "image")

@@ -202,5 +202,5 @@ class VMDiffTestSlowScorerModel(io.ComfyNode):
         return io.NodeOutput(model)
 
 
-NODES = [VMDiffTestFloat, VMDiffTestTinyFlux, VMDiffTestTinyClip, VMDiffTestTinyClipVision, VMDiffTestTinyRedux, VMDiffTestTinyVAE,
-         VMDiffTestImage, VMDiffTestNaNLatent, VMDiffTestSlowScorerModel]
+NODES = [VMDiffTestFloat, VMDiffTestTinyFlux, VMDiffTestTinyClip, VMDiffTestTinyClipVision, VMDiffTestTinyRedux,
+         VMDiffTestTinyVAE, VMDiffTestImage, VMDiffTestNaNLatent, VMDiffTestSlowScorerModel]
