@@ -1,6 +1,6 @@
 """Maintainers' check that a refactor changed no result: one sha256 per fixed-seed stage output.
 
-    .venv/bin/python scripts/hash_outputs.py > /tmp/after.txt && diff /work/hashes_base.txt /tmp/after.txt
+    .venv/bin/python -m scripts.hash_outputs > /tmp/after.txt && diff /work/hashes_base.txt /tmp/after.txt
 
 Runs the VMDiff nodes in-process (their ``execute``, as tests/test_nodes_inprocess.py calls them) on the tiny
 random-weight stand-ins of vmdiff_cli/tiny_models.py, on fixed seeds, and prints ``name sha256`` per output tensor or
@@ -16,11 +16,6 @@ import hashlib
 import json
 import sys
 import time
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # an entry point: `import vmdiff_cli…`
 
 import torch  # noqa: E402
 
