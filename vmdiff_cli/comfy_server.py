@@ -259,7 +259,7 @@ class ComfyServer(ComfyClient):
     """Launch ``<python> <ComfyUI>/main.py --cpu`` on 127.0.0.1 in a temporary base directory (context manager)."""
 
     def __init__(self, models_dir: Path | None = None, extra_custom_nodes: list[Path] = (), port: int | None = None,
-                 python: str | None = None, comfyui: Path | None = None, startup_timeout: float = 120,
+                 python: str | None = None, comfyui: Path | None = None, startup_timeout: float = 600,
                  extra_args: list[str] = (), frontend: bool = False):
         self.port = port or free_port()
         super().__init__(f"http://127.0.0.1:{self.port}")
