@@ -20,7 +20,6 @@ checkpoints with ``torch.load(weights_only=True)``, which refuses any pickled Py
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -208,12 +207,6 @@ def load_weights_safely(path: Path, kind: str = "") -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
-
-
-def package_dir(name: str) -> Path | None:
-    """Where an installed package lives, without importing it (ComfyUI start-up stays fast)."""
-    spec = importlib.util.find_spec(name)
-    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
 
 
 def apply_key_map(sd: dict[str, torch.Tensor], key_map: list[tuple[str, str | None]]) -> dict[str, torch.Tensor]:
