@@ -147,6 +147,12 @@ def test_every_optional_package_is_listed_required_and_imported_lazily():
         assert nodes and fallback
 
 
+def combo(info: dict, node: str, name: str) -> list:
+    """A combo input's options in /object_info (V3 nodes: ["COMBO", {"options": [...]}], V1: [[...], {...}])."""
+    spec = {**info[node]["input"].get("required", {}), **info[node]["input"].get("optional", {})}[name]
+    return spec[1]["options"] if spec[0] == "COMBO" else spec[0]
+
+
 PROBE = textwrap.dedent("""
     import asyncio, json, sys
     sys.path.insert(0, REPO_PATH)
@@ -212,7 +218,7 @@ def test_server_without_open_clip_registers_all_nodes_and_names_the_package(tmp_
         info = server.http.get(server.url + "/object_info", timeout=120).json()
         assert sorted(k for k in info if k.startswith("VMDiff")) == all_node_ids
         assert "Error while calling comfy_entrypoint" not in server.log_text()
-        assert NAMES["open_clip"] in info["VMDiffLoadOpenCLIP"]["input"]["required"]["checkpoint"][0]
+        assert NAMES["open_clip"] in combo(info, "VMDiffLoadOpenCLIP", "checkpoint")
 
         load = {"clip": {"class_type": "VMDiffLoadOpenCLIP",
                          "inputs": {"model_name": NAMES["open_clip_model"], "checkpoint": NAMES["open_clip"]}},
@@ -226,8 +232,7 @@ def test_server_without_open_clip_registers_all_nodes_and_names_the_package(tmp_
         # every other node runs: the three other scorer loaders, then the OpenCLIP one again (same answer)
         others = {"dino": ("VMDiffLoadDINOv2", {"dinov2": NAMES["dinov2"]}),
                   "gdino": ("VMDiffLoadGroundingDINO", {"checkpoint": NAMES["grounding_dino_hf"],
-                                                       "config": info["VMDiffLoadGroundingDINO"]["input"]["required"][
-                                                           "config"][1]["default"]}),
+                                                       "config": combo(info, "VMDiffLoadGroundingDINO", "config")[0]}),
                   "sam": ("VMDiffLoadSAM", {"checkpoint": NAMES["sam_hf"]})}
         prompt = {k: {"class_type": c, "inputs": i} for k, (c, i) in others.items()}
         prompt.update({f"show_{k}": {"class_type": "PreviewAny", "inputs": {"source": [k, 0]}} for k in others})

@@ -12,7 +12,7 @@ import folder_paths
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
 from ..optional import package_dir, require
-from .files import SCORE_FOLDERS, explain_load_error, resolve_weight_file, sniff_file
+from .files import SCORE_FOLDERS, explain_load_error, list_files, resolve_weight_file, sniff_file
 from .scorer import ScorerModel, prepare_views
 
 
@@ -22,7 +22,7 @@ def open_clip_model_names() -> list[str]:
     pkg = package_dir("open_clip")
     if pkg is not None:
         names |= {p.stem for p in (pkg / "model_configs").glob("*.json")}
-    names |= {Path(f).stem for f in folder_paths.get_filename_list("open_clip") if f.endswith(".json")}
+    names |= {Path(f).stem for f in list_files("open_clip", {".json"})}  # not a repository folder's config files
     return sorted(names | {"ViT-bigG-14"})
 
 
