@@ -32,7 +32,7 @@ fi
 # the floor versions are the ones imported, and transformers accepts its tokenizers / huggingface-hub
 PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$CONSTRAINTS" <<'PY' >&2
 import importlib.metadata as md, re, sys
-import open_clip, transformers  # noqa: F401  (transformers raises here on a tokenizers / hub it does not accept)
+import transformers  # noqa: F401  (raises here on a tokenizers / huggingface-hub it does not accept)
 pins = [l.split("#")[0].strip() for l in open(sys.argv[1]) if l.split("#")[0].strip()]
 for pin in pins:
     name, version = re.split(r"==", pin)

@@ -240,3 +240,17 @@ def test_server_without_open_clip_registers_all_nodes_and_names_the_package(tmp_
         assert entry["status"]["status_str"] == "success"
         with pytest.raises(ExecutionError, match="open-clip-torch"):
             server.run(load, timeout=600)
+
+
+@pytest.mark.parametrize("cli", ["tools/run_workflow.py", "tools/folder_runner.py"])
+def test_clis_without_requests_say_what_to_install(tmp_path, cli):
+    """The user CLIs need requests, which ComfyUI's own requirements no longer pull in (transformers 5 dropped it):
+    without it they stop with one line naming the package and the pip command, not a traceback."""
+    done = subprocess.run([sys.executable, cli, "--help"], cwd=REPO_ROOT, env=hiding_env(tmp_path, ["requests"],
+                                                                                           "absent"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "needs the Python package requests" in done.stderr and 'pip install "requests>=2.31,<3"' in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    shown = subprocess.run([sys.executable, cli, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "usage:" in shown.stdout

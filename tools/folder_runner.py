@@ -48,7 +48,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tools.comfy_server import ComfyClient, ComfyServer, stop_on_signals  # noqa: E402
+try:
+    from tools.comfy_server import ComfyClient, ComfyServer, stop_on_signals
+except ModuleNotFoundError as e:  # requests: the one package beyond ComfyUI's own these CLIs need
+    sys.exit(f"folder_runner: {e}")
 from tools.run_workflow import DEFAULT_WORKFLOW, apply_inputs  # noqa: E402
 from tools.workflow_convert import as_api  # noqa: E402
 

@@ -26,7 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tools.comfy_server import ComfyClient, ComfyServer, ExecutionError, PromptError, stop_on_signals  # noqa: E402
+try:
+    from tools.comfy_server import ComfyClient, ComfyServer, ExecutionError, PromptError, stop_on_signals
+except ModuleNotFoundError as e:  # requests: the one package beyond ComfyUI's own these CLIs need
+    sys.exit(f"run_workflow: {e}")
 from tools.workflow_convert import as_api  # noqa: E402
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "vmdiff_manual.json"
