@@ -50,8 +50,9 @@ def require(module: str, node: str) -> ModuleType:
                                f"{install_hint(module)}. The other VMDiff nodes work without it; "
                                f"{fallback}.") from None
     except Exception as e:  # noqa: BLE001 - a broken install raises anything at import time
+        detail = str(e).splitlines()[0][:300] if str(e) else ""
         raise VMDiffInputError(f"{node} needs the Python package {package} (import {module}), which is installed "
-                               f"but fails to import ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}); "
+                               f"but fails to import ({type(e).__name__}: {detail}); "
                                f"reinstall it: pip install --force-reinstall \"{requirement}\", then restart "
                                f"ComfyUI. The other VMDiff nodes work without it; {fallback}.") from None
 

@@ -383,7 +383,8 @@ def check_hf_weights(kind: str, folder: Path) -> Path:
     transformers reads them."""
     weights = hf_weights(kind, folder)
     if weights.suffix != ".safetensors":
-        for path in [weights] if weights.name in HF_WEIGHT_NAMES else hf_shards(kind, folder, folder / HF_INDEX_NAMES[1]):
+        pickled = [weights] if weights.name in HF_WEIGHT_NAMES else hf_shards(kind, folder, folder / HF_INDEX_NAMES[1])
+        for path in pickled:
             load_weights_safely(path, kind)
     return weights
 
