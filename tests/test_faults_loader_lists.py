@@ -4,6 +4,7 @@ sub-folders too); a file inside one given anyway (an old prompt, the API) is ref
 OpenCLIP repository folder the OpenCLIP-layout file stays a choice and its transformers-layout twin is refused with
 that file to pick."""
 import json
+import re
 import shutil
 
 import pytest
@@ -179,6 +180,42 @@ def test_a_missing_shard_or_a_config_only_folder_is_named(registered):
         assert "missing 1 of the 2 weight shards" in message and "model-00002-of-00002.safetensors" in message
     finally:
         victim.write_bytes(saved)
+
+
+def test_index_buffers_in_or_out_of_the_file_load_alike(registered):
+    """Issue 20 kind 1 in any environment: transformers 4.5x keeps integer index buffers (Swin's
+    relative_position_index) in the state dict, 5.x does not, so a folder saved by one version is read by the other
+    with them extra or missing. Both load to the same model; a missing parameter is still refused."""
+    from safetensors.torch import load_file, save_file
+
+    config = detection.BUILTIN_GDINO_CONFIG
+    base = registered / "grounding-dino" / "grounding-dino-tiny"
+    reference = VMDiffLoadGroundingDINO.execute(checkpoint="grounding-dino-tiny", config=config).result[0]
+    index = {n: b.contiguous() for n, b in reference.patcher.model.named_buffers() if not b.is_floating_point()}
+    assert sum("relative_position_index" in n for n in index) >= 2
+    weights = load_file(str(base / "model.safetensors"))
+    dropped = sorted(k for k in weights if ".backbone." in k and k.endswith(".weight"))[0]
+    variants = {"with-index": {**weights, **index},
+                "without-index": {k: v for k, v in weights.items() if k not in index},
+                "without-a-weight": {k: v for k, v in weights.items() if k != dropped}}
+    made = []
+    try:
+        for name, tensors in variants.items():
+            folder = base.parent / f"gd-{name}"
+            shutil.copytree(base, folder)
+            made.append(folder)
+            save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+            if name == "without-a-weight":
+                # named as this transformers version names it (5.x: under ...conv_encoder.model.swin.)
+                expected = r"1 tensors missing, e\.g\. \['[\w.]*" + re.escape(".".join(dropped.split(".")[-3:])) + "'"
+                with pytest.raises(VMDiffInputError, match=expected):
+                    VMDiffLoadGroundingDINO.execute(checkpoint=folder.name, config=config)
+            else:
+                assert same_weights(VMDiffLoadGroundingDINO.execute(checkpoint=folder.name, config=config).result[0],
+                                    reference), name
+    finally:
+        for folder in made:
+            shutil.rmtree(folder)
 
 
 def combo(info: dict, node: str, name: str) -> list:
