@@ -2,7 +2,7 @@
 
     .venv/bin/python -m scripts.hash_outputs > /tmp/after.txt && diff /work/hashes_base.txt /tmp/after.txt
 
-Runs the VMDiff nodes in-process (their ``execute``, as tests/test_nodes_inprocess.py calls them) on the tiny
+Runs the VMDiff nodes in-process (their ``execute``, as tests/nodes/test_nodes_inprocess.py calls them) on the tiny
 random-weight stand-ins of vmdiff_cli/tiny_models.py, on fixed seeds, and prints ``name sha256`` per output tensor or
 value: Blending Noise (both inversions × bf16_state off/on, and text_and_redux context), Mixing Denoise (the three
 mix rules, bf16_state, a part-level mask), Random Noise, Mix Tokens N (slerp/lerp, 2 and 3 sets), Auto-Tune

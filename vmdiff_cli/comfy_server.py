@@ -26,7 +26,12 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
+try:
+    import requests
+except ModuleNotFoundError:  # not among ComfyUI's requirements (transformers 5 no longer pulls it in)
+    raise ModuleNotFoundError("tools/comfy_server.py (used by run_workflow.py and folder_runner.py) needs the Python "
+                              "package requests, which this Python lacks: pip install \"requests>=2.31,<3\"",
+                              name="requests") from None
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACK_DIR_NAME = "comfyui-vmdiff"

@@ -48,8 +48,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from vmdiff_cli.comfy_server import (ComfyClient, ComfyServer, default_models_dir, locate_comfyui,  # noqa: E402
-                                     stop_on_signals, upload_name)
+try:
+    from vmdiff_cli.comfy_server import (ComfyClient, ComfyServer, default_models_dir, locate_comfyui,
+                                         stop_on_signals, upload_name)
+except ModuleNotFoundError as e:  # requests: the one package beyond ComfyUI's own these CLIs need
+    sys.exit(f"folder_runner: {e}")
 from vmdiff_cli.folder_ray import require_ray, run_on_ray  # noqa: E402
 from vmdiff_cli.run_workflow import DEFAULT_WORKFLOW, apply_inputs  # noqa: E402
 from vmdiff_cli.workflow_convert import as_api  # noqa: E402

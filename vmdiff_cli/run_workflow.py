@@ -25,8 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from vmdiff_cli.comfy_server import (ComfyClient, ComfyServer, ExecutionError, PromptError,  # noqa: E402
-                                     default_models_dir, locate_comfyui, stop_on_signals, upload_name)
+try:
+    from vmdiff_cli.comfy_server import (ComfyClient, ComfyServer, ExecutionError, PromptError, default_models_dir,
+                                         locate_comfyui, stop_on_signals, upload_name)
+except ModuleNotFoundError as e:  # requests: the one package beyond ComfyUI's own these CLIs need
+    sys.exit(f"run_workflow: {e}")
 from vmdiff_cli.workflow_convert import as_api  # noqa: E402
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "vmdiff_manual.json"

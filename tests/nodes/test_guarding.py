@@ -1,6 +1,6 @@
 """Input guarding is visible where it applies and each range is checked in one place: every node with numeric
 inputs carries ``@guard_inputs`` (vmdiff_comfy/errors.py) in its own file, nothing wraps nodes behind the reader's
-back, and no node re-checks the declared ranges the guard already checks (tests/test_schema_walk.py walks the
+back, and no node re-checks the declared ranges the guard already checks (tests/nodes/test_schema_walk.py walks the
 behaviour: every numeric input at min, max, outside and NaN, typed and linked)."""
 import ast
 import re

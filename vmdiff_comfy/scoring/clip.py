@@ -11,7 +11,8 @@ import folder_paths
 
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
-from .files import SCORE_FOLDERS, explain_load_error, package_dir, resolve_weight_file, sniff_file
+from ..optional import package_dir, require
+from .files import SCORE_FOLDERS, explain_load_error, list_files, resolve_weight_file, sniff_file
 from .scorer import ScorerModel, prepare_views
 
 
@@ -21,7 +22,7 @@ def open_clip_model_names() -> list[str]:
     pkg = package_dir("open_clip")
     if pkg is not None:
         names |= {p.stem for p in (pkg / "model_configs").glob("*.json")}
-    names |= {Path(f).stem for f in folder_paths.get_filename_list("open_clip") if f.endswith(".json")}
+    names |= {Path(f).stem for f in list_files("open_clip", {".json"})}  # not a repository folder's config files
     return sorted(names | {"ViT-bigG-14"})
 
 
@@ -75,10 +76,7 @@ def register_config(open_clip, model_name: str) -> bool:
 
 
 def load_open_clip(model_name: str, checkpoint: str) -> OpenClipEncoder:
-    try:
-        import open_clip
-    except ImportError as e:
-        raise VMDiffInputError("open_clip: the package is not installed; pip install open-clip-torch") from e
+    open_clip = require("open_clip", "VMDiff Load OpenCLIP")
     path = resolve_weight_file("open_clip", checkpoint)  # looked at before loading
     from_file = register_config(open_clip, model_name)
     if model_name not in open_clip.list_models():

@@ -25,8 +25,8 @@ import folder_paths
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
 from .files import (CONFIG_EXTENSIONS, SCORE_FOLDERS, apply_key_map, check_hf_weights, from_pretrained,
-                    list_hf_folders, list_weight_files, load_weights_safely, missing_file_message, resolve_hf_folder,
-                    resolve_model)
+                    list_files, list_hf_folders, list_weight_files, load_weights_safely, missing_file_message,
+                    pick_the_folder_error, resolve_hf_folder, resolve_model)
 from .scorer import ScorerModel
 
 KIND = "grounding-dino"
@@ -143,14 +143,16 @@ def parse_literal_config(path: Path) -> dict:
 
 
 def grounding_dino_configs() -> list[str]:
-    names = [f for f in folder_paths.get_filename_list(KIND) if Path(f).suffix in CONFIG_EXTENSIONS]
-    return list(BUILTIN_CONFIGS) + names
+    return list(BUILTIN_CONFIGS) + list_files(KIND, CONFIG_EXTENSIONS)  # not a Hugging Face folder's config files
 
 
 def original_config(name: str) -> dict:
     """The architecture values of a built-in or file config (a file's missing values are SwinT-OGC's)."""
     if name in BUILTIN_CONFIGS:
         return dict(BUILTIN_CONFIGS[name])
+    inner = pick_the_folder_error(KIND, name)
+    if inner is not None:  # a Hugging Face folder's config.json: the folder goes into checkpoint, config unused
+        raise inner
     path = folder_paths.get_full_path(KIND, name)
     if path is None:
         raise VMDiffInputError(missing_file_message(KIND, name, "config"))

@@ -20,7 +20,6 @@ checkpoints with ``torch.load(weights_only=True)``, which refuses any pickled Py
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -79,24 +78,114 @@ def missing_file_message(kind: str, name: str | None, what: str = "file") -> str
     return f"{kind}: {given} in {paths}. Expected {SCORE_FOLDERS[kind][1]}."
 
 
-def list_weight_files(kind: str) -> list[str]:
-    return [f for f in folder_paths.get_filename_list(kind) if Path(f).suffix.lower() in WEIGHT_EXTENSIONS]
+#: how deep under a model folder a Hugging Face folder is looked for (models/dinov2/facebook/dinov2-base is 2)
+HF_SEARCH_DEPTH = 3
+
+
+def _hf_dirs(base: Path) -> list[Path]:
+    """The Hugging Face folders under ``base`` (``base`` itself included): each folder holding config.json, found
+    to HF_SEARCH_DEPTH levels, never looking inside one (its files belong to it) nor into hidden folders."""
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if (folder / "config.json").is_file():
+            found.append(folder)
+            return
+        if depth >= HF_SEARCH_DEPTH:
+            return
+        try:
+            subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return
+        for sub in subs:
+            walk(sub, depth + 1)
+
+    if base.is_dir():
+        walk(base, 0)
+    return found
+
+
+def _hf_name(base: Path, folder: Path) -> str:
+    """A Hugging Face folder's widget name: its path under the model folder (``dinov2-base``,
+    ``facebook/dinov2-base``), or the model folder's own name when the model folder is one."""
+    return folder.name if folder == base else folder.relative_to(base).as_posix()
 
 
 def list_hf_folders(kind: str) -> dict[str, Path]:
     """Hugging Face model folders of a kind: each registered path that holds config.json itself (named by its
-    folder name), and each direct sub-folder that does."""
+    folder name), and each folder below it that does (named by its path under it, sub-folders of sub-folders
+    included, e.g. ``facebook/dinov2-base``)."""
     found: dict[str, Path] = {}
     for base in map(Path, folder_paths.get_folder_paths(kind)):
-        candidates = [base] + (sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else [])
-        for folder in candidates:
-            if (folder / "config.json").is_file():
-                found.setdefault(folder.name, folder)
+        for folder in _hf_dirs(base):
+            found.setdefault(_hf_name(base, folder), folder)
     return found
 
 
+def hf_folder_holding(kind: str, name: str) -> tuple[str, Path] | None:
+    """(widget name, path) of the Hugging Face folder of ``kind`` that the listed file ``name`` (a path under a
+    model folder, as folder_paths lists it) lies in, or None."""
+    for base in map(Path, folder_paths.get_folder_paths(kind)):
+        target = base / name
+        for folder in _hf_dirs(base):
+            if folder in target.parents:
+                return _hf_name(base, folder), folder
+    return None
+
+
+def is_open_clip_file(name: str) -> bool:
+    """An OpenCLIP-layout file in a Hugging Face repository of an OpenCLIP model (laion/CLIP-ViT-*: the repository
+    holds open_clip_model.safetensors / open_clip_pytorch_model.bin beside the transformers model.safetensors)."""
+    return Path(name).name.startswith("open_clip")
+
+
+def list_files(kind: str, extensions: set[str]) -> list[str]:
+    """The files of ``kind`` with one of ``extensions``, without those inside a Hugging Face folder (the folder is
+    what a loader takes; its config.json, tokenizer files and weights, shards included, are not choices of their
+    own). For open_clip, a repository folder's OpenCLIP-layout files stay (they are what the loader takes)."""
+    names = [f for f in folder_paths.get_filename_list(kind) if Path(f).suffix.lower() in extensions]
+    holders = {base: _hf_dirs(base) for base in map(Path, folder_paths.get_folder_paths(kind))}
+    if not any(holders.values()):
+        return names
+
+    def inside(name: str) -> bool:
+        if kind == "open_clip" and is_open_clip_file(name) and Path(name).suffix.lower() in WEIGHT_EXTENSIONS:
+            return False
+        return any(folder in (base / name).parents for base, folders in holders.items() for folder in folders)
+
+    return [f for f in names if not inside(f)]
+
+
+def list_weight_files(kind: str) -> list[str]:
+    return list_files(kind, WEIGHT_EXTENSIONS)
+
+
+def pick_the_folder_error(kind: str, name: str) -> VMDiffInputError | None:
+    """The error for a file inside a Hugging Face folder given where a loader takes the folder (an old prompt, an
+    API call): it names the folder to pick instead. None when ``name`` is not such a file."""
+    held = hf_folder_holding(kind, name)
+    if held is None:
+        return None
+    folder_name, folder = held
+    if kind == "open_clip":
+        if is_open_clip_file(name):
+            return None
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.iterdir()
+                       if is_open_clip_file(p.name) and p.suffix.lower() in WEIGHT_EXTENSIONS)
+        fix = (f"pick {folder_name}/{files[0]} (the OpenCLIP layout of the same model) instead" if files else
+               f"download open_clip_model.safetensors of the same repository into {folder}")
+        return VMDiffInputError(f"open_clip: {name} is the transformers layout of the Hugging Face folder "
+                                f"{folder_name}, which OpenCLIP cannot read; {fix}.")
+    return VMDiffInputError(f"{kind}: {name} is a file inside the Hugging Face folder {folder_name}; pick the folder "
+                            f"{folder_name} instead (the loader reads its config.json and weights together).")
+
+
 def resolve_weight_file(kind: str, name: str) -> Path:
-    """The full path of a weight file of ``kind``, looked at (sniff_file) before anything loads it."""
+    """The full path of a weight file of ``kind``, looked at (sniff_file) before anything loads it. A file inside a
+    Hugging Face folder is refused with the folder to pick."""
+    inner = pick_the_folder_error(kind, name) if name else None
+    if inner is not None:
+        raise inner
     path = folder_paths.get_full_path(kind, name) if name else None
     if path is None or not os.path.isfile(path):
         raise VMDiffInputError(missing_file_message(kind, name))
@@ -107,7 +196,9 @@ def resolve_weight_file(kind: str, name: str) -> Path:
 def resolve_hf_folder(kind: str, name: str) -> Path:
     folder = list_hf_folders(kind).get(name)
     if folder is None:
-        raise VMDiffInputError(missing_file_message(kind, name, "folder"))
+        raise pick_the_folder_error(kind, name) if name and hf_folder_holding(kind, name) else \
+            VMDiffInputError(missing_file_message(kind, name, "folder"))
+    hf_weights(kind, folder)  # its config and weights (every shard) looked at, as resolve_model does
     return folder
 
 
@@ -210,12 +301,6 @@ def load_weights_safely(path: Path, kind: str = "") -> dict[str, torch.Tensor]:
     return sd
 
 
-def package_dir(name: str) -> Path | None:
-    """Where an installed package lives, without importing it (ComfyUI start-up stays fast)."""
-    spec = importlib.util.find_spec(name)
-    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
-
-
 def apply_key_map(sd: dict[str, torch.Tensor], key_map: list[tuple[str, str | None]]) -> dict[str, torch.Tensor]:
     """Rename a state dict by ``(regex, replacement)`` rules, the first matching rule wins: a replacement of None
     drops the tensor (a buffer the target model recomputes), one containing ``{qkv}`` splits a fused
@@ -251,14 +336,36 @@ def resolve_model(kind: str, name: str) -> tuple[Path, bool]:
 
 
 HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
+#: the index of sharded weights (model-00001-of-00002.safetensors, ...), as transformers writes it
+HF_INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def hf_shards(kind: str, folder: Path, index: Path) -> list[Path]:
+    """The shard files a weights index lists, each there (a missing shard is named with the fix)."""
+    sniff_file(index, kind)
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise VMDiffInputError(f"{kind}: {index.name} in {folder} is not a weights index ({e}); download it again. "
+                               f"Expected {SCORE_FOLDERS[kind][1]}.") from None
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing or not names:
+        raise VMDiffInputError(f"{kind}: {folder} is missing {len(missing)} of the {len(names)} weight shards "
+                               f"{index.name} lists (e.g. {missing[:2]}); download them into the folder. Expected "
+                               f"{SCORE_FOLDERS[kind][1]}.")
+    return [folder / n for n in names]
 
 
 def hf_weights(kind: str, folder: Path) -> Path:
-    """A Hugging Face folder's weight file, its config.json and weights looked at (sniff_file) before loading."""
+    """A Hugging Face folder's weight file (or the first shard of sharded weights), its config.json and weights
+    looked at (sniff_file) before loading."""
     weights = [folder / n for n in HF_WEIGHT_NAMES if (folder / n).is_file()]
-    if not weights:
-        raise VMDiffInputError(f"{kind}: {folder} has config.json but no {' or '.join(HF_WEIGHT_NAMES)}. "
-                               f"Expected {SCORE_FOLDERS[kind][1]}.")
+    shards = [] if weights else [s for n in HF_INDEX_NAMES if (folder / n).is_file()
+                                 for s in hf_shards(kind, folder, folder / n)]
+    if not weights and not shards:
+        raise VMDiffInputError(f"{kind}: {folder} has config.json but no {' or '.join(HF_WEIGHT_NAMES)} (nor sharded "
+                               f"weights with {HF_INDEX_NAMES[0]}). Expected {SCORE_FOLDERS[kind][1]}.")
     config = folder / "config.json"
     sniff_file(config, kind)
     try:
@@ -266,16 +373,30 @@ def hf_weights(kind: str, folder: Path) -> Path:
     except (ValueError, UnicodeDecodeError) as e:
         raise VMDiffInputError(f"{kind}: config.json in {folder} is not valid JSON ({e}); download the folder's "
                                f"config.json again. Expected {SCORE_FOLDERS[kind][1]}.") from e
-    sniff_file(weights[0], kind)
-    return weights[0]
+    for path in weights[:1] or shards:
+        sniff_file(path, kind)
+    return (weights or shards)[0]
 
 
 def check_hf_weights(kind: str, folder: Path) -> Path:
-    """hf_weights, and a pickled ``pytorch_model.bin`` read with weights_only=True before transformers reads it."""
+    """hf_weights, and pickled ``pytorch_model.bin`` weights (or shards) read with weights_only=True before
+    transformers reads them."""
     weights = hf_weights(kind, folder)
     if weights.suffix != ".safetensors":
-        load_weights_safely(weights, kind)
+        pickled = [weights] if weights.name in HF_WEIGHT_NAMES else hf_shards(kind, folder, folder / HF_INDEX_NAMES[1])
+        for path in pickled:
+            load_weights_safely(path, kind)
     return weights
+
+
+def computed_buffers(model: torch.nn.Module, missing: list[str]) -> list[str]:
+    """The ``missing`` keys that are integer buffers of ``model``: index tables it computes from its config
+    (Swin's ``relative_position_index``, BERT's ``position_ids``), never learned. transformers versions differ in
+    whether they keep such a buffer in the state dict (4.5x: persistent, so a file without it reports it missing;
+    5.x: not), so it is judged by the model's own buffers, not by a fixed list; a missing parameter or float
+    buffer (a learned statistic, a random Fourier matrix) stays an error."""
+    buffers = {name: b for name, b in model.named_buffers()}
+    return [k for k in missing if k in buffers and not (buffers[k].is_floating_point() or buffers[k].is_complex())]
 
 
 def from_pretrained(cls, kind: str, path: Path, ignore_missing=(), **kwargs):
@@ -288,6 +409,11 @@ def from_pretrained(cls, kind: str, path: Path, ignore_missing=(), **kwargs):
         raise VMDiffInputError(f"{kind}: could not load {path} ({str(e).splitlines()[0][:400]}). "
                                f"Expected {SCORE_FOLDERS[kind][1]}.") from None
     missing = [k for k in loading.get("missing_keys", []) if not any(s in k for s in ignore_missing)]
+    computed = computed_buffers(model, missing)
+    if computed:
+        log.info("%s: %d index buffers computed by the model, not read from %s (e.g. %s)", kind, len(computed),
+                 path.name, computed[:2])
+        missing = [k for k in missing if k not in computed]
     mismatched = list(loading.get("mismatched_keys", []))
     if missing or mismatched:
         raise VMDiffInputError(f"{kind}: {path.name} does not fit this model ({len(missing)} tensors missing, e.g. "
