@@ -94,3 +94,114 @@ def test_folder_runner_refuses_invisible_file_names(tmp_path: Path):
         find_objects(tmp_path)
     (tmp_path / "\u200b.png").unlink()
     assert sorted(o["label"] for o in find_objects(tmp_path)) == ["jar", "owl"]
+
+
+# --------------------------------------------------------------------------------------------------
+# kind 3: a CONDITIONING that holds more than one prompt (or none, or more than a prompt)
+
+def conditioning_into(class_type, name, make, also=None):
+    """``class_type``'s CONDITIONING input ``name`` replaced by ``make(api, current link)``; ``also``: more inputs."""
+    def mutate(api):
+        inputs = api[nid(api, class_type)]["inputs"]
+        inputs[name] = make(api, inputs[name])
+        inputs.update(also or {})
+    return mutate
+
+
+def made_conditioning(api, link, mode):
+    return add(api, "VMDiffTestConditioning", conditioning=link, mode=mode)
+
+
+def combined(api, link):
+    """ConditioningCombine of the prompt and a second Fusion Prompt (other labels): two entries."""
+    prompt = api[nid(api, "VMDiffFusionPrompt")]["inputs"]
+    other = add(api, "VMDiffFusionPrompt", clip=prompt["clip"], label_1="cat", label_2="cup",
+                template=prompt["template"])
+    return add(api, "ConditioningCombine", conditioning_1=link, conditioning_2=other)
+
+
+def batch_2(api, link):
+    return made_conditioning(api, link, "batch_2")
+
+
+def empty(api, link):
+    return made_conditioning(api, link, "empty")
+
+
+def flux_text(api, link):
+    return add(api, "VMDiffTestFluxText", conditioning=link, width=64)  # the tiny Flux's context width
+
+
+def set_area(api, link):
+    return add(api, "ConditioningSetArea", conditioning=link, width=64, height=64, x=0, y=0, strength=1.0)
+
+
+def set_mask(api, link):
+    mask = add(api, "SolidMask", value=1.0, width=32, height=32)
+    return add(api, "ConditioningSetMask", conditioning=link, mask=mask, strength=1.0, set_cond_area="default")
+
+
+def timestep_range(api, link):
+    return add(api, "ConditioningSetTimestepRange", conditioning=link, start=0.2, end=0.8)
+
+
+def flux_guidance(api, link):
+    return add(api, "FluxGuidance", conditioning=link, guidance=2.5)
+
+
+CONDITIONING_CASES = [
+    Case("Blending Noise: a batch of 2 prompts", conditioning_into("VMDiffBlendingNoise", "conditioning", batch_2),
+         "failed", ("conditioning: a batch of 2 prompts", "connect one prompt")),
+    Case("Mixing Denoise (text_and_redux): a batch of 2 prompts (was: Sizes of tensors must match)",
+         conditioning_into("VMDiffMixingDenoise", "conditioning", lambda api, link: batch_2(api, flux_text(api, link)),
+                           {"context": "text_and_redux"}),
+         "failed", ("conditioning: a batch of 2 prompts",)),
+    Case("Blending Noise: 2 entries (ConditioningCombine)",
+         conditioning_into("VMDiffBlendingNoise", "conditioning", combined), "failed",
+         ("conditioning: the CONDITIONING holds 2 prompts", "ConditioningCombine", "connect one prompt")),
+    Case("Mixing Denoise (text_and_redux): 2 entries (ConditioningCombine)",
+         conditioning_into("VMDiffMixingDenoise", "conditioning", lambda api, link: flux_text(api, combined(api, link)),
+                           {"context": "text_and_redux"}), "failed",
+         ("conditioning: the CONDITIONING holds 2 prompts",)),
+    Case("Auto-Tune: 2 entries (ConditioningCombine)", conditioning_into("VMDiffAutoTune", "conditioning", combined),
+         "failed", ("conditioning: the CONDITIONING holds 2 prompts",), "vmdiff_full"),
+    Case("Auto-Tune: a batch of 2 prompts", conditioning_into("VMDiffAutoTune", "conditioning", batch_2),
+         "failed", ("conditioning: a batch of 2 prompts",), "vmdiff_full"),
+    Case("Mixing Denoise: 0 entries", conditioning_into("VMDiffMixingDenoise", "conditioning", empty), "failed",
+         ("conditioning: the CONDITIONING holds no prompt (0 entries)",)),
+    Case("Blending Noise: ConditioningSetArea", conditioning_into("VMDiffBlendingNoise", "conditioning", set_area),
+         "failed", ("conditioning: carries 'area' (from ConditioningSetArea)", "connect the prompt without")),
+    Case("Mixing Denoise: ConditioningSetMask", conditioning_into("VMDiffMixingDenoise", "conditioning", set_mask),
+         "failed", ("conditioning: carries 'mask' (from ConditioningSetMask)",)),
+    Case("Blending Noise: ConditioningSetTimestepRange",
+         conditioning_into("VMDiffBlendingNoise", "conditioning", timestep_range), "failed",
+         ("conditioning: carries 'start_percent' (from ConditioningSetTimestepRange)",)),
+    Case("Mixing Denoise: FluxGuidance (the node's own guidance applies)",
+         conditioning_into("VMDiffMixingDenoise", "conditioning", flux_guidance), "failed",
+         ("conditioning: carries 'guidance' (from FluxGuidance)", "guidance widgets")),
+    Case("MagicMix content_tokens: content of 2 entries",
+         conditioning_into("VMDiffMagicMix", "content", combined), "failed",
+         ("content: the CONDITIONING holds 2 prompts",), "vmdiff_magicmix_flux"),
+    Case("MagicMix content_tokens: content of a batch of 2", conditioning_into("VMDiffMagicMix", "content", batch_2),
+         "failed", ("content: a batch of 2 prompts",), "vmdiff_magicmix_flux"),
+    Case("MagicMix text content: entries with different pooled widths",
+         lambda api: (conditioning_into("VMDiffMagicMix", "content", lambda api, link: add(
+             api, "ConditioningCombine", conditioning_1=flux_text(api, link),
+             conditioning_2=made_conditioning(api, flux_text(api, link), "narrow_pooled")))(api),
+                      api[nid(api, "VMDiffMagicMix")]["inputs"].pop("content_tokens")),
+         "failed", ("content: its entries have pooled vectors of different widths",), "vmdiff_magicmix_flux"),
+    Case("MagicMix text content: 2 entries of one encoder (ComfyUI applies both)",
+         lambda api: (conditioning_into("VMDiffMagicMix", "content", lambda api, link: add(
+             api, "ConditioningCombine", conditioning_1=flux_text(api, link), conditioning_2=flux_text(api, link)))(api),
+                      api[nid(api, "VMDiffMagicMix")]["inputs"].pop("content_tokens")),
+         "handled", ("MagicMix, layout from image",), "vmdiff_magicmix_flux"),
+]
+
+
+@pytest.mark.parametrize("case", CONDITIONING_CASES, ids=[c.name for c in CONDITIONING_CASES])
+def test_conditioning_entries(server, uploaded, matrix, case):
+    run_case(server, uploaded, matrix, case)
+
+
+def test_conditioning_server_goes_on(server, uploaded):
+    check_server_goes_on(server, uploaded)

@@ -75,12 +75,78 @@ def text_width_problem(name: str, width: int, needed: int, family: str, alternat
             + (f"; or {alternative}" if alternative else ""))
 
 
-def check_conditioning(name: str, conditioning, model, alternative: str = "") -> None:
+#: Conditioning keys a node that reads only the prompt (its pooled vector, or its text tokens) would drop without a
+#: word: key → (the stock node that sets it, the value that changes nothing).
+CONDITIONING_EXTRAS = {
+    "area": ("ConditioningSetArea", None), "set_area_to_bounds": ("ConditioningSetMask", False),
+    "mask": ("ConditioningSetMask", None), "mask_strength": ("ConditioningSetMask", 1.0),
+    "strength": ("ConditioningSetAreaStrength / ConditioningSetArea", 1.0),
+    "start_percent": ("ConditioningSetTimestepRange", 0.0), "end_percent": ("ConditioningSetTimestepRange", 1.0),
+    "control": ("Apply ControlNet", None), "gligen": ("GLIGENTextBoxApply", None),
+    "hooks": ("Cond Set Props / hook nodes", None), "reference_latents": ("ReferenceLatent", None),
+    "unclip_conditioning": ("unCLIPConditioning", None), "guidance": ("FluxGuidance", None),
+}
+#: What a message tells the user to do instead of each extra, for a VMDiff stage.
+EXTRA_FIX = {"guidance": "set the node's guidance widgets (guidance_denoise, guidance_invert, guidance) instead"}
+
+
+def check_one_prompt(name: str, conditioning, *, several_entries: bool = False, honoured=(),
+                     used: str = "one prompt") -> None:
+    """Issue 20 kind 3: a CONDITIONING ([[text tokens (B, N, C), {pooled_output (B, C), …}], …]) that the node can
+    use whole. Refuses, naming ``name`` and the fix: no entry; more than one entry (ConditioningCombine /
+    Concat) unless ``several_entries`` (the node hands it to ComfyUI's sampler, which applies them all); a batch of
+    more than one prompt (ComfyUI's sampler would keep the first); entries whose pooled vectors differ in width;
+    and any key of CONDITIONING_EXTRAS not in ``honoured`` with a value that changes something (an area, a mask, a
+    strength ≠ 1, a timestep range, a ControlNet, FluxGuidance …), which the node would otherwise drop silently."""
+    if not isinstance(conditioning, list):
+        raise VMDiffInputError(f"{name}: expected a CONDITIONING (from a text encode), got {conditioning!r:.40}")
+    if not conditioning:
+        raise VMDiffInputError(f"{name}: the CONDITIONING holds no prompt (0 entries); connect a text encode "
+                               f"(VMDiff Fusion Prompt or CLIP Text Encode)")
+    for k, entry in enumerate(conditioning):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], torch.Tensor)
+                and isinstance(entry[1], dict)):
+            raise VMDiffInputError(f"{name}: entry {k + 1} is not a [text tokens, options] pair; connect the output of "
+                                   f"a text encode (VMDiff Fusion Prompt or CLIP Text Encode)")
+    if len(conditioning) > 1 and not several_entries:
+        raise VMDiffInputError(
+            f"{name}: the CONDITIONING holds {len(conditioning)} prompts (entries), e.g. from ConditioningCombine; "
+            f"this node uses {used}, so the others would be lost: connect one prompt (VMDiff Fusion Prompt or one "
+            f"CLIP Text Encode) directly")
+    widths = set()
+    for k, (text, extras) in enumerate(conditioning, start=1):
+        pooled = extras.get("pooled_output")
+        batches = {text.shape[0]} | ({pooled.shape[0]} if isinstance(pooled, torch.Tensor) and pooled.ndim > 1
+                                     else set())
+        if max(batches) != 1:
+            where = f" (entry {k})" if len(conditioning) > 1 else ""
+            raise VMDiffInputError(
+                f"{name}: a batch of {max(batches)} prompts{where}; ComfyUI would keep only the first and drop the "
+                f"rest without a word: connect one prompt (encode one text; run the others as separate prompts)")
+        if isinstance(pooled, torch.Tensor):
+            widths.add(pooled.shape[-1])
+        for key, (maker, neutral) in CONDITIONING_EXTRAS.items():
+            if key in honoured or key not in extras or extras[key] is None:
+                continue
+            value = extras[key]
+            if neutral is not None and not isinstance(value, torch.Tensor) and value == neutral:
+                continue
+            raise VMDiffInputError(
+                f"{name}: carries {key!r} (from {maker}), which this node does not apply — it would be dropped "
+                f"without a word; {EXTRA_FIX.get(key, f'connect the prompt without {maker}')}")
+    if len(widths) > 1:
+        raise VMDiffInputError(f"{name}: its entries have pooled vectors of different widths ({sorted(widths)}): "
+                               f"they come from different text encoders; encode every prompt with the same CLIP")
+
+
+def check_conditioning(name: str, conditioning, model, alternative: str = "", *, several_entries: bool = True,
+                       honoured=tuple(CONDITIONING_EXTRAS)) -> None:
     """Issue 12 kind 4: a CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
     (context width; Flux: also the pooled CLIP-L width), else a message naming the input and the encoder it needs,
-    instead of a matmul error inside the model. ``alternative``: another fix the node offers."""
-    if not conditioning or not isinstance(conditioning, list):
-        raise VMDiffInputError(f"{name}: expected a CONDITIONING (from a text encode), got {conditioning!r:.40}")
+    instead of a matmul error inside the model. ``alternative``: another fix the node offers. Issue 20 kind 3: its
+    entries and batch are checked by ``check_one_prompt`` (by default as ComfyUI's sampler takes a conditioning:
+    several entries and every key honoured, but one prompt per entry)."""
+    check_one_prompt(name, conditioning, several_entries=several_entries, honoured=honoured)
     params = getattr(model.model.diffusion_model, "params", None)
     if hasattr(params, "context_in_dim"):
         family, context_dim, vec_dim = "Flux", params.context_in_dim, getattr(params, "vec_in_dim", None)

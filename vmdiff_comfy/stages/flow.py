@@ -13,25 +13,29 @@ import comfy.utils
 import latent_preview
 
 from ..errors import VMDiffInputError
-from .checks import check_finite_output, text_width_problem
+from .checks import check_finite_output, check_one_prompt, text_width_problem
 
 CONTEXT_MODES = ("redux_only", "text_and_redux")
 
 
-def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, context_mode: str, vec_dim) -> list:
+def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, context_mode: str, vec_dim,
+                       name: str = "conditioning", honoured=()) -> list:
     """One phase's CONDITIONING: the visual context (SCat or SInp), the prompt's CLIP-L pooled vector and the
-    phase's Flux guidance. In ``redux_only`` (the reference) the prompt's text tokens are dropped."""
-    if not conditioning or conditioning[0][1].get("pooled_output") is None:
-        raise VMDiffInputError("conditioning: needs a pooled CLIP-L vector; connect VMDiff Fusion Prompt "
+    phase's Flux guidance. In ``redux_only`` (the reference) the prompt's text tokens are dropped. ``conditioning``
+    must hold one prompt (``checks.check_one_prompt``: one entry of batch 1, no area / mask / … key outside
+    ``honoured``); errors name the input ``name``."""
+    check_one_prompt(name, conditioning, honoured=honoured, used="one prompt's pooled vector")
+    if conditioning[0][1].get("pooled_output") is None:
+        raise VMDiffInputError(f"{name}: needs a pooled CLIP-L vector; connect VMDiff Fusion Prompt "
                                "(or CLIP Text Encode) of the fusion prompt")
     text, extras = conditioning[0][0], conditioning[0][1]
     pooled = extras["pooled_output"]
     if vec_dim is not None and pooled.shape[-1] != vec_dim:
-        raise VMDiffInputError(f"conditioning: pooled vector is {pooled.shape[-1]} wide, the model expects "
+        raise VMDiffInputError(f"{name}: pooled vector is {pooled.shape[-1]} wide, the model expects "
                                f"{vec_dim} (Flux takes CLIP-L's unprojected pooled output)")
     if context_mode == "text_and_redux":
         if text.shape[-1] != context.shape[-1]:  # the Redux tokens already match the model's context width
-            raise VMDiffInputError(text_width_problem("conditioning", text.shape[-1], context.shape[-1], "Flux",
+            raise VMDiffInputError(text_width_problem(name, text.shape[-1], context.shape[-1], "Flux",
                                                       "set context to redux_only (the reference)"))
         context = torch.cat([text.to(context), context], dim=1)
     elif context_mode != "redux_only":

@@ -112,7 +112,8 @@ def content_conditioning(model, content, content_tokens):
         raise VMDiffInputError(f"content_tokens: tokens are {content_tokens.tokens.shape[-1]} wide, the model's "
                                f"context expects {info.context_dim}")
     guidance = content[0][1].get("guidance", FLUX_DEFAULT_GUIDANCE) if content else FLUX_DEFAULT_GUIDANCE
-    return phase_conditioning(content, content_tokens.tokens, guidance, "redux_only", info.vec_dim)
+    return phase_conditioning(content, content_tokens.tokens, guidance, "redux_only", info.vec_dim, name="content",
+                              honoured=("guidance",))
 
 
 _D = {name: s.default for name, s in MAGICMIX.items()}

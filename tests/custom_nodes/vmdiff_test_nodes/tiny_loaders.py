@@ -171,6 +171,34 @@ class VMDiffTestNaNLatent(io.ComfyNode):
         return io.NodeOutput(dict(latent, samples=samples))
 
 
+class VMDiffTestConditioning(io.ComfyNode):
+    """A CONDITIONING no stock node makes from one prompt: ``batch_2`` (each entry's tokens and pooled vector stacked
+    with a second, halved prompt: a batch of 2), ``empty`` (no entry), ``narrow_pooled`` (the pooled vector cut by 8)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestConditioning", category="VMDiff/testing",
+                         inputs=[io.Conditioning.Input("conditioning"),
+                                 io.Combo.Input("mode", options=["batch_2", "empty", "narrow_pooled"])],
+                         outputs=[io.Conditioning.Output()])
+
+    @classmethod
+    def execute(cls, conditioning, mode):
+        if mode == "empty":
+            return io.NodeOutput([])
+        out = []
+        for tokens, extras in conditioning:
+            extras, pooled = dict(extras), extras.get("pooled_output")
+            if mode == "batch_2":
+                tokens = torch.cat([tokens, tokens * 0.5])
+                if pooled is not None:
+                    extras["pooled_output"] = torch.cat([pooled, pooled * 0.5])
+            elif pooled is not None:
+                extras["pooled_output"] = pooled[..., :-8]
+            out.append([tokens, extras])
+        return io.NodeOutput(out)
+
+
 def _slow_hook(module, args):
     config, ctx = module._vmdiff_test_slow, get_executing_context()
     if ctx is not None and ctx.prompt_id == config["prompt_id"]:
@@ -203,4 +231,4 @@ class VMDiffTestSlowScorerModel(io.ComfyNode):
 
 
 NODES = [VMDiffTestFloat, VMDiffTestTinyFlux, VMDiffTestTinyClip, VMDiffTestTinyClipVision, VMDiffTestTinyRedux, VMDiffTestTinyVAE,
-         VMDiffTestImage, VMDiffTestNaNLatent, VMDiffTestSlowScorerModel]
+         VMDiffTestImage, VMDiffTestNaNLatent, VMDiffTestSlowScorerModel, VMDiffTestConditioning]
