@@ -176,9 +176,8 @@ CONDITIONING_CASES = [
     Case("Blending Noise: ConditioningSetTimestepRange",
          conditioning_into("VMDiffBlendingNoise", "conditioning", timestep_range), "failed",
          ("conditioning: carries 'start_percent' (from ConditioningSetTimestepRange)",)),
-    Case("Mixing Denoise: FluxGuidance (the node's own guidance applies)",
-         conditioning_into("VMDiffMixingDenoise", "conditioning", flux_guidance), "failed",
-         ("conditioning: carries 'guidance' (from FluxGuidance)", "guidance widgets")),
+    Case("Mixing Denoise: FluxGuidance (not refused: the node's own guidance applies, as CLIPTextEncodeFlux's)",
+         conditioning_into("VMDiffMixingDenoise", "conditioning", flux_guidance), "handled", ("γ = 4",)),
     Case("MagicMix content_tokens: content of 2 entries",
          conditioning_into("VMDiffMagicMix", "content", combined), "failed",
          ("content: the CONDITIONING holds 2 prompts",), "vmdiff_magicmix_flux"),
@@ -204,4 +203,182 @@ def test_conditioning_entries(server, uploaded, matrix, case):
 
 
 def test_conditioning_server_goes_on(server, uploaded):
+    check_server_goes_on(server, uploaded)
+
+
+# --------------------------------------------------------------------------------------------------
+# kind 4: tensors of another dtype or an extreme shape, at every IMAGE / MASK / LATENT input
+
+#: box isolation at a detector input the tiny GroundingDINO can take (its stride-64 level must be over 1×1; the real
+#: model's default is 800)
+BOX = {"isolation": "box", "detect_size": 128}
+SHAPES = {"3000×1": (3000, 1), "1×3000": (1, 3000), "1×1": (1, 1), "5000×2": (5000, 2)}
+DTYPES = ("float16", "bfloat16", "float64")
+
+
+def made_image(api, width=64, height=64, dtype="float32"):
+    return add(api, "VMDiffTestImage", seed=3, width=width, height=height, channels=3, batch=1, dtype=dtype)
+
+
+def feed_image(class_type, name, **inputs):
+    """``class_type``'s IMAGE input ``name`` fed by a test image; ``inputs``: more inputs of that node."""
+    def make(width=64, height=64, dtype="float32"):
+        def mutate(api):
+            node = api[nid(api, class_type)]["inputs"]
+            node[name] = made_image(api, width, height, dtype)
+            node.update(inputs)
+        return mutate
+    return make
+
+
+def save_image(width=64, height=64, dtype="float32"):
+    def mutate(api):
+        add(api, "VMDiffSaveImage", images=made_image(api, width, height, dtype),
+            params=add(api, "PrimitiveString", value='{"alpha": 0.5}'), filename_prefix="vmdiff_round3")
+    return mutate
+
+
+def mask_from_image(width=64, height=64, dtype="float32"):
+    def mutate(api):
+        mask = add(api, "ImageToMask", image=made_image(api, width, height), channel="red")
+        if dtype != "float32":
+            mask = add(api, "VMDiffTestCast", value=mask, dtype=dtype)
+        api[nid(api, "VMDiffMixingDenoise")]["inputs"].update(mask=mask, alpha_masked=0.2)
+    return mutate
+
+
+def cast_eps_b(dtype):
+    def mutate(api):
+        mixing = api[nid(api, "VMDiffMixingDenoise")]["inputs"]
+        mixing["eps_b"] = add(api, "VMDiffTestCast", value=mixing["eps_b"], dtype=dtype)
+    return mutate
+
+
+def sam_isolation(width=64, height=64, dtype="float32"):
+    def mutate(api):
+        from tools.tiny_scorers import TINY_SCORER_NAMES
+        scorer = api[nid(api, "VMDiffScorer")]["inputs"]
+        scorer.update(BOX, isolation="sam", image_1=made_image(api, width, height, dtype),
+                      sam=add(api, "VMDiffLoadSAM", checkpoint=TINY_SCORER_NAMES["sam"]))
+    return mutate
+
+
+# (what, mutate maker, workflow, what a handled run's texts show)
+IMAGE_INPUTS = [
+    ("Redux Encode image", feed_image("VMDiffReduxEncode", "image"), "vmdiff_manual", "z: 16 tokens"),
+    ("Redux Encode image (center_crop)", feed_image("VMDiffReduxEncode", "image", resize="center_crop"),
+     "vmdiff_manual", "z: 16 tokens"),
+    ("Scorer image_1 (box isolation)", feed_image("VMDiffScorer", "image_1", **BOX), "vmdiff_manual_scored",
+     "source 1"),
+    ("Scorer image_1 (sam isolation)", sam_isolation, "vmdiff_manual_scored", "source 1"),
+    ("Similarity Score images (box isolation)", lambda **kw: lambda api: (
+        feed_image("VMDiffSimilarityScore", "images")(**kw)(api),
+        api[nid(api, "VMDiffScorer")]["inputs"].update(BOX)), "vmdiff_manual_scored", "S = "),
+    ("MagicMix layout_image", feed_image("VMDiffMagicMix", "layout_image"), "vmdiff_magicmix_flux", "MagicMix"),
+    ("VMDiff Save Image images", save_image, "vmdiff_manual", ""),
+    ("Mixing Denoise mask", mask_from_image, "vmdiff_manual", "α map"),
+]
+
+DTYPE_CASES = [Case(f"{what}: {dtype}", make(dtype=dtype), "handled", (shows,), workflow)
+               for what, make, workflow, shows in IMAGE_INPUTS for dtype in DTYPES]
+DTYPE_CASES += [Case(f"Mixing Denoise eps_b LATENT: {dtype}", cast_eps_b(dtype), "handled", ("α = 0.5",))
+                for dtype in DTYPES]
+DTYPE_CASES += [Case("Auto-Tune with bfloat16 source images (Scorer)", feed_image("VMDiffScorer", "image_1")(
+    dtype="bfloat16"), "handled", ("best S",), "vmdiff_full")]
+
+
+@pytest.mark.parametrize("case", DTYPE_CASES, ids=[c.name for c in DTYPE_CASES])
+def test_dtypes(server, uploaded, matrix, case):
+    run_case(server, uploaded, matrix, case)
+
+
+#: inputs that cannot take a strip or a single pixel, and say so (by name, with the fix)
+TOO_SMALL = {"MagicMix layout_image": ("layout_image:", "at least 16 pixels")}
+SHAPE_CASES = []
+for what, make, workflow, shows in IMAGE_INPUTS:
+    for shape, (width, height) in SHAPES.items():
+        if what in TOO_SMALL and min(width, height) < 16:
+            SHAPE_CASES.append(Case(f"{what}: {shape}", make(width=width, height=height), "failed", TOO_SMALL[what],
+                                    workflow))
+        else:
+            SHAPE_CASES.append(Case(f"{what}: {shape}", make(width=width, height=height), "handled", (shows,),
+                                    workflow))
+
+
+@pytest.mark.parametrize("case", SHAPE_CASES, ids=[c.name for c in SHAPE_CASES])
+def test_extreme_shapes(server, uploaded, matrix, case):
+    run_case(server, uploaded, matrix, case)
+
+
+def test_dtypes_and_shapes_server_goes_on(server, uploaded):
+    check_server_goes_on(server, uploaded)
+
+
+# --------------------------------------------------------------------------------------------------
+# kind 5: a model that returns NaN / inf inside Auto-Tune: stop at once when what every later candidate shares is
+# broken; skip a candidate of its own. DiT passes are counted by the test model's call log.
+
+def tune(server, uploaded, log: Path, rounds: int = 1, **flux) -> tuple[str, str, int]:
+    """vmdiff_full on a TinyFlux logging its calls (and returning NaN / inf as ``flux`` says), the score threshold
+    out of reach (every round runs its α and β stages): (outcome, message, DiT calls)."""
+    api = tiny_workflow("vmdiff_full", uploaded, seed=4242)
+    api[nid(api, "VMDiffTestTinyFlux")]["inputs"].update(call_log=str(log), **flux)
+    api[nid(api, "VMDiffAutoTune")]["inputs"].update(threshold=10.0, rounds=rounds)
+    got, message = outcome(server, api)
+    calls = len(log.read_text().splitlines()) if log.exists() else 0
+    print(f"Auto-Tune, rounds {rounds}, {flux or 'finite model'}: {got} after {calls} DiT passes: {message[:300]}")
+    return got, message, calls
+
+
+@pytest.fixture(scope="module")
+def clean_calls(server, uploaded, tmp_path_factory):
+    """DiT passes of the whole search (one round) on a finite model."""
+    got, message, calls = tune(server, uploaded, tmp_path_factory.mktemp("clean") / "calls.log")
+    assert got == "handled", message
+    assert calls >= 2 + 3 * 2, calls  # ε_b (2 passes) and at least 3 α candidates (2 passes each)
+    return calls
+
+
+@pytest.mark.parametrize("flux, passes, says", [
+    (dict(nan_from_call=1), 1, ("model pass 1 of 2 (denoise phase, σ = 1.0000)", "NaN or infinite")),
+    (dict(nan_from_call=1, nan_value="inf"), 1, ("model pass 1 of 2 (denoise phase",)),
+    (dict(nan_calls="2"), 2, ("model pass 2 of 2 (invert phase",)),
+], ids=["NaN from the first pass", "inf from the first pass", "NaN only in Blending Noise's inversion"])
+def test_a_broken_shared_eps_b_stops_the_search_at_once(server, uploaded, tmp_path, clean_calls, flux, passes, says):
+    got, message, calls = tune(server, uploaded, tmp_path / "calls.log", **flux)
+    assert got == "failed", message
+    for part in ("VMDiff Auto-Tune (Blending Noise of seed 4242, β = (1, 1): the ε_b every α candidate shares",
+                 "weight_dtype", *says):
+        assert part in message, message
+    assert calls == passes < clean_calls, (calls, clean_calls)
+
+
+def test_a_first_candidate_broken_at_every_pass_stops_the_search(server, uploaded, tmp_path, clean_calls):
+    got, message, calls = tune(server, uploaded, tmp_path / "calls.log", nan_from_call=3)  # ε_b is finite
+    assert got == "failed", message
+    for part in ("VMDiff Auto-Tune: every model pass of the first candidate", "seed 4242",
+                 "from model pass 1 of 2 (mix phase", "although its ε_b is finite", "weight_dtype"):
+        assert part in message, message
+    assert calls == 4 < clean_calls, (calls, clean_calls)  # ε_b (2) + the first candidate (2), nothing after
+
+
+@pytest.mark.parametrize("nan_calls", ["5-6", "4"], ids=["every pass of the 2nd α candidate",
+                                                          "the last pass of the 1st α candidate"])
+def test_a_candidate_of_its_own_is_skipped_and_the_search_goes_on(server, uploaded, tmp_path, clean_calls,
+                                                                   nan_calls):
+    got, message, calls = tune(server, uploaded, tmp_path / "calls.log", nan_calls=nan_calls)
+    assert got == "handled", message
+    assert "best S = " in message and "best S = nan" not in message, message
+    assert calls == clean_calls  # every candidate of the finite run was rendered
+
+
+def test_nan_in_round_2_stops_at_its_first_pass(server, uploaded, tmp_path, clean_calls):
+    got, message, calls = tune(server, uploaded, tmp_path / "calls.log", rounds=2, nan_from_call=clean_calls + 1)
+    assert got == "failed", message
+    assert "VMDiff Auto-Tune (Blending Noise of seed" in message and "seed 4242," not in message, message
+    assert "model pass 1 of 2 (denoise phase" in message, message
+    assert calls == clean_calls + 1, (calls, clean_calls)
+
+
+def test_nan_server_goes_on(server, uploaded):
     check_server_goes_on(server, uploaded)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
 from ..labels import clean_label, label_too_long
-from ..stages.checks import check_image
+from ..stages.checks import image_input
 from .dino import dino_encoder
 from .scorer import ScorerModel
 
@@ -54,7 +54,7 @@ class ScoreOptions:
 
 def image_to_bchw(image: torch.Tensor, input_name: str) -> torch.Tensor:
     """ComfyUI IMAGE (B, H, W, C) → (B, 3, H, W) float in [0, 1]; alpha dropped, grey repeated."""
-    check_image(input_name, image)
+    image = image_input(input_name, image)
     if not torch.isfinite(image).all():
         bad = int((~torch.isfinite(image)).sum())
         raise VMDiffInputError(f"{input_name}: {bad} pixel values are NaN or infinite; the image is broken (often a "

@@ -84,10 +84,11 @@ CONDITIONING_EXTRAS = {
     "start_percent": ("ConditioningSetTimestepRange", 0.0), "end_percent": ("ConditioningSetTimestepRange", 1.0),
     "control": ("Apply ControlNet", None), "gligen": ("GLIGENTextBoxApply", None),
     "hooks": ("Cond Set Props / hook nodes", None), "reference_latents": ("ReferenceLatent", None),
-    "unclip_conditioning": ("unCLIPConditioning", None), "guidance": ("FluxGuidance", None),
+    "unclip_conditioning": ("unCLIPConditioning", None),
 }
-#: What a message tells the user to do instead of each extra, for a VMDiff stage.
-EXTRA_FIX = {"guidance": "set the node's guidance widgets (guidance_denoise, guidance_invert, guidance) instead"}
+#: Not refused: a Flux ``guidance`` (FluxGuidance, CLIPTextEncodeFlux always sets one) — the VMDiff stages set the
+#: guidance of each phase from their own widgets (γ_den, γ_inv, γ_gen), as their tooltips say.
+EXTRA_FIX: dict[str, str] = {}
 
 
 def check_one_prompt(name: str, conditioning, *, several_entries: bool = False, honoured=(),
@@ -97,7 +98,7 @@ def check_one_prompt(name: str, conditioning, *, several_entries: bool = False, 
     Concat) unless ``several_entries`` (the node hands it to ComfyUI's sampler, which applies them all); a batch of
     more than one prompt (ComfyUI's sampler would keep the first); entries whose pooled vectors differ in width;
     and any key of CONDITIONING_EXTRAS not in ``honoured`` with a value that changes something (an area, a mask, a
-    strength ≠ 1, a timestep range, a ControlNet, FluxGuidance …), which the node would otherwise drop silently."""
+    strength ≠ 1, a timestep range, a ControlNet …), which the node would otherwise drop silently."""
     if not isinstance(conditioning, list):
         raise VMDiffInputError(f"{name}: expected a CONDITIONING (from a text encode), got {conditioning!r:.40}")
     if not conditioning:
@@ -235,6 +236,27 @@ def check_image(name: str, image) -> None:
                                f"or resize upstream produced nothing)")
     if channels not in (1, 3, 4):
         raise VMDiffInputError(f"{name}: images need 1, 3 or 4 channels, got {channels}")
+
+
+def as_float32(name: str, tensor, kind: str = "IMAGE"):
+    """Issue 20 kind 4: an IMAGE / MASK / LATENT tensor of another float dtype (float16, bfloat16, float64, fp8; or
+    bool) as float32, converted once at the node boundary (libraries downstream — PIL, numpy, bicubic resizes —
+    have no half-precision kernels). A float32 tensor (and anything that is not a tensor: the other checks name it)
+    comes back as the same object, so valid inputs stay bit-identical. Raises VMDiffInputError naming ``name`` for
+    integer or complex values (an 8-bit 0…255 image is not a ComfyUI IMAGE)."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dtype == torch.float32:
+        return tensor
+    if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
+        return tensor.float()
+    raise VMDiffInputError(f"{name}: a {kind} of {str(tensor.dtype).removeprefix('torch.')} values; ComfyUI {kind}s "
+                           f"hold floats (images in [0, 1]): convert it upstream (an 8-bit image: divide by 255)")
+
+
+def image_input(name: str, image) -> torch.Tensor:
+    """An IMAGE input checked (``check_image``) and as float32 (``as_float32``): the one entry point of every node's
+    IMAGE. Returns the (B, H, W, C) float32 tensor."""
+    check_image(name, image)
+    return as_float32(name, image)
 
 
 def check_size(width: int, height: int) -> None:

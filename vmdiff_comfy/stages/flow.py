@@ -87,10 +87,12 @@ class FlowProgramSampler(comfy.samplers.Sampler):
     """Runs a vmdiff_ops program as a ComfyUI Sampler: velocities come from the guider's x0 prediction,
     v = (x − x̂0)/σ (CONST), and no noise scaling is applied at either end (σ = 1 is a valid end point)."""
 
-    def __init__(self, program: FlowProgram, total_steps: int | None = None, node: str | None = None):
+    def __init__(self, program: FlowProgram, total_steps: int | None = None, node: str | None = None,
+                 on_pass: Callable | None = None):
         self.program = program
         self.total_steps = total_steps
         self.node = node  # checks every prediction for NaN / inf and names this node (None: the caller checks)
+        self.on_pass = on_pass  # on_pass(pass number, phase, σ, x̂0) after every model pass (Auto-Tune's watch)
         self.output: ProgramOutput | None = None
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
@@ -104,6 +106,8 @@ class FlowProgramSampler(comfy.samplers.Sampler):
                 model_wrap.phase = phase
                 x0 = model_wrap(x, x.new_full((x.shape[0],), sigma), **extra_args)
                 calls[0] += 1
+                if self.on_pass is not None:
+                    self.on_pass(calls[0], phase, sigma, x0)
                 if self.node is not None:
                     check_finite_output(self.node, "the model's prediction",
                                         x0, f" at model pass {calls[0]} of {total} ({phase} phase, σ = {sigma:.4f})")
@@ -120,15 +124,16 @@ class FlowProgramSampler(comfy.samplers.Sampler):
 
 def run_flow_program(model, phases: dict[str, list], x_start: torch.Tensor, program: FlowProgram,
                      sigmas: torch.Tensor, total_steps: int, seed: int, callback=None, negative: list | None = None,
-                     cfg: float = 1.0, node: str | None = None) -> FlowRun:
+                     cfg: float = 1.0, node: str | None = None, on_pass: Callable | None = None) -> FlowRun:
     """Run ``program`` on ``model`` from the model-space state ``x_start``. ``sigmas`` is the program's grid (it
     only fills transformer_options["sample_sigmas"] for model patches); ``total_steps`` sizes the progress bar.
     ``callback(step, x0, x, total)`` replaces the default progress bar + latent preview (Auto-Tune keeps one bar).
     ``negative`` + ``cfg`` ≠ 1: classifier-free guidance in every phase (two model evaluations per velocity).
-    ``node``: the node named when the model returns NaN / inf (checked at every pass and on the result)."""
+    ``node``: the node named when the model returns NaN / inf (checked at every pass and on the result).
+    ``on_pass(pass number, phase, σ, x̂0)``: called after every model pass (e.g. to watch for non-finite passes)."""
     guider = PhaseGuider(model)
     guider.set_phase_conds(phases, negative, cfg)
-    sampler = FlowProgramSampler(program, total_steps, node)
+    sampler = FlowProgramSampler(program, total_steps, node, on_pass)
     if callback is None:
         callback = latent_preview.prepare_callback(model, total_steps)
     latent = guider.sample(x_start, torch.zeros_like(x_start), sampler, sigmas, callback=callback,
