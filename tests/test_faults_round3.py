@@ -37,7 +37,8 @@ def check_server_goes_on(server, uploaded):
 # kind 2: labels that are not what they look like
 
 INVISIBLE_LABELS = {"zero-width space U+200B": "\u200b", "BOM U+FEFF": "\ufeff", "NBSP only": "\xa0\xa0",
-                    "tabs and newlines": "\t\n\t", "RTL / LTR marks": "\u200f\u200e", "ZWSP around a space": "\u200b \u200b"}
+                    "tabs and newlines": "\t\n\t", "RTL / LTR marks": "\u200f\u200e",
+                    "ZWSP around a space": "\u200b \u200b"}
 
 LABEL_CASES = [
     *(Case(f"Fusion Prompt label_1 of {what}", set_input("VMDiffFusionPrompt", label_1=text), "failed",
@@ -59,8 +60,9 @@ LABEL_CASES = [
     Case("Scorer label_2 of 10 000 characters (OpenCLIP)", set_input("VMDiffScorer", label_2="jar " * 2500), "failed",
          ("label_2: too long by", "CLIP tokens", "the Scorer's CLIP text", "75 is all the CLIP window reads"),
          "vmdiff_manual_scored"),
-    Case("Scorer label_1 of 40 Chinese characters (OpenCLIP)", set_input("VMDiffScorer", label_1="猫头鹰" * 13 + "罐"),
-         "failed", ("label_1: too long by", "label_text 'official'"), "vmdiff_manual_scored"),
+    Case("Scorer label_1 of 40 Chinese characters (OpenCLIP)",
+         set_input("VMDiffScorer", label_1="猫头鹰" * 13 + "罐"), "failed",
+         ("label_1: too long by", "label_text 'official'"), "vmdiff_manual_scored"),
     Case("Scorer label_1 of 70 tokens ('plain' label text fits, 'official' does not)",
          set_input("VMDiffScorer", label_1="owl " * 70, label_text="official"), "failed",
          ("label_1: too long by",), "vmdiff_manual_scored"),
@@ -191,7 +193,8 @@ CONDITIONING_CASES = [
          "failed", ("content: its entries have pooled vectors of different widths",), "vmdiff_magicmix_flux"),
     Case("MagicMix text content: 2 entries of one encoder (ComfyUI applies both)",
          lambda api: (conditioning_into("VMDiffMagicMix", "content", lambda api, link: add(
-             api, "ConditioningCombine", conditioning_1=flux_text(api, link), conditioning_2=flux_text(api, link)))(api),
+             api, "ConditioningCombine", conditioning_1=flux_text(api, link),
+             conditioning_2=flux_text(api, link)))(api),
                       api[nid(api, "VMDiffMagicMix")]["inputs"].pop("content_tokens")),
          "handled", ("MagicMix, layout from image",), "vmdiff_magicmix_flux"),
 ]

@@ -203,8 +203,9 @@ class VMDiffTestNaNLatent(io.ComfyNode):
 
 
 class VMDiffTestConditioning(io.ComfyNode):
-    """A CONDITIONING no stock node makes from one prompt: ``batch_2`` (each entry's tokens and pooled vector stacked
-    with a second, halved prompt: a batch of 2), ``empty`` (no entry), ``narrow_pooled`` (the pooled vector cut by 8)."""
+    """A CONDITIONING no stock node makes from one prompt: ``batch_2`` (each entry's tokens and pooled vector
+    stacked with a second, halved prompt: a batch of 2), ``empty`` (no entry), ``narrow_pooled`` (the pooled vector
+    cut by 8)."""
 
     @classmethod
     def define_schema(cls):
