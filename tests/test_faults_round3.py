@@ -350,7 +350,8 @@ def clean_calls(server, uploaded, tmp_path_factory):
 def test_a_broken_shared_eps_b_stops_the_search_at_once(server, uploaded, tmp_path, clean_calls, flux, passes, says):
     got, message, calls = tune(server, uploaded, tmp_path / "calls.log", **flux)
     assert got == "failed", message
-    for part in ("VMDiff Auto-Tune (Blending Noise of seed 4242, β = (1, 1): the ε_b every α candidate shares",
+    for part in ("VMDiff Auto-Tune: the search stops, as the ε_b every α candidate shares (Blending Noise of seed "
+                 "4242, β = (1, 1)) is non-finite: the model's prediction at",
                  "weight_dtype", *says):
         assert part in message, message
     assert calls == passes < clean_calls, (calls, clean_calls)
@@ -378,7 +379,8 @@ def test_a_candidate_of_its_own_is_skipped_and_the_search_goes_on(server, upload
 def test_nan_in_round_2_stops_at_its_first_pass(server, uploaded, tmp_path, clean_calls):
     got, message, calls = tune(server, uploaded, tmp_path / "calls.log", rounds=2, nan_from_call=clean_calls + 1)
     assert got == "failed", message
-    assert "VMDiff Auto-Tune (Blending Noise of seed" in message and "seed 4242," not in message, message
+    assert "VMDiff Auto-Tune: the search stops, as the ε_b every α candidate shares (Blending Noise of seed" in \
+        message and "seed 4242," not in message, message
     assert "model pass 1 of 2 (denoise phase" in message, message
     assert calls == clean_calls + 1, (calls, clean_calls)
 

@@ -128,8 +128,10 @@ class SamSegmenter(ScorerModel):
 
     @property
     def longest_edge(self) -> int:
-        size = getattr(getattr(self.processor, "image_processor", None), "size", None) or {}
-        return int(size.get("longest_edge", 1024)) if isinstance(size, dict) else 1024
+        """The longer side SAM's processor resizes to (1024 for the released models; a dict or a SizeDict)."""
+        size = getattr(getattr(self.processor, "image_processor", None), "size", None)
+        edge = size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None)
+        return int(edge or 1024)
 
 
 def pad_thin_images(images: torch.Tensor, longest_edge: int = 1024) -> torch.Tensor:

@@ -49,8 +49,9 @@ class CandidateRenderer:
             out = run_blending_noise(self.model, *self.tokens, self.conditioning, seed=seed, **self.size, settings=s,
                                      beta_1=[k[0] for k in missing], beta_2=[k[1] for k in missing],
                                      callback=self.callback,
-                                     node=f"VMDiff Auto-Tune (Blending Noise of seed {seed}, β = (1, 1): the ε_b "
-                                          f"every α candidate shares, so the search stops here)" if shared else None)
+                                     node=f"VMDiff Auto-Tune: the search stops, as the ε_b every α candidate "
+                                          f"shares (Blending Noise of seed {seed}, β = (1, 1)) is non-finite"
+                                     if shared else None)
             self._count(out.nfe, len(missing))
             self.eps_cache.update((k, out.eps_b[i:i + 1]) for i, k in enumerate(missing))
         return [self.eps_cache[k] for k in keys]
