@@ -8,6 +8,7 @@ import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from ..vmdiff_comfy.errors import VMDiffInputError
+from ..vmdiff_comfy.stages.checks import image_input
 
 METADATA_KEY = "vmdiff"
 
@@ -40,5 +41,6 @@ class VMDiffSaveImage(io.ComfyNode):
         extra = dict(cls.hidden.extra_pnginfo or {}) if cls.hidden else {}
         extra[METADATA_KEY] = record
         prompt = cls.hidden.prompt if cls.hidden else None
+        images = image_input("images", images)  # float16 / bfloat16 / float64 → float32 (PIL has no bf16)
         saved = comfy_nodes.SaveImage().save_images(images, filename_prefix, prompt, extra)
         return io.NodeOutput(ui=saved["ui"])

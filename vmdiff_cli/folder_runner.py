@@ -56,6 +56,7 @@ except ModuleNotFoundError as e:  # requests: the one package beyond ComfyUI's o
 from vmdiff_cli.folder_ray import require_ray, run_on_ray  # noqa: E402
 from vmdiff_cli.run_workflow import DEFAULT_WORKFLOW, apply_inputs  # noqa: E402
 from vmdiff_cli.workflow_convert import as_api  # noqa: E402
+from vmdiff_comfy.labels import visible_label  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # widget values that name a fused image's parameters in a workflow without Auto-Tune: (class, input) -> column
@@ -101,7 +102,8 @@ def find_objects(folder: Path, labels: str = "stem") -> list[dict]:
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if len(files) < 2:
         raise RunnerError(f"{folder}: needs at least two images ({', '.join(IMAGE_SUFFIXES)}), found {len(files)}")
-    label = sanitize_name if labels == "sanitize" else (lambda s: s.strip())
+    # invisible characters (U+200B, U+FEFF, RTL marks, …) are no label: a name of only those gives an empty one
+    label = (lambda s: visible_label(sanitize_name(s))) if labels == "sanitize" else visible_label
     objects = [{"path": p, "stem": p.stem, "label": label(p.stem)} for p in files]
     by_label: dict[str, list[str]] = {}
     for o in objects:

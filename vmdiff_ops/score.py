@@ -67,9 +67,28 @@ def squash_resize(images: torch.Tensor, size: int = 224) -> torch.Tensor:
     return out.clamp(0.0, 1.0)
 
 
+#: Beyond this aspect ratio a centre crop first trims the long side (see ``central_region``).
+MAX_CROP_ASPECT = 16
+
+
+def central_region(images: torch.Tensor, max_aspect: int = MAX_CROP_ASPECT) -> torch.Tensor:
+    """The centre of images (..., H, W) with the longer side trimmed to ``max_aspect`` × the shorter one. A centre
+    crop keeps only the middle square anyway; resizing a 3000×1 strip whole to a 256-pixel short side first would
+    allocate a 768 000-pixel-long image (gigabytes). Images up to ``max_aspect``:1 come back unchanged (the same
+    tensor), so their crops are bit-identical."""
+    h, w = images.shape[-2:]
+    short = min(h, w)
+    if max(h, w) <= max_aspect * short:
+        return images
+    keep = max_aspect * short
+    top, left = (h - min(h, keep)) // 2, (w - min(w, keep)) // 2
+    return images[..., top:top + min(h, keep), left:left + min(w, keep)]
+
+
 def center_crop_resize(images: torch.Tensor, size: int = 224, short_side: int = 256) -> torch.Tensor:
     """The libraries' own preprocessing (not the reference's): shorter side to ``short_side`` (bicubic,
-    antialiased), then a centre crop of size × size."""
+    antialiased), then a centre crop of size × size (a strip beyond 16:1 trimmed first, ``central_region``)."""
+    images = central_region(images)
     h, w = images.shape[-2:]
     scale = short_side / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
@@ -142,14 +161,14 @@ def neutral_fill(image: torch.Tensor, mask: torch.Tensor, fill=NEUTRAL_FILL) -> 
 
 def grounding_resize_shape(height: int, width: int, short_side: int = 800, max_size: int = 1333) -> tuple[int, int]:
     """GroundingDINO's input size: the shorter side to ``short_side``, the longer side at most ``max_size``
-    (the reference's RandomResize([800], max_size=1333)); returns (h, w)."""
+    (the reference's RandomResize([800], max_size=1333)); returns (h, w), each side at least 1 pixel."""
     short, long = min(height, width), max(height, width)
     target = float(short_side)
     if long / short * target > max_size:
-        target = round(max_size * short / long)
+        target = max(1, round(max_size * short / long))  # a 3000×1 strip keeps one pixel, not zero
     if width < height:
-        return int(target * height / width), int(target)
-    return int(target), int(target * width / height)
+        return max(1, int(target * height / width)), int(target)
+    return int(target), max(1, int(target * width / height))
 
 
 # --------------------------------------------------------------------------------------------------

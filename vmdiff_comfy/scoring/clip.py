@@ -46,6 +46,15 @@ class OpenClipEncoder(ScorerModel):
         with torch.inference_mode():
             return model.encode_image(x.to(self.device)).float().cpu()
 
+    def text_token_count(self, text: str) -> tuple[int, int]:
+        """(content tokens OpenCLIP's tokenizer makes of ``text``, content tokens its window holds): the tokenizer
+        silently cuts a text at ``context_length`` (77 with the start and end tokens)."""
+        window = int(getattr(self.tokenizer, "context_length", 77)) - 2
+        if callable(getattr(self.tokenizer, "encode", None)):  # SimpleTokenizer (the CLIP BPE)
+            return len(self.tokenizer.encode(text)), window
+        ids = self.tokenizer([text], context_length=len(text.encode("utf-8")) + window + 2)  # room for every byte
+        return int((ids != 0).sum()) - 2, window
+
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         model = self.ready()
         self.text_calls += 1

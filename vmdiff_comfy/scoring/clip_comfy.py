@@ -173,6 +173,14 @@ class ComfyClipEncoder(ScorerModel):
         with torch.inference_mode():
             return self.clip_vision.model(pixel_values=x.to(self.patcher.load_device))[2].float().cpu()
 
+    def text_token_count(self, text: str) -> tuple[int, int]:
+        """(content tokens ComfyUI's tokenizer of the tower makes of ``text``, content tokens of its first window):
+        only the first window reaches the pooled output."""
+        windows = self.clip.tokenize(literal_prompt(text), return_word_ids=True)[self.key]
+        counts = [sum(1 for token in window if token[2] > 0) for window in windows] or [0]
+        full = len(windows[0]) - 2 if windows else 75  # 77 minus the start and end tokens
+        return sum(counts), (full if len(counts) == 1 else counts[0])  # a word never straddles two windows
+
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """ComfyUI's tokenizer of the tower (first 77-token chunk) and its projected pooled output."""
         comfy.model_management.throw_exception_if_processing_interrupted()

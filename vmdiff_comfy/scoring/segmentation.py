@@ -6,6 +6,8 @@ whose tensors are renamed by ORIGINAL_TO_HF onto the Hugging Face checkpoint nam
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..errors import VMDiffInputError
@@ -113,7 +115,8 @@ class SamSegmenter(ScorerModel):
         if not todo:  # nothing to segment: no model load, no resize
             return masks
         model = self.ready()
-        inputs = self.processor(images=[images[i].float() for i in todo], do_rescale=False, return_tensors="pt",
+        padded = pad_thin_images(images.float(), self.longest_edge)
+        inputs = self.processor(images=[padded[i] for i in todo], do_rescale=False, return_tensors="pt",
                                 input_boxes=[[[float(v) for v in boxes[i]]] for i in todo])
         self.count(len(todo))
         out = model(pixel_values=inputs["pixel_values"].to(self.device),
@@ -121,8 +124,27 @@ class SamSegmenter(ScorerModel):
         found = self.processor.post_process_masks(out.pred_masks.cpu(), inputs["original_sizes"],
                                                   inputs["reshaped_input_sizes"])
         for i, mask in zip(todo, found):
-            masks[i] = mask[0]
+            masks[i] = mask[0][..., :h, :w]  # the padding of a thin image cut off again
         return masks
+
+    @property
+    def longest_edge(self) -> int:
+        """The longer side SAM's processor resizes to (1024 for the released models; a dict or a SizeDict)."""
+        size = getattr(getattr(self.processor, "image_processor", None), "size", None)
+        edge = size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None)
+        return int(edge or 1024)
+
+
+def pad_thin_images(images: torch.Tensor, longest_edge: int = 1024) -> torch.Tensor:
+    """(B, 3, H, W) images padded (edge pixels repeated, at the bottom / right: boxes keep their coordinates) so
+    that SAM's resize of the longer side to ``longest_edge`` leaves at least 2 pixels on the shorter one; a 3000×1
+    strip would otherwise become 0 pixels high ("Input and output sizes should be greater than 0"). Images of an
+    ordinary aspect (under longest_edge / 2 : 1) come back unchanged (the same tensor)."""
+    h, w = images.shape[-2:]
+    least = math.ceil(2 * max(h, w) / longest_edge)
+    if min(h, w) >= least:
+        return images
+    return torch.nn.functional.pad(images, (0, max(0, least - w), 0, max(0, least - h)), mode="replicate")
 
 
 def model_choices() -> list[str]:

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from ...vmdiff_ops import score as score_ops
 from ..errors import VMDiffInputError
-from ..stages.checks import check_image
+from ..labels import clean_label, label_too_long
+from ..stages.checks import image_input
 from .dino import dino_encoder
 from .scorer import ScorerModel
 
@@ -53,13 +54,28 @@ class ScoreOptions:
 
 def image_to_bchw(image: torch.Tensor, input_name: str) -> torch.Tensor:
     """ComfyUI IMAGE (B, H, W, C) → (B, 3, H, W) float in [0, 1]; alpha dropped, grey repeated."""
-    check_image(input_name, image)
+    image = image_input(input_name, image)
     if not torch.isfinite(image).all():
         bad = int((~torch.isfinite(image)).sum())
         raise VMDiffInputError(f"{input_name}: {bad} pixel values are NaN or infinite; the image is broken (often a "
                                f"fp16/fp8 model overflowing: load it with weight_dtype default or fp32), not scored")
     rgb = image[..., :3] if image.shape[-1] >= 3 else image.expand(*image.shape[:-1], 3)
     return rgb.movedim(-1, 1).float().clamp(0.0, 1.0).cpu()
+
+
+def check_label_texts(clip, texts: list[str], mode: str) -> None:
+    """Each label's CLIP text (``texts[k]``, the label in the ``mode`` wrapper) must fit the window of ``clip``'s
+    tokenizer (``text_token_count``; an encoder without it is not checked): OpenCLIP would silently read only the
+    first 77 tokens. Raises VMDiffInputError naming label_1 / label_2 and by how many tokens it is too long."""
+    count = getattr(clip, "text_token_count", None)
+    if not callable(count):
+        return
+    for k, text in enumerate(texts, start=1):
+        total, window = count(text)
+        if total > window:
+            raise VMDiffInputError(label_too_long(
+                f"label_{k}", total - window, total, window, "the Scorer's CLIP text of it",
+                f" (label_text {mode!r}: {text[:60]!r}{'…' if len(text) > 60 else ''}, counted with its tokenizer)"))
 
 
 class SimilarityScorer:
@@ -73,13 +89,11 @@ class SimilarityScorer:
                                    f"(VMDiff Load GroundingDINO), or choose isolation 'none'")
         if options.isolation == "sam" and segmenter is None:
             raise VMDiffInputError("sam: isolation 'sam' needs a SAM model (VMDiff Load SAM), or choose 'box'")
-        for name, label in (("label_1", label_1), ("label_2", label_2)):
-            if not label.strip():
-                raise VMDiffInputError(f"{name}: the object label is empty; name the object (e.g. 'owl')")
+        self.labels = (clean_label("label_1", label_1), clean_label("label_2", label_2))
+        self.texts = [score_ops.label_text(label, options.label_text) for label in self.labels]
+        check_label_texts(clip, self.texts, options.label_text)
         self.dino, self.clip, self.detector, self.segmenter = dino_encoder(dino), clip, detector, segmenter
         self.options = options
-        self.labels = (label_1.strip(), label_2.strip())
-        self.texts = [score_ops.label_text(label, options.label_text) for label in self.labels]
         self.score_calls = 0
 
         self.source_views, self.source_info = [], []

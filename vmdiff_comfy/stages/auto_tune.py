@@ -14,8 +14,9 @@ from ...vmdiff_ops import Evaluation, SearchOptions, beta_grid, efficient_adapti
 from ...vmdiff_ops.search import INV_PHI
 from .blending_noise import run_blending_noise
 from .mixing_denoise import run_mixing_denoise
-from .checks import check_finite_output
-from .settings import StageSettings, grid_problems, ops_errors
+from ..errors import VMDiffInputError
+from .checks import OVERFLOW_FIX, as_float32, check_finite_output
+from .settings import StageSettings, grid_problems, ops_errors, problems
 
 #: The score terms of a candidate whose image is NaN / inf (an overflowing model): the worst score, never scored.
 NON_FINITE_TERMS = {k: math.nan for k in ("score", "D1", "D2", "T1", "T2", "n1", "n2")}
@@ -42,9 +43,15 @@ class CandidateRenderer:
         keys = [(b1, b2, seed, s.steps, s.t_den_step) for b1, b2 in betas]
         missing = list(dict.fromkeys(k for k in keys if k not in self.eps_cache))
         if missing:
+            # ε_b of β = (1, 1) is shared by every α candidate of the round: a NaN / inf there stops the search at
+            # once, named (a β-stage ε_b belongs to one candidate: it is skipped, scored as the worst)
+            shared = any((k[0], k[1]) == SHARED_BETAS for k in missing)
             out = run_blending_noise(self.model, *self.tokens, self.conditioning, seed=seed, **self.size, settings=s,
                                      beta_1=[k[0] for k in missing], beta_2=[k[1] for k in missing],
-                                     callback=self.callback, node=None)
+                                     callback=self.callback,
+                                     node=f"VMDiff Auto-Tune: the search stops, as the ε_b every α candidate "
+                                          f"shares (Blending Noise of seed {seed}, β = (1, 1)) is non-finite"
+                                     if shared else None)
             self._count(out.nfe, len(missing))
             self.eps_cache.update((k, out.eps_b[i:i + 1]) for i, k in enumerate(missing))
         return [self.eps_cache[k] for k in keys]
@@ -55,17 +62,47 @@ class CandidateRenderer:
         for seed in dict.fromkeys(c[3] for c in candidates):
             group = [i for i, c in enumerate(candidates) if c[3] == seed]
             eps_b = torch.cat(self.eps_b([candidates[i][1:3] for i in group], seed, s))
+            watch = PassWatch() if self.rendered == 0 and not results else None  # the search's first candidate
             out = run_mixing_denoise(self.model, eps_b, *self.tokens, self.conditioning, settings=s,
                                      alpha=[candidates[i][0] for i in group], seed=seed, callback=self.callback,
-                                     node=None)
+                                     node=None, on_pass=watch)
+            if watch is not None:
+                watch.stop_if_all_bad(candidates[group[0]])
             self._count(out.nfe, len(group))
-            images = self.vae.decode(out.latent)
+            images = as_float32("vae", self.vae.decode(out.latent))  # a VAE run in bf16 / fp16 may decode so
             results.update((i, (out.latent[k:k + 1], images[k:k + 1])) for k, i in enumerate(group))
         self.rendered += len(candidates)
         return [results[i] for i in range(len(candidates))]
 
     def render(self, alpha: float, beta_1: float, beta_2: float, seed: int, s: StageSettings):
         return self.render_many([(alpha, beta_1, beta_2, seed)], s)[0]
+
+
+#: The β pair of the α stage, whose ε_b (per seed) every α candidate shares.
+SHARED_BETAS = (1.0, 1.0)
+
+
+class PassWatch:
+    """Which model passes of the first rendered candidate (batch element 0) were non-finite (issue 20 kind 5):
+    when every one was, the model overflows whatever α is (every later candidate runs the same model from the
+    same ε_b), so the search stops at once instead of rendering every candidate first."""
+
+    def __init__(self):
+        self.passes: list[tuple[int, str, float, bool]] = []  # (pass, phase, σ, finite)
+
+    def __call__(self, number: int, phase: str, sigma: float, x0: torch.Tensor) -> None:
+        self.passes.append((number, phase, sigma, bool(torch.isfinite(x0[:1]).all())))
+
+    def stop_if_all_bad(self, candidate: tuple) -> None:
+        if not self.passes or any(finite for *_, finite in self.passes):
+            return
+        number, phase, sigma, _ = self.passes[0]
+        alpha, beta_1, beta_2, seed = candidate
+        raise VMDiffInputError(
+            f"VMDiff Auto-Tune: every model pass of the first candidate (α = {alpha:.4f}, β = ({beta_1:g}, "
+            f"{beta_2:g}), seed {seed}) is NaN or infinite, from model pass {number} of {len(self.passes)} ({phase} "
+            f"phase, σ = {sigma:.4f}) on, although its ε_b is finite; every later candidate runs the same model, so "
+            f"the search stops here instead of rendering them all; {OVERFLOW_FIX}")
 
 
 def expected_evaluations(o: SearchOptions) -> tuple[int, int]:

@@ -33,10 +33,11 @@ def initial_noise(seed: int, channels: int, width: int, height: int) -> torch.Te
 
 def run_blending_noise(model, tokens_1, tokens_2, conditioning, *, seed: int, width: int, height: int,
                        settings: StageSettings, beta_1=1.0, beta_2=1.0, callback=None,
-                       node: str | None = "VMDiff Blending Noise") -> BlendingResult:
+                       node: str | None = "VMDiff Blending Noise", on_pass=None) -> BlendingResult:
     """ε_b for one (β1, β2, seed). β1 and β2 may also be equal-length lists: one batch element per (β1, β2) pair,
     all from the same ε. ``tokens_2`` None: tokens_1 is already a concatenation (VMDiff Mix Tokens N's concat).
-    ``node``: named when the model returns NaN / inf (None: not checked, the caller scores it as the worst)."""
+    ``node``: named when the model returns NaN / inf (None: not checked, the caller scores it as the worst).
+    ``on_pass``: see ``flow.run_flow_program``."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
     check_size(width, height)
@@ -75,6 +76,6 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, *, seed: int, wi
     eps = parity.state(eps)
     with ops_errors():
         run = run_flow_program(model, phases, eps, program, sigmas, 2 * (s.t_den_step + 1), seed, callback,
-                               node=node)
+                               node=node, on_pass=on_pass)
     return BlendingResult(eps_b=run.x, preview=run.extras["preview"], sigmas=sigmas, nfe=counter.samples,
                           sampling_patched=info.sampling_patched)

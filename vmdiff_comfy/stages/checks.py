@@ -73,12 +73,79 @@ def text_width_problem(name: str, width: int, needed: int, family: str, alternat
             + (f"; or {alternative}" if alternative else ""))
 
 
-def check_conditioning(name: str, conditioning, model, alternative: str = "") -> None:
-    """A CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
-    (context width; Flux: also the pooled CLIP-L width), else a message naming the input and the encoder it needs,
-    instead of a matmul error inside the model. ``alternative``: another fix the node offers."""
-    if not conditioning or not isinstance(conditioning, list):
+#: Conditioning keys a node that reads only the prompt (its pooled vector, or its text tokens) would drop without a
+#: word: key → (the stock node that sets it, the value that changes nothing).
+CONDITIONING_EXTRAS = {
+    "area": ("ConditioningSetArea", None), "set_area_to_bounds": ("ConditioningSetMask", False),
+    "mask": ("ConditioningSetMask", None), "mask_strength": ("ConditioningSetMask", 1.0),
+    "strength": ("ConditioningSetAreaStrength / ConditioningSetArea", 1.0),
+    "start_percent": ("ConditioningSetTimestepRange", 0.0), "end_percent": ("ConditioningSetTimestepRange", 1.0),
+    "control": ("Apply ControlNet", None), "gligen": ("GLIGENTextBoxApply", None),
+    "hooks": ("Cond Set Props / hook nodes", None), "reference_latents": ("ReferenceLatent", None),
+    "unclip_conditioning": ("unCLIPConditioning", None),
+}
+#: Not refused: a Flux ``guidance`` (FluxGuidance, CLIPTextEncodeFlux always sets one) — the VMDiff stages set the
+#: guidance of each phase from their own widgets (γ_den, γ_inv, γ_gen), as their tooltips say.
+EXTRA_FIX: dict[str, str] = {}
+
+
+def check_one_prompt(name: str, conditioning, *, several_entries: bool = False, honoured=(),
+                     used: str = "one prompt") -> None:
+    """Issue 20 kind 3: a CONDITIONING ([[text tokens (B, N, C), {pooled_output (B, C), …}], …]) that the node can
+    use whole. Refuses, naming ``name`` and the fix: no entry; more than one entry (ConditioningCombine /
+    Concat) unless ``several_entries`` (the node hands it to ComfyUI's sampler, which applies them all); a batch of
+    more than one prompt (ComfyUI's sampler would keep the first); entries whose pooled vectors differ in width;
+    and any key of CONDITIONING_EXTRAS not in ``honoured`` with a value that changes something (an area, a mask, a
+    strength ≠ 1, a timestep range, a ControlNet …), which the node would otherwise drop silently."""
+    if not isinstance(conditioning, list):
         raise VMDiffInputError(f"{name}: expected a CONDITIONING (from a text encode), got {conditioning!r:.40}")
+    if not conditioning:
+        raise VMDiffInputError(f"{name}: the CONDITIONING holds no prompt (0 entries); connect a text encode "
+                               f"(VMDiff Fusion Prompt or CLIP Text Encode)")
+    for k, entry in enumerate(conditioning):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], torch.Tensor)
+                and isinstance(entry[1], dict)):
+            raise VMDiffInputError(f"{name}: entry {k + 1} is not a [text tokens, options] pair; connect the output of "
+                                   f"a text encode (VMDiff Fusion Prompt or CLIP Text Encode)")
+    if len(conditioning) > 1 and not several_entries:
+        raise VMDiffInputError(
+            f"{name}: the CONDITIONING holds {len(conditioning)} prompts (entries), e.g. from ConditioningCombine; "
+            f"this node uses {used}, so the others would be lost: connect one prompt (VMDiff Fusion Prompt or one "
+            f"CLIP Text Encode) directly")
+    widths = set()
+    for k, (text, extras) in enumerate(conditioning, start=1):
+        pooled = extras.get("pooled_output")
+        batches = {text.shape[0]} | ({pooled.shape[0]} if isinstance(pooled, torch.Tensor) and pooled.ndim > 1
+                                     else set())
+        if max(batches) != 1:
+            where = f" (entry {k})" if len(conditioning) > 1 else ""
+            raise VMDiffInputError(
+                f"{name}: a batch of {max(batches)} prompts{where}; ComfyUI would keep only the first and drop the "
+                f"rest without a word: connect one prompt (encode one text; run the others as separate prompts)")
+        if isinstance(pooled, torch.Tensor):
+            widths.add(pooled.shape[-1])
+        for key, (maker, neutral) in CONDITIONING_EXTRAS.items():
+            if key in honoured or key not in extras or extras[key] is None:
+                continue
+            value = extras[key]
+            if neutral is not None and not isinstance(value, torch.Tensor) and value == neutral:
+                continue
+            raise VMDiffInputError(
+                f"{name}: carries {key!r} (from {maker}), which this node does not apply — it would be dropped "
+                f"without a word; {EXTRA_FIX.get(key, f'connect the prompt without {maker}')}")
+    if len(widths) > 1:
+        raise VMDiffInputError(f"{name}: its entries have pooled vectors of different widths ({sorted(widths)}): "
+                               f"they come from different text encoders; encode every prompt with the same CLIP")
+
+
+def check_conditioning(name: str, conditioning, model, alternative: str = "", *, several_entries: bool = True,
+                       honoured=tuple(CONDITIONING_EXTRAS)) -> None:
+    """Issue 12 kind 4: a CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
+    (context width; Flux: also the pooled CLIP-L width), else a message naming the input and the encoder it needs,
+    instead of a matmul error inside the model. ``alternative``: another fix the node offers. Issue 20 kind 3: its
+    entries and batch are checked by ``check_one_prompt`` (by default as ComfyUI's sampler takes a conditioning:
+    several entries and every key honoured, but one prompt per entry)."""
+    check_one_prompt(name, conditioning, several_entries=several_entries, honoured=honoured)
     params = getattr(model.model.diffusion_model, "params", None)
     if hasattr(params, "context_in_dim"):
         family, context_dim, vec_dim = "Flux", params.context_in_dim, getattr(params, "vec_in_dim", None)
@@ -167,6 +234,27 @@ def check_image(name: str, image) -> None:
                                f"or resize upstream produced nothing)")
     if channels not in (1, 3, 4):
         raise VMDiffInputError(f"{name}: images need 1, 3 or 4 channels, got {channels}")
+
+
+def as_float32(name: str, tensor, kind: str = "IMAGE"):
+    """Issue 20 kind 4: an IMAGE / MASK / LATENT tensor of another float dtype (float16, bfloat16, float64, fp8; or
+    bool) as float32, converted once at the node boundary (libraries downstream — PIL, numpy, bicubic resizes —
+    have no half-precision kernels). A float32 tensor (and anything that is not a tensor: the other checks name it)
+    comes back as the same object, so valid inputs stay bit-identical. Raises VMDiffInputError naming ``name`` for
+    integer or complex values (an 8-bit 0…255 image is not a ComfyUI IMAGE)."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dtype == torch.float32:
+        return tensor
+    if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
+        return tensor.float()
+    raise VMDiffInputError(f"{name}: a {kind} of {str(tensor.dtype).removeprefix('torch.')} values; ComfyUI {kind}s "
+                           f"hold floats (images in [0, 1]): convert it upstream (an 8-bit image: divide by 255)")
+
+
+def image_input(name: str, image) -> torch.Tensor:
+    """An IMAGE input checked (``check_image``) and as float32 (``as_float32``): the one entry point of every node's
+    IMAGE. Returns the (B, H, W, C) float32 tensor."""
+    check_image(name, image)
+    return as_float32(name, image)
 
 
 def check_size(width: int, height: int) -> None:

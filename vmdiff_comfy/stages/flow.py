@@ -13,25 +13,29 @@ import comfy.utils
 import latent_preview
 
 from ..errors import VMDiffInputError
-from .checks import check_finite_output, text_width_problem
+from .checks import check_finite_output, check_one_prompt, text_width_problem
 
 CONTEXT_MODES = ("redux_only", "text_and_redux")
 
 
-def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, context_mode: str, vec_dim) -> list:
+def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, context_mode: str, vec_dim,
+                       name: str = "conditioning", honoured=()) -> list:
     """One phase's CONDITIONING: the visual context (SCat or SInp), the prompt's CLIP-L pooled vector and the
-    phase's Flux guidance. In ``redux_only`` (the reference) the prompt's text tokens are dropped."""
-    if not conditioning or conditioning[0][1].get("pooled_output") is None:
-        raise VMDiffInputError("conditioning: needs a pooled CLIP-L vector; connect VMDiff Fusion Prompt "
+    phase's Flux guidance. In ``redux_only`` (the reference) the prompt's text tokens are dropped. ``conditioning``
+    must hold one prompt (``checks.check_one_prompt``: one entry of batch 1, no area / mask / … key outside
+    ``honoured``); errors name the input ``name``."""
+    check_one_prompt(name, conditioning, honoured=honoured, used="one prompt's pooled vector")
+    if conditioning[0][1].get("pooled_output") is None:
+        raise VMDiffInputError(f"{name}: needs a pooled CLIP-L vector; connect VMDiff Fusion Prompt "
                                "(or CLIP Text Encode) of the fusion prompt")
     text, extras = conditioning[0][0], conditioning[0][1]
     pooled = extras["pooled_output"]
     if vec_dim is not None and pooled.shape[-1] != vec_dim:
-        raise VMDiffInputError(f"conditioning: pooled vector is {pooled.shape[-1]} wide, the model expects "
+        raise VMDiffInputError(f"{name}: pooled vector is {pooled.shape[-1]} wide, the model expects "
                                f"{vec_dim} (Flux takes CLIP-L's unprojected pooled output)")
     if context_mode == "text_and_redux":
         if text.shape[-1] != context.shape[-1]:  # the Redux tokens already match the model's context width
-            raise VMDiffInputError(text_width_problem("conditioning", text.shape[-1], context.shape[-1], "Flux",
+            raise VMDiffInputError(text_width_problem(name, text.shape[-1], context.shape[-1], "Flux",
                                                       "set context to redux_only (the reference)"))
         context = torch.cat([text.to(context), context], dim=1)
     elif context_mode != "redux_only":
@@ -83,10 +87,12 @@ class FlowProgramSampler(comfy.samplers.Sampler):
     """Runs a vmdiff_ops program as a ComfyUI Sampler: velocities come from the guider's x0 prediction,
     v = (x − x̂0)/σ (CONST), and no noise scaling is applied at either end (σ = 1 is a valid end point)."""
 
-    def __init__(self, program: FlowProgram, total_steps: int | None = None, node: str | None = None):
+    def __init__(self, program: FlowProgram, total_steps: int | None = None, node: str | None = None,
+                 on_pass: Callable | None = None):
         self.program = program
         self.total_steps = total_steps
         self.node = node  # checks every prediction for NaN / inf and names this node (None: the caller checks)
+        self.on_pass = on_pass  # on_pass(pass number, phase, σ, x̂0) after every model pass (Auto-Tune's watch)
         self.output: ProgramOutput | None = None
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
@@ -100,6 +106,8 @@ class FlowProgramSampler(comfy.samplers.Sampler):
                 model_wrap.phase = phase
                 x0 = model_wrap(x, x.new_full((x.shape[0],), sigma), **extra_args)
                 calls[0] += 1
+                if self.on_pass is not None:
+                    self.on_pass(calls[0], phase, sigma, x0)
                 if self.node is not None:
                     check_finite_output(self.node, "the model's prediction",
                                         x0, f" at model pass {calls[0]} of {total} ({phase} phase, σ = {sigma:.4f})")
@@ -116,15 +124,16 @@ class FlowProgramSampler(comfy.samplers.Sampler):
 
 def run_flow_program(model, phases: dict[str, list], x_start: torch.Tensor, program: FlowProgram,
                      sigmas: torch.Tensor, total_steps: int, seed: int, callback=None, negative: list | None = None,
-                     cfg: float = 1.0, node: str | None = None) -> FlowRun:
+                     cfg: float = 1.0, node: str | None = None, on_pass: Callable | None = None) -> FlowRun:
     """Run ``program`` on ``model`` from the model-space state ``x_start``. ``sigmas`` is the program's grid (it
     only fills transformer_options["sample_sigmas"] for model patches); ``total_steps`` sizes the progress bar.
     ``callback(step, x0, x, total)`` replaces the default progress bar + latent preview (Auto-Tune keeps one bar).
     ``negative`` + ``cfg`` ≠ 1: classifier-free guidance in every phase (two model evaluations per velocity).
-    ``node``: the node named when the model returns NaN / inf (checked at every pass and on the result)."""
+    ``node``: the node named when the model returns NaN / inf (checked at every pass and on the result).
+    ``on_pass(pass number, phase, σ, x̂0)``: called after every model pass (e.g. to watch for non-finite passes)."""
     guider = PhaseGuider(model)
     guider.set_phase_conds(phases, negative, cfg)
-    sampler = FlowProgramSampler(program, total_steps, node)
+    sampler = FlowProgramSampler(program, total_steps, node, on_pass)
     if callback is None:
         callback = latent_preview.prepare_callback(model, total_steps)
     latent = guider.sample(x_start, torch.zeros_like(x_start), sampler, sigmas, callback=callback,

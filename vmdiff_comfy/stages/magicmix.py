@@ -15,7 +15,7 @@ from ...vmdiff_ops import NFECounter
 from ...vmdiff_ops.magicmix import layout_noises, layout_trajectory, magicmix, mixing_window
 from ..errors import VMDiffInputError
 from .blending_noise import initial_noise
-from .checks import check_conditioning, check_image, check_is_tokens, flux_model_info
+from .checks import check_conditioning, check_is_tokens, flux_model_info, image_input
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
 from .settings import MAGICMIX
 
@@ -112,7 +112,8 @@ def content_conditioning(model, content, content_tokens):
         raise VMDiffInputError(f"content_tokens: tokens are {content_tokens.tokens.shape[-1]} wide, the model's "
                                f"context expects {info.context_dim}")
     guidance = content[0][1].get("guidance", FLUX_DEFAULT_GUIDANCE) if content else FLUX_DEFAULT_GUIDANCE
-    return phase_conditioning(content, content_tokens.tokens, guidance, "redux_only", info.vec_dim)
+    return phase_conditioning(content, content_tokens.tokens, guidance, "redux_only", info.vec_dim, name="content",
+                              honoured=("guidance",))
 
 
 _D = {name: s.default for name, s in MAGICMIX.items()}
@@ -127,7 +128,11 @@ def check_magicmix_inputs(model, *, steps: int, scheduler: str, k_max: float, k_
         raise VMDiffInputError("layout_image / layout_conditioning: connect exactly one layout — an image (with its "
                                "VAE) for image–text mixing, or a layout prompt for text–text mixing")
     if layout_image is not None:
-        check_image("layout_image", layout_image)
+        layout_image = image_input("layout_image", layout_image)
+        if min(layout_image.shape[1:3]) < 16:  # the VAE's 8× latent of a 2×2-patch DiT: 16 px per image token
+            raise VMDiffInputError(f"layout_image: the image is {layout_image.shape[2]}×{layout_image.shape[1]} "
+                                   f"pixels; the layout is VAE-encoded, which needs at least 16 pixels a side: "
+                                   f"resize or pad it (e.g. Upscale Image) first")
     if layout_image is not None and vae is None:
         raise VMDiffInputError("vae: needed to encode layout_image (use the VAE of the model)")
     if not math.isclose(cfg, 1.0) and negative is None:

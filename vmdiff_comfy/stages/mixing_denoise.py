@@ -28,11 +28,12 @@ class MixingResult:
 
 def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settings: StageSettings, alpha=0.5,
                        seed: int = 0, callback=None, alpha_map: AlphaMap | None = None,
-                       node: str | None = "VMDiff Mixing Denoise") -> MixingResult:
+                       node: str | None = "VMDiff Mixing Denoise", on_pass=None) -> MixingResult:
     """The fused latent from the noise-space tensor ε_b. ``alpha`` may also be a list: one batch element per α
     (ε_b of batch 1 is shared, or one ε_b per α). ``tokens_2`` None: tokens_1 is already SInp (VMDiff Mix Tokens
     N); α and mix_rule do not apply. ``alpha_map``: a spatial α (``alpha`` where its mask is 0; stages.regional).
-    ``node``: named when the model returns NaN / inf (None: not checked, the caller scores it as the worst)."""
+    ``node``: named when the model returns NaN / inf (None: not checked, the caller scores it as the worst).
+    ``on_pass``: see ``flow.run_flow_program``."""
     info = flux_model_info(model)
     check_token_pair(tokens_1, tokens_2, info)
     s = settings
@@ -69,7 +70,8 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settin
                                             on_step=on_step, state_dtype=parity.state_dtype))
 
     with ops_errors():
-        run = run_flow_program(model, phases, eps_b, program, sigmas, s.steps, seed, callback, node=node)
+        run = run_flow_program(model, phases, eps_b, program, sigmas, s.steps, seed, callback, node=node,
+                               on_pass=on_pass)
     fraction = None
     if s.mix_rule == "official" and tokens_2 is not None and len(alphas) == 1:
         fraction = official_mix_tokens(tokens_1.tokens, tokens_2.tokens, alphas[0])[1]

@@ -3,19 +3,17 @@ fits the one CLIP-L window VMDiff reads (its pooled vector), counted with the mo
 from __future__ import annotations
 
 from ..errors import VMDiffInputError
+from ..labels import clean_label, fill_template
 
 DEFAULT_TEMPLATE = "A photo of {T1} creatively fused with {T2}."
 
 
 def fusion_prompt(label_1: str, label_2: str, template: str = DEFAULT_TEMPLATE) -> str:
-    """P = "A photo of <T1> creatively fused with <T2>." (the paper's prompt)."""
-    for name, label in (("label_1", label_1), ("label_2", label_2)):
-        if not label.strip():
-            raise VMDiffInputError(f"{name}: the object label is empty; name the object in image "
-                                   f"{name[-1]} (e.g. 'owl')")
-    if "{T1}" not in template or "{T2}" not in template:
-        raise VMDiffInputError("template: must contain both {T1} and {T2}")
-    return template.replace("{T1}", label_1.strip()).replace("{T2}", label_2.strip())
+    """P = "A photo of <T1> creatively fused with <T2>." (the paper's prompt): each label cleaned and checked by
+    ``labels.clean_label`` (raises if it shows nothing), the template filled once (a "{T2}" inside a label stays
+    as written)."""
+    labels = {name: clean_label(name, label) for name, label in (("label_1", label_1), ("label_2", label_2))}
+    return fill_template(template, labels)
 
 
 CLIP_L_WINDOW = 75  # the content tokens of CLIP-L's first window (77 minus its start and end tokens)
@@ -36,10 +34,10 @@ def check_one_clip_window(clip, tokens: dict, labels: dict, template: str) -> No
     windows = len(tokens.get("l", ()))
     if windows <= 1:
         return
-    counts = {name: clip_l_token_count(clip, label.strip()) for name, label in labels.items()}
-    counts["template"] = clip_l_token_count(clip, template.replace("{T1}", " ").replace("{T2}", " "))
-    total = clip_l_token_count(clip, template.replace("{T1}", labels["label_1"].strip())
-                               .replace("{T2}", labels["label_2"].strip()))
+    labels = {name: clean_label(name, label) for name, label in labels.items()}
+    counts = {name: clip_l_token_count(clip, label) for name, label in labels.items()}
+    counts["template"] = clip_l_token_count(clip, fill_template(template, {"label_1": " ", "label_2": " "}))
+    total = clip_l_token_count(clip, fill_template(template, labels))
     over = total - CLIP_L_WINDOW
     share = (CLIP_L_WINDOW - counts["template"]) / 2  # each label's fair part of the window
     culprits = [name for name in ("label_1", "label_2") if counts[name] > share]

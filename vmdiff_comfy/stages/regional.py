@@ -17,6 +17,7 @@ import comfy.utils
 
 from ...vmdiff_ops.regional import alpha_levels, regional_attention_mask
 from ..errors import VMDiffInputError
+from .checks import as_float32
 from .settings import ops_errors, problems, raise_problems
 
 
@@ -44,7 +45,10 @@ def mask_on_token_grid(mask, grid: tuple[int, int]) -> torch.Tensor:
         shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise VMDiffInputError(f"mask: expected one MASK of shape (1, H, W), got {shape}; pass a single mask "
                                f"(e.g. pick one with a batch node)")
-    mask = mask.reshape(1, 1, *mask.shape[-2:]).float()
+    if mask.shape[-1] == 0 or mask.shape[-2] == 0:
+        raise VMDiffInputError(f"mask: the mask is {mask.shape[-1]}×{mask.shape[-2]} pixels (empty); connect a real "
+                               f"mask (a crop or resize upstream produced nothing)")
+    mask = as_float32("mask", mask, "MASK").reshape(1, 1, *mask.shape[-2:])
     if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
         raise VMDiffInputError("mask: values must lie in [0, 1] (0 → alpha, 1 → alpha_masked); got "
                                f"{float(mask.min()):g} … {float(mask.max()):g}")

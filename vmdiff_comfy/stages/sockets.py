@@ -49,7 +49,9 @@ def noise_from_latent(latent: dict, input_name: str) -> torch.Tensor:
     if not isinstance(latent, dict) or not latent.get(NOISE_SPACE_KEY):
         raise VMDiffInputError(f"{input_name}: expected the eps_b output of VMDiff Blending Noise (a noise-space "
                                f"LATENT); a VAE latent such as Empty Latent Image cannot be used here")
-    samples = latent["samples"]
+    from .checks import as_float32  # checks imports this module
+
+    samples = as_float32(input_name, latent["samples"], "LATENT")
     if not torch.isfinite(samples).all():
         raise VMDiffInputError(f"{input_name}: the noise contains NaN or infinite values; connect a fresh eps_b from "
                                f"VMDiff Blending Noise (if it made the NaN, its model overflowed: try another "

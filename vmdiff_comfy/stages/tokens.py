@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from ...vmdiff_ops import mix_tokens_n, normalized_weights
+from ...vmdiff_ops.score import central_region
 from ..errors import VMDiffInputError
-from .checks import check_image, check_is_tokens, check_same_encoder
+from .checks import check_is_tokens, check_same_encoder, image_input
 from .settings import ops_errors
 from .sockets import ReduxTokens, fingerprint
 
@@ -15,7 +16,7 @@ RESIZE_MODES = ("squash", "center_crop", "nearest_512_squash")
 
 def to_rgb(image: torch.Tensor, input_name: str) -> tuple[torch.Tensor, str]:
     """A single RGB image (1, H, W, 3); alpha is dropped (as the reference's PIL convert('RGB')), grey repeated."""
-    check_image(input_name, image)
+    image = image_input(input_name, image)
     if image.shape[0] != 1:
         raise VMDiffInputError(f"{input_name}: got a batch of {image.shape[0]} images; a token set is made from one "
                                f"image (pick one with ImageFromBatch)")
@@ -39,6 +40,8 @@ def redux_tokens(clip_vision, style_model, image: torch.Tensor, resize: str) -> 
     rgb, note = to_rgb(image, "image")
     if resize == "nearest_512_squash":  # the reference's PIL NEAREST resize to 512², then SigLIP's squash
         rgb = F.interpolate(rgb.movedim(-1, 1), size=(512, 512), mode="nearest").movedim(1, -1)
+    if resize == "center_crop":  # a strip beyond 16:1: only its middle reaches ComfyUI's crop (memory)
+        rgb = central_region(rgb.movedim(-1, 1)).movedim(1, -1)
     output = clip_vision.encode_image(rgb, crop=(resize == "center_crop"))
     tokens = style_model.get_cond(output)
     if tokens.ndim != 3 or tokens.shape[0] != 1:

@@ -57,13 +57,21 @@ class VMDiffTestTinyFlux(io.ComfyNode):
                     io.String.Input("call_log", default="", optional=True),
                     io.Int.Input("nan_from_call", default=0, min=0, max=10**6, optional=True,
                                  tooltip="From this DiT call on (1-based) return NaN, like an overflowing fp16 Flux; "
-                                         "0: never.")],
+                                         "0: never."),
+                    io.String.Input("nan_calls", default="", optional=True,
+                                    tooltip="These DiT calls (1-based; '5', '5-6', '3,7-8') return NaN; the others "
+                                            "are finite."),
+                    io.Combo.Input("nan_value", options=["nan", "inf"], default="nan", optional=True,
+                                   tooltip="inf: the bad calls return +inf everywhere instead of NaN.")],
             outputs=[io.Model.Output()])
 
     @classmethod
-    def execute(cls, seed, context_dim=64, seconds_per_call=0.0, call_log="", nan_from_call=0):
+    def execute(cls, seed, context_dim=64, seconds_per_call=0.0, call_log="", nan_from_call=0, nan_calls="",
+                nan_value="nan"):
         model = _tiny_models().tiny_flux(seed, context_dim=context_dim)
-        if seconds_per_call or call_log or nan_from_call:
+        bad_calls = {k for part in nan_calls.replace(" ", "").split(",") if part
+                     for k in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)}
+        if seconds_per_call or call_log or nan_from_call or bad_calls:
             calls = [0]
 
             def wrapper(apply_model, args):
@@ -71,7 +79,9 @@ class VMDiffTestTinyFlux(io.ComfyNode):
                 time.sleep(seconds_per_call)  # before the model: an interrupt lands here, the model's ops raise
                 calls[0] += 1
                 out = apply_model(args["input"], args["timestep"], **args["c"])
-                return out * math.nan if nan_from_call and calls[0] >= nan_from_call else out
+                if not (nan_from_call and calls[0] >= nan_from_call or calls[0] in bad_calls):
+                    return out
+                return torch.full_like(out, math.inf) if nan_value == "inf" else out * math.nan
             model.set_model_unet_function_wrapper(wrapper)
         return io.NodeOutput(model)
 
@@ -129,18 +139,39 @@ class VMDiffTestImage(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="VMDiffTestImage", category="VMDiff/testing",
-            inputs=[_seed_input(), io.Int.Input("width", default=64, min=0, max=4096),
-                    io.Int.Input("height", default=64, min=0, max=4096),
+            inputs=[_seed_input(), io.Int.Input("width", default=64, min=0, max=8192),
+                    io.Int.Input("height", default=64, min=0, max=8192),
                     io.Int.Input("channels", default=3, min=1, max=8), io.Int.Input("batch", default=1, min=0, max=16),
-                    io.Boolean.Input("nan", default=False, optional=True)],
+                    io.Boolean.Input("nan", default=False, optional=True),
+                    io.Combo.Input("dtype", options=list(DTYPES), default="float32", optional=True)],
             outputs=[io.Image.Output()])
 
     @classmethod
-    def execute(cls, seed, width, height, channels, batch, nan=False):
+    def execute(cls, seed, width, height, channels, batch, nan=False, dtype="float32"):
         image = torch.rand((batch, height, width, channels), generator=torch.Generator().manual_seed(seed))
         if nan:
             image[0, height // 2, width // 2, 0] = math.nan
-        return io.NodeOutput(image)
+        return io.NodeOutput(image.to(DTYPES[dtype]))
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+class VMDiffTestCast(io.ComfyNode):
+    """The tensor it is given (an IMAGE, a MASK, or a LATENT's samples, every other key kept) in another dtype, as
+    nodes and loaders running in half precision hand them on."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestCast", category="VMDiff/testing",
+                         inputs=[io.AnyType.Input("value"), io.Combo.Input("dtype", options=list(DTYPES))],
+                         outputs=[io.AnyType.Output()])
+
+    @classmethod
+    def execute(cls, value, dtype):
+        if isinstance(value, dict):
+            return io.NodeOutput(dict(value, samples=value["samples"].to(DTYPES[dtype])))
+        return io.NodeOutput(value.to(DTYPES[dtype]))
 
 
 class VMDiffTestFloat(io.ComfyNode):
@@ -169,6 +200,35 @@ class VMDiffTestNaNLatent(io.ComfyNode):
         samples = latent["samples"].clone()
         samples.view(-1)[samples.numel() // 2] = math.nan
         return io.NodeOutput(dict(latent, samples=samples))
+
+
+class VMDiffTestConditioning(io.ComfyNode):
+    """A CONDITIONING no stock node makes from one prompt: ``batch_2`` (each entry's tokens and pooled vector
+    stacked with a second, halved prompt: a batch of 2), ``empty`` (no entry), ``narrow_pooled`` (the pooled vector
+    cut by 8)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="VMDiffTestConditioning", category="VMDiff/testing",
+                         inputs=[io.Conditioning.Input("conditioning"),
+                                 io.Combo.Input("mode", options=["batch_2", "empty", "narrow_pooled"])],
+                         outputs=[io.Conditioning.Output()])
+
+    @classmethod
+    def execute(cls, conditioning, mode):
+        if mode == "empty":
+            return io.NodeOutput([])
+        out = []
+        for tokens, extras in conditioning:
+            extras, pooled = dict(extras), extras.get("pooled_output")
+            if mode == "batch_2":
+                tokens = torch.cat([tokens, tokens * 0.5])
+                if pooled is not None:
+                    extras["pooled_output"] = torch.cat([pooled, pooled * 0.5])
+            elif pooled is not None:
+                extras["pooled_output"] = pooled[..., :-8]
+            out.append([tokens, extras])
+        return io.NodeOutput(out)
 
 
 def _slow_hook(module, args):
@@ -203,4 +263,5 @@ class VMDiffTestSlowScorerModel(io.ComfyNode):
 
 
 NODES = [VMDiffTestFloat, VMDiffTestTinyFlux, VMDiffTestTinyClip, VMDiffTestTinyClipVision, VMDiffTestTinyRedux,
-         VMDiffTestTinyVAE, VMDiffTestImage, VMDiffTestNaNLatent, VMDiffTestSlowScorerModel]
+         VMDiffTestTinyVAE, VMDiffTestImage, VMDiffTestNaNLatent, VMDiffTestSlowScorerModel, VMDiffTestConditioning,
+         VMDiffTestCast]
