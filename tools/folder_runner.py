@@ -220,7 +220,7 @@ def pair_id(objects: list[dict], i: int, j: int) -> str:
 def add_string_probes(api: dict, object_info: dict) -> dict:
     """Add a core PreviewAny on every STRING output of the VMDiff nodes, so their JSON comes back in /history.
     Returns {probe node id: (source node id, output name)}."""
-    probes, next_id = {}, max(int(k) for k in api if str(k).isdigit()) + 1
+    probes, next_id = {}, max((int(k) for k in api if str(k).isdigit()), default=0) + 1
     for node_id, node in list(api.items()):
         info = object_info.get(node["class_type"], {})
         if not node["class_type"].startswith("VMDiff"):
@@ -638,7 +638,8 @@ class FolderRun:
         for error in self.worker_errors:
             self.log(f"[folder_runner] worker failed: {error}")
         for name in missing[:20]:
-            self.log(f"[folder_runner] missing {name}: {self.failures.get(name, 'not run (no worker took it)')}")
+            default = "not run (the run stopped)" if self.stopped else "not run (no worker took it)"
+            self.log(f"[folder_runner] missing {name}: {self.failures.get(name, default)}")
         if len(missing) > 20:
             self.log(f"[folder_runner] … and {len(missing) - 20} more missing")
         return 1 if missing else 0
