@@ -337,3 +337,46 @@ def test_a_full_disk_stops_the_ray_mode_cleanly(tmp_path):
         assert "STOPPED: writing " in done.stdout and "run the same command again" in done.stdout, log
         assert ("No space left on device" if disk else "Permission denied") in done.stdout, log
         assert tmp_files(out) == [] and len(list((out / "records").glob("*.json"))) < 6
+
+
+STORE_IN_CHILD = """
+import json, sys
+from pathlib import Path
+from tools.folder_runner import FolderRun, WriteStopped, find_objects
+run = FolderRun(find_objects(Path(sys.argv[1])), Path(sys.argv[2]), {}, log=lambda *a: None)
+stored = 0
+for i, j in run.pairs:
+    try:
+        run.store(i, j, {"fields": {"server": "none", "seconds": 0.0, "prompt_id": "p"},
+                         "images": [(".png", bytes(int(sys.argv[3])))]})
+        stored += 1
+    except WriteStopped as error:
+        print(json.dumps({"stored": stored, "stopped": run.stopped, "error": str(error)}))
+        break
+else:
+    print(json.dumps({"stored": stored, "stopped": run.stopped}))
+"""
+
+
+@pytest.mark.parametrize("case", ["file too large (RLIMIT_FSIZE)", "records/ without write permission"])
+def test_a_write_that_cannot_succeed_stops_at_once_without_leaving_tmp_files(tmp_path, case):
+    """The members a full disk shares its handling with, on every machine (root or not): EFBIG from RLIMIT_FSIZE,
+    EACCES from a folder without write permission. The first failing write stops the run, names the file and the
+    error, and leaves no .tmp file."""
+    folder = folder_of(tmp_path / "objs", ["owl.png", "jar.png", "cup.png"])
+    out = tmp_path / "fused"
+    command = [sys.executable, "-c", STORE_IN_CHILD, str(folder), str(out)]
+    if case.startswith("file too large"):
+        size, limit, expected = 5000, 4096, "File too large (EFBIG)"
+        done = subprocess.run(command + [str(size)], capture_output=True, text=True, cwd=REPO, timeout=120,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    else:
+        (out / "records").mkdir(parents=True)
+        (out / "records").chmod(0o555)
+        expected = "Permission denied (EACCES)"
+        done = subprocess.run((NO_DAC if ROOT else []) + command + ["100"], capture_output=True, text=True,
+                              cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["stored"] == 0 and expected in result["stopped"], result
+    assert tmp_files(out) == []

@@ -24,7 +24,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tools.comfy_server import ComfyServer  # noqa: E402
-from tools.folder_runner import FolderRun, RunnerError, WriteStopped, fuse_pair, prepare_workflow  # noqa: E402
+from tools.folder_runner import FolderRun, RunnerError, fuse_pair, prepare_workflow  # noqa: E402
 
 
 def require_ray():
@@ -169,8 +169,10 @@ def run_on_ray(run: FolderRun, address: Optional[str] = None, actors: int = 0, m
                     answer["result"]["fields"]["worker"] = names[k]
                     try:
                         run.store(i, j, answer["result"])
-                    except WriteStopped:  # nothing more can be stored: stop sending pairs (report() says why)
-                        break
+                    except Exception:  # noqa: BLE001 — WriteStopped of the runner's module (it may be __main__)
+                        if run.stopped is None:
+                            raise
+                        break  # nothing more can be stored: stop sending pairs (report() says why)
                     per_actor[k]["pairs"] += 1
                     per_actor[k]["seconds"] += answer["result"]["fields"]["seconds"]
                     stored += 1
@@ -205,7 +207,9 @@ def run_on_ray(run: FolderRun, address: Optional[str] = None, actors: int = 0, m
                  "wall_seconds": round(time.monotonic() - t0, 1)}
         try:
             return run.write_results(extra=dict(extra))
-        except WriteStopped:  # the summary the caller prints, without results.json (report() says so)
+        except Exception:  # noqa: BLE001 — WriteStopped (see above): the summary without results.json
+            if run.stopped is None:
+                raise
             return {**run.summary(run.records()), **extra}
     finally:
         if own:
