@@ -234,7 +234,7 @@ def tmpfs(path: Path, size_kb: int, read_only: bool = False):
             subprocess.run(["umount", "-l", str(path)], check=True)
 
 
-@pytest.mark.parametrize("case", ["read-only file system", "no permission", "under a file"])
+@pytest.mark.parametrize("case", ["read-only file system", "no permission", "under a file", "a file"])
 def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, case):
     folder = folder_of(tmp_path / "objs", ["owl.png", "jar.png"])
     out, expected = tmp_path / "out", None
@@ -242,20 +242,23 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, case
         if case == "read-only file system":
             mounted = stack.enter_context(tmpfs(tmp_path / "ro", 64, read_only=True))
             if mounted is not None:
-                out, expected = mounted / "fused", "Read-only file system"
+                out, expected = mounted / "fused", "cannot write there (Read-only file system)"
             else:  # no mount here: a folder without write permission is the same refusal
                 case = "no permission"
         if case == "no permission":
             (tmp_path / "locked").mkdir()
             (tmp_path / "locked").chmod(0o555)
-            out, expected = tmp_path / "locked" / "fused", "Permission denied"
+            out, expected = tmp_path / "locked" / "fused", "cannot write there (Permission denied)"
         if case == "under a file":
             (tmp_path / "a_file").write_text("x")
-            out, expected = tmp_path / "a_file" / "fused", "Not a directory"
+            out, expected = tmp_path / "a_file" / "fused", "cannot write there (Not a directory)"
+        if case == "a file":
+            out, expected = tmp_path / "results.txt", "is a file, not a folder"
+            out.write_text("the user's")
         done = runner(folder, "--server", unreachable(), "--out", out, timeout=60,
                       unprivileged=case == "no permission")
-        one_line_refusal(done, f"--out {out}: cannot write there ({expected})", "--out PATH", "nothing was run")
-        assert not out.exists()
+        one_line_refusal(done, f"--out {out}: {expected}", "--out PATH", "nothing was run")
+        assert not out.exists() if case != "a file" else out.read_text() == "the user's"
 
 
 def test_stale_tmp_files_of_a_dead_run_are_removed_on_resume(tmp_path):

@@ -136,6 +136,9 @@ def check_output_dir(out: Path) -> Path:
     """``--out`` created if needed and proven writable (a probe file written and removed) before any server starts,
     or RunnerError naming it and the fix."""
     out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise RunnerError(f"--out {out}: is a file, not a folder; give a folder for the results with --out PATH "
+                          f"— nothing was run")
     probe = out / f".folder_runner_probe.{os.getpid()}.tmp"
     try:
         out.mkdir(parents=True, exist_ok=True)
