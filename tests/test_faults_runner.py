@@ -268,7 +268,8 @@ def test_stale_tmp_files_of_a_dead_run_are_removed_on_resume(tmp_path):
     (out / "records").mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    stale = [out / "images" / f".owl__jar_0.png.{dead_pid}.140.tmp", out / "records" / f".owl__jar.json.{dead_pid}.1.tmp",
+    stale = [out / "images" / f".owl__jar_0.png.{dead_pid}.140.tmp",
+             out / "records" / f".owl__jar.json.{dead_pid}.1.tmp",
              out / f".results.json.{dead_pid}.7.tmp"]
     for p in stale:
         p.write_bytes(b"")

@@ -114,7 +114,7 @@ def image_node(nid, ctype, inputs=(), widgets=(), outputs=(), mode=0):
 
 
 def core_graph() -> dict:
-    """LoadImage(1) → ImageInvert(2) → ImageBlend(3) ← LoadImage(1) again; → SaveImage(4) and PreviewImage(5)."""
+    """LoadImage(1) → ImageInvert(2) → ImageBlend(3) ← LoadImage(1) again; → SaveImage(4), PreviewImage(5)."""
     return {"nodes": [
         image_node(1, "LoadImage", widgets=["object_a.png", "image"], outputs=[("IMAGE", "IMAGE", [1, 2])]),
         image_node(2, "ImageInvert", [("image", "IMAGE", 1)], outputs=[("IMAGE", "IMAGE", [3])]),

@@ -331,7 +331,8 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
         else:
             slots = widget_slots(object_info[ctype])
             if len(values) > len(slots):
-                raise WorkflowError(f"node {node['id']} ({ctype}): {len(values)} widget values for widget slots {slots}")
+                raise WorkflowError(f"node {node['id']} ({ctype}): {len(values)} widget values for widget slots "
+                                    f"{slots}")
             inputs.update({name: val for name, val in zip(slots, values) if name is not None})
             for name in slots[len(values):]:  # saved before the node grew these widgets: the frontend's default
                 if name is not None:
