@@ -12,7 +12,6 @@ import re
 import resource
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
