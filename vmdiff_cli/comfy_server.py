@@ -29,7 +29,7 @@ from pathlib import Path
 try:
     import requests
 except ModuleNotFoundError:  # not among ComfyUI's requirements (transformers 5 no longer pulls it in)
-    raise ModuleNotFoundError("tools/comfy_server.py (used by run_workflow.py and folder_runner.py) needs the Python "
+    raise ModuleNotFoundError("vmdiff_cli/comfy_server.py (used by run_workflow.py and folder_runner.py) needs the Python "
                               "package requests, which this Python lacks: pip install \"requests>=2.31,<3\"",
                               name="requests") from None
 

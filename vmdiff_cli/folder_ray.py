@@ -6,7 +6,9 @@ the same actor one after the other (its cache keeps both Redux encodes). The dri
 Faults: an actor whose server died restarts it and reports the pair failed; an actor that died is restarted by Ray
 (its watchdog stops the orphaned server); either way the pair goes back to the queue and runs on any actor, up to
 ``retries`` more times. Every pair ends with exactly one record (the driver stores each pair once), or is reported
-missing with its last error. Ray is optional: not in requirements.txt; ``require_ray`` names the package.
+missing with its last error. The first write of the driver that cannot succeed (disk full, read-only --out) stops
+the run: no more pairs are sent, the actors and their servers are stopped, and the runner says how to resume.
+Ray is optional: not in requirements.txt; ``require_ray`` names the package.
 """
 from __future__ import annotations
 
@@ -153,7 +155,7 @@ class RayDispatch:
 
     def run_all(self) -> None:
         """Until every pair is stored or failed for good."""
-        while self.queue or self.inflight:
+        while (self.queue or self.inflight) and self.run.stopped is None:
             self.submit()
             ready, _ = self.ray.wait(list(self.inflight) + list(self.probes), num_returns=1, timeout=1.0)
             for ref in ready:
@@ -197,7 +199,12 @@ class RayDispatch:
 
     def store(self, k: int, i: int, j: int, result: dict) -> None:
         result["fields"]["worker"] = self.names[k]
-        self.run.store(i, j, result)
+        try:
+            self.run.store(i, j, result)
+        except Exception:  # noqa: BLE001 — WriteStopped of the runner's module (it may be __main__)
+            if self.run.stopped is None:
+                raise
+            return  # nothing more can be stored: run_all stops sending pairs (report() says why)
         stats = self.per_actor[k]
         stats["pairs"] += 1
         stats["seconds"] += result["fields"]["seconds"]
@@ -253,7 +260,13 @@ def run_on_ray(run, address: Optional[str] = None, actors: int = 0, models_dir: 
                 f"each)")
         dispatch.run_all()
         stop_actors(ray, handles)
-        return run.write_results(extra=dispatch.summary())
+        extra = dispatch.summary()
+        try:
+            return run.write_results(extra=dict(extra))
+        except Exception:  # noqa: BLE001 — WriteStopped (see above): the summary without results.json
+            if run.stopped is None:
+                raise
+            return {**run.summary(run.records()), **extra}
     finally:
         if own:
             ray.shutdown()
