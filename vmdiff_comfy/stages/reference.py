@@ -13,8 +13,10 @@ import torch
 import comfy.ldm.modules.attention as comfy_attention
 import nodes as comfy_nodes
 
-from ...vmdiff_ops.reference import drop_unseen_keys, reference_key_bias, reference_token_counts
+from ...vmdiff_ops.reference import (drop_unseen_keys, reference_key_bias, reference_token_counts, scat_reference_bias,
+                                     sinp_reference_bias, sinp_reference_bias_n)
 from ..errors import VMDiffInputError
+from .settings import ops_errors
 from .sockets import ReduxTokens, ReferenceLatents, fingerprint
 from .tokens import to_rgb
 
@@ -169,3 +171,63 @@ def with_reference_bias(model, latents, bias: torch.Tensor):
     hook = ReferenceAttentionBias(bias.float(), counts, previous=options.get(OVERRIDE_KEY))
     options[OVERRIDE_KEY] = hook
     return model, hook
+
+
+def _own_bias(t: ReferenceLatents) -> torch.Tensor:
+    return torch.tensor(t.bias, dtype=torch.float32)
+
+
+def scat_references(tokens_1: ReferenceLatents, tokens_2: ReferenceLatents | None, betas: list[tuple]):
+    """Blending Noise's SCat on references: all references present, b = log β_k (+ each set's own bias).
+    ``tokens_2`` None: tokens_1 is Mix Tokens N's concat, every reference weighed by β1. Returns (latents,
+    bias (len(betas), K))."""
+    with ops_errors():
+        if tokens_2 is None:
+            rows = [scat_reference_bias(b1, 1.0)[0] + _own_bias(tokens_1) for b1, _ in betas]
+            return list(tokens_1.latents), torch.stack(rows)
+        own = torch.cat([_own_bias(tokens_1), _own_bias(tokens_2)])
+        rows = [scat_reference_bias(b1, b2) + own for b1, b2 in betas]
+        return [*tokens_1.latents, *tokens_2.latents], torch.stack(rows)
+
+
+def sinp_references(tokens_1: ReferenceLatents, tokens_2: ReferenceLatents | None, alphas: list[float]):
+    """Mixing Denoise's SInp on references: b = [log min(1, 2(1 − α)), log min(1, 2α)] per α. ``tokens_2`` None:
+    tokens_1 is Mix Tokens N's mix, its own biases (the N-way rule) apply and α does not. Returns (latents,
+    bias (len(alphas), K))."""
+    if tokens_2 is None:
+        return list(tokens_1.latents), _own_bias(tokens_1).expand(len(alphas), -1).clone()
+    own = torch.cat([_own_bias(tokens_1), _own_bias(tokens_2)])
+    with ops_errors():
+        rows = [sinp_reference_bias(a) + own for a in alphas]
+    return [*tokens_1.latents, *tokens_2.latents], torch.stack(rows)
+
+
+def mix_reference_sets(sets: list, weights: list) -> tuple[ReferenceLatents, ReferenceLatents, list[float]]:
+    """Mix Tokens N on references: (SInp: all references with b_k = log min(1, N·w_k), SCat: all references with
+    b_k = 0, the normalised weights). ``sets`` [(k, ReferenceLatents of one image)]."""
+    for k, t in sets:
+        if not is_reference(t):
+            raise VMDiffInputError(f"tokens_{k}: a Redux token set cannot be mixed with reference images; encode "
+                                   f"every object with VMDiff Reference Encode (or every one with Redux Encode)")
+        if len(t.latents) != 1:
+            raise VMDiffInputError(f"tokens_{k}: is already a set of references from VMDiff Mix Tokens N; connect "
+                                   f"single VMDiff Reference Encode outputs")
+        if t.encoder_id != sets[0][1].encoder_id:
+            raise VMDiffInputError(f"tokens_{k}: encoded by another VAE than tokens_{sets[0][0]}; encode all images "
+                                   f"with the model's VAE")
+    with ops_errors("weights: "):
+        bias = sinp_reference_bias_n(weights)
+    total = sum(float(w) for w in weights)
+    names = [f"tokens_{k}" for k, _ in sets]
+    latents = tuple(t.latents[0] for _, t in sets)
+    encoder = sets[0][1].encoder_id
+    sinp = ReferenceLatents(latents, tuple(bias.tolist()), encoder, {"mixed": names})
+    scat = ReferenceLatents(latents, (0.0,) * len(sets), encoder, {"concat": names})
+    return sinp, scat, [float(w) / total for w in weights]
+
+
+def describe(t) -> str:
+    """A short text of a token set or reference set for a node's preview."""
+    if is_reference(t):
+        return f"{len(t.latents)} reference latent(s)"
+    return f"{t.tokens.shape[1]} tokens"
