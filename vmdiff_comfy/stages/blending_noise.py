@@ -11,7 +11,8 @@ from ...vmdiff_ops import NFECounter, blending_noise, flow_sigma_grid, flux_mu, 
 from .checks import check_size, check_token_pair, flux_model_info, latent_downscale
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
 from .parity import bf16_parity
-from .reference import check_reference_pair, is_reference, reference_conditioning, scat_references, with_reference_bias
+from .reference import (check_reference_pair, is_reference, reference_bias_options, reference_conditioning,
+                        scat_references)
 from .settings import StageSettings, ops_errors, raise_problems
 
 
@@ -50,9 +51,10 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, *, seed: int, wi
     s = settings
     betas = list(zip(*(v if isinstance(v, (list, tuple)) else [v] for v in (beta_1, beta_2)), strict=True))
     parity = bf16_parity(s.bf16_state)
+    options = None
     if references:
         latents, bias = scat_references(tokens_1, tokens_2, betas)
-        model, _ = with_reference_bias(model, latents, bias)
+        options, _ = reference_bias_options(model, latents, bias)
         phases = {phase: reference_conditioning(conditioning, latents, parity.guidance(guidance), model)
                   for phase, guidance in (("denoise", s.guidance_denoise), ("invert", s.guidance_invert))}
     else:
@@ -76,7 +78,7 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, *, seed: int, wi
     eps = parity.state(eps)
     with ops_errors():
         run = run_flow_program(model, phases, eps, program, sigmas, 2 * (s.t_den_step + 1), seed, callback,
-                               node=node)
+                               node=node, transformer_options=options)
     return BlendingResult(eps_b=run.x, preview=run.extras["preview"], sigmas=sigmas, nfe=counter.samples,
                           sampling_patched=info.sampling_patched)
 

@@ -10,7 +10,8 @@ from ..errors import VMDiffInputError
 from .checks import check_token_pair, flux_model_info, latent_downscale
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
 from .parity import bf16_parity
-from .reference import check_reference_pair, is_reference, reference_conditioning, sinp_references, with_reference_bias
+from .reference import (check_reference_pair, is_reference, reference_bias_options, reference_conditioning,
+                        sinp_references)
 from .regional import AlphaMap, regional_conditioning, token_grid
 from .settings import StageSettings, ops_errors, problems, raise_problems
 
@@ -51,12 +52,13 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settin
     eps_b = eps_b.repeat(len(alphas), 1, 1, 1) if eps_b.shape[0] == 1 < len(alphas) else eps_b
     parity = bf16_parity(s.bf16_state)
     eps_b = parity.state(eps_b)  # the reference keeps ε_b in bf16 (a no-op on Blending Noise's bf16 ε_b)
+    options = None
     if references:
         if alpha_map is not None:
             raise VMDiffInputError("mask: a spatial α is not available with reference images yet; disconnect the "
                                    "mask (or use Redux token sets)")
         latents, bias = sinp_references(tokens_1, tokens_2, alphas)
-        model, _ = with_reference_bias(model, latents, bias)
+        options, _ = reference_bias_options(model, latents, bias)
         phases = {"mix": reference_conditioning(conditioning, latents, parity.guidance(s.guidance), model)}
     else:
         with ops_errors():
@@ -84,7 +86,8 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settin
                                             on_step=on_step, state_dtype=parity.state_dtype))
 
     with ops_errors():
-        run = run_flow_program(model, phases, eps_b, program, sigmas, s.steps, seed, callback, node=node)
+        run = run_flow_program(model, phases, eps_b, program, sigmas, s.steps, seed, callback, node=node,
+                               transformer_options=options)
     fraction = None
     if s.mix_rule == "official" and tokens_2 is not None and len(alphas) == 1 and not references:
         fraction = official_mix_tokens(tokens_1.tokens, tokens_2.tokens, alphas[0])[1]

@@ -154,23 +154,22 @@ class ReferenceAttentionBias:
         return out
 
 
-def with_reference_bias(model, latents, bias: torch.Tensor):
-    """``model`` cloned with the reference-bias hook for these reference latents, or ``model`` itself when every
-    bias is 0 (plain multi-reference sampling: nothing to weigh, core's path untouched). Returns (model, hook)."""
+def reference_bias_options(model, latents, bias: torch.Tensor):
+    """The transformer_options that install the reference-bias hook for these reference latents on ``model``
+    (for one sampling run; the MODEL itself is not changed), or None when every bias is 0 (plain multi-reference
+    sampling: nothing to weigh, core's path untouched). Returns (options or None, hook or None)."""
     bias = bias.reshape(1, -1) if bias.ndim == 1 else bias
     if not bool((bias != 0).any()):
-        return model, None
+        return None, None
     if not attention_override_supported():
         raise VMDiffInputError("model: this ComfyUI has no transformer_options['optimized_attention_override'] "
                                "(comfy/ldm/modules/attention.py wrap_attn, present in 0.8.0): β ≠ 1 and α ≠ 0.5 "
                                "on reference images need it; update ComfyUI")
     patch_size = getattr(model.model.diffusion_model, "patch_size", 2)
     counts = reference_token_counts([lat.shape for lat in latents], patch_size)
-    model = model.clone()
-    options = model.model_options.setdefault("transformer_options", {})
-    hook = ReferenceAttentionBias(bias.float(), counts, previous=options.get(OVERRIDE_KEY))
-    options[OVERRIDE_KEY] = hook
-    return model, hook
+    previous = model.model_options.get("transformer_options", {}).get(OVERRIDE_KEY)
+    hook = ReferenceAttentionBias(bias.float(), counts, previous=previous)
+    return {OVERRIDE_KEY: hook}, hook
 
 
 def _own_bias(t: ReferenceLatents) -> torch.Tensor:
