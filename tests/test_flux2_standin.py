@@ -29,7 +29,7 @@ from vmdiff_pack.vmdiff_comfy.stages.reference_context import reference_phase_co
 from vmdiff_pack.vmdiff_comfy.stages.settings import SETTINGS, StageSettings  # noqa: E402
 from vmdiff_pack.vmdiff_comfy.stages.prompt import fusion_prompt  # noqa: E402
 from vmdiff_pack.vmdiff_ops import (family_sigma_grid, flow_sigma_grid, flux2_empirical_mu, flux2_sigma_grid,  # noqa: E402
-                                    flux_mu)
+                                    flux_mu, t_den_step_for_sigma)
 
 
 def latent(seed, channels=128, h=4, w=4):
@@ -201,6 +201,20 @@ def test_family_defaults_follow_the_paper_and_the_model_cards():
     assert families.family_defaults("flux1_kontext").guidance == 2.5
     with pytest.raises(VMDiffInputError, match="model_variant"):
         families.family_defaults("flux3")
+
+
+def test_t_den_keeps_the_papers_noise_level_per_family():
+    """t_den is chosen as a noise level: the paper's σ_den = 0.6525 is step 10 of FLUX.1's 20-step grid at 512²; on
+    FLUX.2's grid that noise level is step 16, the table's t_den for the 20-step FLUX.2 variants. The distilled 4-step
+    [klein] grid cannot reach it before its last two steps: its t_den is the last allowed step (2 = steps − 2)."""
+    assert t_den_step_for_sigma(family_sigma_grid("flux1", 20, 512, 512)) == 10
+    for name, d in families.FAMILY_DEFAULTS.items():
+        expected = t_den_step_for_sigma(family_sigma_grid(d.family, d.steps, 512, 512))
+        assert d.t_den_step == expected, name
+    assert t_den_step_for_sigma(family_sigma_grid("flux2", 20, 512, 512)) == 16
+    assert families.family_defaults("flux2_klein").t_den_step == 2
+    with pytest.raises(ValueError, match="steps"):
+        t_den_step_for_sigma(torch.tensor([1.0, 0.0]))
 
 
 # ------------------------------------------------------------------------------------------------------------------

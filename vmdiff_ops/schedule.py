@@ -103,3 +103,18 @@ def family_sigma_grid(family: str, steps: int, width: int, height: int) -> torch
     if family == "flux2":
         return flux2_sigma_grid(steps, width, height)
     raise ValueError(f"family must be one of {SIGMA_GRID_FAMILIES}, got {family!r}")
+
+
+#: σ at the paper's t_den (t = 652, step 10 of FLUX.1's 20-step grid at 512², μ = 0.63; spec §3 table).
+PAPER_SIGMA_DEN = 0.6525
+
+
+def t_den_step_for_sigma(sigmas: torch.Tensor, sigma_den: float = PAPER_SIGMA_DEN) -> int:
+    """The step index i ≤ steps − 2 whose σ_i is nearest ``sigma_den``: t_den as a noise level rather than a place
+    along the grid. On FLUX.1's grid at 512² it is the paper's step 10; FLUX.2's grid stays noisier for longer
+    (σ_10 = 0.87 of 20 steps at 512²), so the same noise level is a later step (16). Raises ValueError for a grid
+    of fewer than 2 steps."""
+    steps = len(sigmas) - 1
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2, got {steps}")
+    return min(range(steps - 1), key=lambda i: abs(float(sigmas[i]) - sigma_den))

@@ -47,8 +47,10 @@ def sigma_grid_for_model(model, steps: int, width: int, height: int) -> torch.Te
 class FamilyDefaults:
     """Stage defaults of one model variant. ``guidance_*`` is the embedded (distilled) guidance a FLUX model reads
     from the conditioning, None where the model has no guidance embedding; ``cfg`` is classifier-free guidance
-    (two DiT passes per step when ≠ 1, with a negative prompt), used by undistilled models only. ``latent_scale``:
-    image pixels per latent cell (FLUX.1 8, FLUX.2 16)."""
+    (two DiT passes per step when ≠ 1, with a negative prompt), used by undistilled models only. ``t_den_step``: the
+    step whose σ is nearest the paper's σ_den = 0.6525 on the family's grid at 512² (vmdiff_ops
+    ``t_den_step_for_sigma``; at most steps − 2). ``latent_scale``: image pixels per latent cell (FLUX.1 8,
+    FLUX.2 16)."""
 
     label: str
     family: str  # σ-grid family
@@ -88,11 +90,11 @@ FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
         guidance_invert=None, guidance=None, cfg=1.0, context="text_and_references", latent_scale=16,
         comfyui="about 0.9.2"),
     "flux2_klein_base": FamilyDefaults(
-        "FLUX.2 [klein] Base 4B / 9B (undistilled)", "flux2", steps=20, t_den_step=10, guidance_denoise=None,
+        "FLUX.2 [klein] Base 4B / 9B (undistilled)", "flux2", steps=20, t_den_step=16, guidance_denoise=None,
         guidance_invert=None, guidance=None, cfg=4.0, context="text_and_references", latent_scale=16,
         comfyui="about 0.9.2"),
     "flux2_dev": FamilyDefaults(
-        "FLUX.2 [dev]", "flux2", steps=20, t_den_step=10, guidance_denoise=5.0, guidance_invert=0.0, guidance=4.0,
+        "FLUX.2 [dev]", "flux2", steps=20, t_den_step=16, guidance_denoise=5.0, guidance_invert=0.0, guidance=4.0,
         cfg=1.0, context="text_and_references", latent_scale=16, comfyui="0.8.0"),
 }
 
