@@ -122,13 +122,17 @@ class FlowProgramSampler(comfy.samplers.Sampler):
 
 def run_flow_program(model, phases: dict[str, list], x_start: torch.Tensor, program: FlowProgram,
                      sigmas: torch.Tensor, total_steps: int, seed: int, callback=None, negative: list | None = None,
-                     cfg: float = 1.0, node: str | None = None) -> FlowRun:
+                     cfg: float = 1.0, node: str | None = None, transformer_options: dict | None = None) -> FlowRun:
     """Run ``program`` on ``model`` from the model-space state ``x_start``. ``sigmas`` is the program's grid (it
     only fills transformer_options["sample_sigmas"] for model patches); ``total_steps`` sizes the progress bar.
     ``callback(step, x0, x, total)`` replaces the default progress bar + latent preview (Auto-Tune keeps one bar).
     ``negative`` + ``cfg`` ≠ 1: classifier-free guidance in every phase (two model evaluations per velocity).
-    ``node``: the node named when the model returns NaN / inf (checked at every pass and on the result)."""
+    ``node``: the node named when the model returns NaN / inf (checked at every pass and on the result).
+    ``transformer_options``: added to the model's for this run only (e.g. the reference-bias attention hook)."""
     guider = PhaseGuider(model)
+    if transformer_options:
+        guider.model_options = {**guider.model_options, "transformer_options": {
+            **guider.model_options.get("transformer_options", {}), **transformer_options}}
     guider.set_phase_conds(phases, negative, cfg)
     sampler = FlowProgramSampler(program, total_steps, node)
     if callback is None:
