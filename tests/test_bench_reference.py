@@ -40,11 +40,16 @@ def test_one_run_prints_both_tables_at_tiny_size(bench, capsys):
     assert "1. Analytic cost per DiT pass" in out and "2. Measured on the stand-ins" in out
     measured = [line.split() for line in out.split("2. Measured")[1].splitlines()[2:] if line.strip()]
     assert len(measured) >= 6
-    for cols in measured:  # ... tokens NFE/step ms/step max|Δ|
-        tokens, nfe, ms, delta = int(cols[-4]), float(cols[-3]), float(cols[-2]), float(cols[-1])
-        assert nfe == 1.0 and ms > 0  # one DiT pass per step on every path, as plain sampling
+    for cols in measured:  # ... tokens NFE/step ms/step ms/pass max|Δ|
+        tokens, nfe, ms, delta = int(cols[-5]), float(cols[-4]), float(cols[-3]), float(cols[-1])
+        assert tokens > 0 and nfe == 1.0 and ms > 0  # one DiT pass per step on every path, as plain sampling
         if "two references (core)" in " ".join(cols):
             assert delta == 0.0
     two = [cols for cols in measured if "two references (core)" in " ".join(cols)]
     flux2 = next(cols for cols in two if "FLUX.2" in " ".join(cols))
-    assert int(flux2[-4]) == 512 + 3 * (32 // 16) ** 2  # text padded to 512, image + two references of 2×2 tokens
+    assert int(flux2[-5]) == 512 + 3 * (32 // 16) ** 2  # text padded to 512, image + two references of 2×2 tokens
+    for cols in measured:  # with the pack's bias hook: α = 0.5 is a zero bias, exactly plain two-reference sampling
+        if "α=0.5" in " ".join(cols):
+            assert float(cols[-1]) == 0.0
+        if "α=0.3" in " ".join(cols):
+            assert float(cols[-1]) > 0.0
