@@ -15,12 +15,18 @@ import latent_preview
 from ..errors import VMDiffInputError
 from .checks import check_finite_output, text_width_problem
 
-CONTEXT_MODES = ("redux_only", "text_and_redux")
+CONTEXT_MODES = ("redux_only", "text_and_redux", "text_and_references")
+#: The mode of reference-latent models (FLUX.2, Kontext): the prompt's text tokens are the context, the images travel
+#: as reference latents (stages.reference_context.reference_phase_conditioning).
+TEXT_AND_REFERENCES = "text_and_references"
 
 
 def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, context_mode: str, vec_dim) -> list:
     """One phase's CONDITIONING: the visual context (SCat or SInp), the prompt's CLIP-L pooled vector and the
     phase's Flux guidance. In ``redux_only`` (the reference) the prompt's text tokens are dropped."""
+    if context_mode == TEXT_AND_REFERENCES:
+        raise VMDiffInputError("context: text_and_references is for reference images (FLUX.2, Kontext: VMDiff "
+                               "Reference Encode); with Redux tokens use redux_only or text_and_redux")
     if not conditioning or conditioning[0][1].get("pooled_output") is None:
         raise VMDiffInputError("conditioning: needs a pooled CLIP-L vector; connect VMDiff Fusion Prompt "
                                "(or CLIP Text Encode) of the fusion prompt")

@@ -105,7 +105,8 @@ SETTINGS = _declare(
     Setting("inversion", "combo", "lagged", "lagged: the reference's inversion rule (source latent, destination "
             "timestep); exact-euler: velocity at the source σ.", options=tuple(INVERSION_RULES), optional=True),
     Setting("context", "combo", "redux_only", "redux_only: the reference (Redux tokens only); text_and_redux: the "
-            "prompt's text tokens first, then the Redux tokens.", options=CONTEXT_MODES, optional=True),
+            "prompt's text tokens first, then the Redux tokens; text_and_references (FLUX.2, Kontext): the prompt's "
+            "text tokens, the images as reference latents.", options=CONTEXT_MODES, optional=True),
     Setting("bf16_state", "bool", False, "Parity with the reference code: round ε and the latent to bf16 after "
             "every step, and feed the DiT bf16-rounded t and guidance (off: float32, ComfyUI's default).",
             optional=True),
