@@ -224,7 +224,7 @@ def test_bad_reference_inputs_name_the_input(kontext):
         VMDiffMixTokensN.execute(z, r2)
     eps_b = blend(kontext, r1, r2)
     no_pooled = [[kontext["cond"][0][0], {}]]
-    with pytest.raises(VMDiffInputError, match="conditioning: the model needs a 32-wide pooled"):
+    with pytest.raises(VMDiffInputError, match="conditioning: the model reads a 32-wide pooled"):
         VMDiffMixingDenoise.execute(kontext["model"], eps_b[0], r1, r2, no_pooled, steps=4)
     empty_text = tiny_models.tiny_flux_conditioning(seed=0, text_tokens=0)
     with pytest.raises(VMDiffInputError, match="conditioning: has no text tokens"):

@@ -8,7 +8,8 @@ import torch
 import comfy.sample
 
 from ...vmdiff_ops import NFECounter, blending_noise, flow_sigma_grid, flux_mu, scale_concat
-from .checks import check_size, check_token_pair, flux_model_info, latent_downscale
+from .checks import check_size, check_token_pair, flux_model_info
+from .families import latent_scale_for_model, sigma_grid_for_model
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
 from .parity import bf16_parity
 from .reference import (check_reference_pair, is_reference, reference_bias_options, reference_conditioning,
@@ -30,7 +31,7 @@ class BlendingResult:
 
 def initial_noise(seed: int, channels: int, width: int, height: int, downscale: int = 8) -> torch.Tensor:
     """ε: ComfyUI's seeded noise (float32 CPU randn), the same values the reference draws before bf16 rounding.
-    ``downscale``: pixels per latent cell (8; FLUX.2: 16, checks.latent_downscale)."""
+    ``downscale``: pixels per latent cell (8; FLUX.2: 16, families.latent_scale_for_model)."""
     return comfy.sample.prepare_noise(torch.zeros(1, channels, height // downscale, width // downscale), seed)
 
 
@@ -59,7 +60,10 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, *, seed: int, wi
                   for phase, guidance in (("denoise", s.guidance_denoise), ("invert", s.guidance_invert))}
     else:
         phases = _redux_phases(conditioning, tokens_1, tokens_2, betas, parity, s, info)
-    sigmas = flow_sigma_grid(s.steps, flux_mu(width, height))
+    if references:  # the σ grid core samples that model family on (FLUX.2: Flux2Scheduler's)
+        sigmas, scale = sigma_grid_for_model(model, s.steps, width, height), latent_scale_for_model(model)
+    else:
+        sigmas, scale = flow_sigma_grid(s.steps, flux_mu(width, height)), 8
     counter = NFECounter()
     preview = {}
 
@@ -74,7 +78,7 @@ def run_blending_noise(model, tokens_1, tokens_2, conditioning, *, seed: int, wi
                                   on_step=hook, state_dtype=parity.state_dtype)
         return ProgramOutput(eps_b, {"preview": preview["x0"]})
 
-    eps = initial_noise(seed, info.latent_channels, width, height, latent_downscale(model)).expand(len(betas), -1, -1, -1).clone()
+    eps = initial_noise(seed, info.latent_channels, width, height, scale).expand(len(betas), -1, -1, -1).clone()
     eps = parity.state(eps)
     with ops_errors():
         run = run_flow_program(model, phases, eps, program, sigmas, 2 * (s.t_den_step + 1), seed, callback,

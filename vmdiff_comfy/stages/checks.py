@@ -51,14 +51,6 @@ OVERFLOW_FIX = ("likely an fp16/fp8 overflow of the model: load it with weight_d
                 "Diffusion Model, or a bf16 / fp8_e4m3fn-scaled checkpoint (ComfyUI: no --fp16-unet / --fp8 flags)")
 
 
-def latent_downscale(model) -> int:
-    """Pixels per latent cell of ``model``'s latent: 16 for FLUX.2 (128 channels, VAE 8× then 2×2 patched into
-    channels, as core's EmptyFlux2LatentImage), 8 for FLUX.1 and SD."""
-    import comfy.latent_formats
-    flux2 = getattr(comfy.latent_formats, "Flux2", None)
-    return 16 if flux2 is not None and isinstance(model.model.latent_format, flux2) else 8
-
-
 def check_finite_output(node: str, what: str, tensor: torch.Tensor, where: str = "", fix: str = OVERFLOW_FIX) -> None:
     """A node's own output (latent, image, score) must be finite: else stop with the node, the step (``where``) and
     the likely cause and fix, instead of passing a black image on."""

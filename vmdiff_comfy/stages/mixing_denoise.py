@@ -7,7 +7,8 @@ import torch
 
 from ...vmdiff_ops import NFECounter, flow_sigma_grid, flux_mu, mix_tokens, mixing_denoise, official_mix_tokens
 from ..errors import VMDiffInputError
-from .checks import check_token_pair, flux_model_info, latent_downscale
+from .checks import check_token_pair, flux_model_info
+from .families import latent_scale_for_model, sigma_grid_for_model
 from .flow import ProgramOutput, phase_conditioning, run_flow_program
 from .parity import bf16_parity
 from .reference import (check_reference_pair, is_reference, reference_bias_options, reference_conditioning,
@@ -76,9 +77,12 @@ def run_mixing_denoise(model, eps_b, tokens_1, tokens_2, conditioning, *, settin
                 lambda a: phase_conditioning(conditioning, mix_tokens(tokens_1.tokens, tokens_2.tokens, a, s.mix_rule),
                                              parity.guidance(s.guidance), s.context, info.vec_dim),
                 alphas[0], alpha_map, token_grid(eps_b.shape, model.model.diffusion_model.patch_size))
-    scale = latent_downscale(model)
-    height, width = eps_b.shape[2] * scale, eps_b.shape[3] * scale
-    sigmas = flow_sigma_grid(s.steps, flux_mu(width, height))
+    if references:  # the σ grid core samples that model family on (FLUX.2: Flux2Scheduler's)
+        scale = latent_scale_for_model(model)
+        sigmas = sigma_grid_for_model(model, s.steps, eps_b.shape[3] * scale, eps_b.shape[2] * scale)
+    else:
+        height, width = eps_b.shape[2] * 8, eps_b.shape[3] * 8
+        sigmas = flow_sigma_grid(s.steps, flux_mu(width, height))
     counter = NFECounter()
 
     def program(velocity_for, x, on_step):

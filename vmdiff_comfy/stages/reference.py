@@ -16,6 +16,8 @@ import nodes as comfy_nodes
 from ...vmdiff_ops.reference import (drop_unseen_keys, reference_key_bias, reference_token_counts, scat_reference_bias,
                                      sinp_reference_bias, sinp_reference_bias_n)
 from ..errors import VMDiffInputError
+from .flow import TEXT_AND_REFERENCES
+from .reference_context import reference_phase_conditioning
 from .settings import ops_errors
 from .sockets import ReduxTokens, ReferenceLatents, fingerprint
 from .tokens import to_rgb
@@ -70,8 +72,10 @@ def check_reference_pair(tokens_1, tokens_2, model) -> None:
 
 def reference_conditioning(conditioning, latents, guidance: float, model) -> list:
     """One phase's CONDITIONING on a reference-latent model: the prompt's own text tokens as the context (and its
-    pooled vector where the model takes one), the phase's guidance, and the references as core's
-    ``reference_latents`` (what ReferenceLatent sets)."""
+    pooled vector where the model reads one: Kontext), the phase's guidance where the model embeds it, and the
+    references as core's ``reference_latents`` (what ReferenceLatent sets): stages.reference_context in its
+    ``text_and_references`` mode, whatever the stage's context widget says (a graph switched from Redux by swapping
+    the encoder node keeps working). Refuses a conditioning that already carries references or has no text."""
     if not conditioning or not isinstance(conditioning, list):
         raise VMDiffInputError("conditioning: expected a CONDITIONING: encode the fusion prompt with the model's own "
                                "text encoder (CLIP Text Encode)")
@@ -79,21 +83,10 @@ def reference_conditioning(conditioning, latents, guidance: float, model) -> lis
     if extras.get("reference_latents"):
         raise VMDiffInputError("conditioning: already carries reference latents (ReferenceLatent); connect the "
                                "plain text conditioning, the references come from tokens_1 / tokens_2")
-    params = getattr(model.model.diffusion_model, "params", None)
-    context_dim, vec_dim = getattr(params, "context_in_dim", None), getattr(params, "vec_in_dim", None)
     if text.shape[1] == 0:
         raise VMDiffInputError("conditioning: has no text tokens; with reference images the prompt's text is the "
                                "context: encode the fusion prompt with CLIP Text Encode")
-    if context_dim is not None and text.shape[-1] != context_dim:
-        raise VMDiffInputError(f"conditioning: its text tokens are {text.shape[-1]} wide, the model takes "
-                               f"{context_dim}; encode the prompt with this model's own text encoder")
-    pooled = extras.get("pooled_output")
-    if vec_dim is not None and (pooled is None or pooled.shape[-1] != vec_dim):
-        raise VMDiffInputError(f"conditioning: the model needs a {vec_dim}-wide pooled vector; encode the prompt "
-                               f"with the model's own text encoder (FLUX.1 Kontext: DualCLIPLoader clip_l + t5xxl)")
-    out = {k: v for k, v in extras.items() if k in ("pooled_output", "attention_mask", "reference_latents_method")}
-    out.update(guidance=guidance, reference_latents=list(latents))
-    return [[text, out]]
+    return reference_phase_conditioning(conditioning, list(latents), guidance, TEXT_AND_REFERENCES, model)
 
 
 class ReferenceAttentionBias:
