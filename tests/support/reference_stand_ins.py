@@ -8,7 +8,7 @@ REFERENCE_STAND_INS = {
     "Flux2Scheduler": {"steps": 2, "width": 32, "height": 32},
     "EmptyFlux2LatentImage": {"width": 32, "height": 32},
 }
-FLUX2_TEXT_WIDTH = 96  # tools/tiny_flux2's context width
+FLUX2_TEXT_WIDTH = 768  # the CLIP-L stand-in file's width (the tiny FLUX.2 takes any context width)
 
 
 def reference_stand_ins(api: dict) -> dict:
