@@ -9,6 +9,7 @@ from .mixing_denoise import VMDiffMixingDenoise
 from .prompt import VMDiffFusionPrompt
 from .random_noise import VMDiffRandomNoise
 from .redux_encode import VMDiffReduxEncode
+from .reference_encode import VMDiffReferenceEncode
 from .save_image import VMDiffSaveImage
 from .stage_settings import VMDiffStageSettings
 from .score_loaders import LOADER_NODES
@@ -18,5 +19,5 @@ from .similarity_score import VMDiffScorer, VMDiffSimilarityScore
 NODES = [
     VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune, VMDiffSaveImage,
     VMDiffMagicMix, *LOADER_NODES, VMDiffScorer, VMDiffSimilarityScore, VMDiffRandomNoise, VMDiffMixTokensN,
-    VMDiffStageSettings, VMDiffClipFromComfy]
+    VMDiffStageSettings, VMDiffClipFromComfy, VMDiffReferenceEncode]
 register_routes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..vmdiff_comfy.errors import guard_inputs
+from ..vmdiff_comfy.stages.reference import describe
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType
 from ..vmdiff_comfy.stages.tokens import mix_token_sets
 from ..vmdiff_ops import MIX_RULES_N
@@ -47,5 +48,5 @@ class VMDiffMixTokensN(io.ComfyNode):
         sets = [(k, t) for k, t, _ in given if t is not None]
         sinp, scat, w = mix_token_sets(sets, [wk for _, t, wk in given if t is not None], mix_rule)
         text = f"{mix_rule} of {len(sets)} sets, weights " + ", ".join(
-            f"tokens_{k} {wk:.3f}" for (k, _), wk in zip(sets, w)) + f"; concat {scat.tokens.shape[1]} tokens"
+            f"tokens_{k} {wk:.3f}" for (k, _), wk in zip(sets, w)) + f"; concat {describe(scat)}"
         return io.NodeOutput(sinp, scat, ui=ui.PreviewText(text))

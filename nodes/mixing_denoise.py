@@ -7,6 +7,7 @@ from ..vmdiff_comfy.errors import guard_inputs
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.checks import SAMPLING_PATCH_NOTE
 from ..vmdiff_comfy.stages.mixing_denoise import run_mixing_denoise
+from ..vmdiff_comfy.stages.reference import describe
 from ..vmdiff_comfy.stages.regional import AlphaMap
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType, noise_from_latent
 
@@ -54,8 +55,9 @@ class VMDiffMixingDenoise(io.ComfyNode):
         out = run_mixing_denoise(model, noise, tokens_1, tokens_2, conditioning, settings=stage, alpha=v["alpha"],
                                  seed=seed, alpha_map=alpha_map)
         alpha, guidance = v["alpha"], stage.guidance
-        text = (f"α = {alpha:g} ({stage.mix_rule}), γ = {guidance:g}, {out.nfe} NFE" if tokens_2 is not None else
-                f"pre-mixed tokens_1 ({tokens_1.tokens.shape[1]} tokens; α, mix_rule unused), γ = {guidance:g}, "
+        rule = "reference attention" if hasattr(tokens_1, "latents") else stage.mix_rule
+        text = (f"α = {alpha:g} ({rule}), γ = {guidance:g}, {out.nfe} NFE" if tokens_2 is not None else
+                f"pre-mixed tokens_1 ({describe(tokens_1)}; α, mix_rule unused), γ = {guidance:g}, "
                 f"{out.nfe} NFE")
         if out.block_alphas is not None:
             text += (f"; α map: {len(out.block_alphas)} context block(s), α = "

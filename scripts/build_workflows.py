@@ -435,6 +435,110 @@ REGIONAL.update({
 GRAPHS.update(vmdiff_regional=REGIONAL)
 
 
+# Reference-image models (issue 18): the same graphs with Redux Encode swapped for VMDiff Reference Encode (the model's
+# VAE → reference latents, weighed by attention biases: β in Blending Noise, α in Mixing Denoise), the fusion prompt
+# encoded by the model's own text encoder, and core's own two-reference sampling beside it on the same seed and prompt.
+def reference_graph(model_file: str, clip: tuple, vae_file: str, stages: dict, core: dict, prefix: str) -> dict:
+    """Loaders, two object images scaled to about 1 MP (as core's reference templates), their reference latents,
+    the fusion prompt, Blending Noise → Mixing Denoise → decode, and ``core`` (node key → description) beside."""
+    graph = {
+        "unet": ("UNETLoader", 0, 0, {"unet_name": model_file, "weight_dtype": "default"}, None),
+        "clip": clip,
+        "vae": ("VAELoader", 0, 2, {"vae_name": vae_file}, None),
+        "image_1": ("LoadImage", 1, 0, {"image": EXAMPLE_IMAGES[0]}, "Object image 1"),
+        "image_2": ("LoadImage", 1, 2, {"image": EXAMPLE_IMAGES[1]}, "Object image 2"),
+        "scaled_1": ("ImageScaleToTotalPixels", 2, 0, {"image": ("@", "image_1", 0), "upscale_method": "lanczos",
+                                                       "megapixels": 1.0, "resolution_steps": 1}, None),
+        "scaled_2": ("ImageScaleToTotalPixels", 2, 1, {"image": ("@", "image_2", 0), "upscale_method": "lanczos",
+                                                       "megapixels": 1.0, "resolution_steps": 1}, None),
+        "tokens_1": ("VMDiffReferenceEncode", 3, 0, {"vae": ("@", "vae", 0), "image": ("@", "scaled_1", 0)}, None),
+        "tokens_2": ("VMDiffReferenceEncode", 3, 1, {"vae": ("@", "vae", 0), "image": ("@", "scaled_2", 0)}, None),
+        "prompt": ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), "label_1": EXAMPLE_LABELS[0],
+                                                "label_2": EXAMPLE_LABELS[1],
+                                                "template": "A photo of {T1} creatively fused with {T2}."}, None),
+        "blend": ("VMDiffBlendingNoise", 4, 0, {
+            "model": ("@", "unet", 0), "tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
+            "conditioning": ("@", "prompt", 0), "seed": 42, "width": 1024, "height": 1024, "beta_1": 1.0,
+            "beta_2": 1.0, "inversion": "lagged", "context": "text_and_references", **stages["blend"]}, None),
+        "mix": ("VMDiffMixingDenoise", 5, 0, {
+            "model": ("@", "unet", 0), "eps_b": ("@", "blend", 0), "tokens_1": ("@", "tokens_1", 0),
+            "tokens_2": ("@", "tokens_2", 0), "conditioning": ("@", "prompt", 0), "alpha": 0.5,
+            "mix_rule": "official", "context": "text_and_references", **stages["mix"]}, "VMDiff Mixing Denoise (α)"),
+        "decode": ("VAEDecode", 6, 0, {"samples": ("@", "mix", 0), "vae": ("@", "vae", 0)}, None),
+        "save": ("SaveImage", 7, 0, {"images": ("@", "decode", 0), "filename_prefix": prefix}, "VMDiff fusion"),
+        "latent_1": ("VAEEncode", 3, 3, {"pixels": ("@", "scaled_1", 0), "vae": ("@", "vae", 0)}, None),
+        "latent_2": ("VAEEncode", 3, 4, {"pixels": ("@", "scaled_2", 0), "vae": ("@", "vae", 0)}, None),
+        "ref_1": ("ReferenceLatent", 4, 3, {"conditioning": ("@", "prompt", 0), "latent": ("@", "latent_1", 0)},
+                  "Core: reference 1"),
+        "ref_2": ("ReferenceLatent", 4, 4, {"conditioning": ("@", "ref_1", 0), "latent": ("@", "latent_2", 0)},
+                  "Core: reference 2"),
+    }
+    graph.update(core)
+    graph["decode_core"] = ("VAEDecode", 6, 3, {"samples": ("@", "core_sample", 0), "vae": ("@", "vae", 0)}, None)
+    graph["save_core"] = ("SaveImage", 7, 3, {"images": ("@", "decode_core", 0), "filename_prefix": f"{prefix}_core"},
+                          "Core two-reference sampling (same seed, prompt)")
+    return graph
+
+
+# FLUX.1 Kontext [dev] (ComfyUI 0.8.0): stage defaults of families.FAMILY_DEFAULTS["flux1_kontext"]; core beside as
+# its own Kontext template samples (FluxGuidance 2.5, KSampler euler / simple, 20 steps, cfg 1).
+KONTEXT = reference_graph(
+    "flux1-dev-kontext_fp8_scaled.safetensors",
+    ("DualCLIPLoader", 0, 1, {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors",
+                              "type": "flux"}, None),
+    "ae.safetensors",
+    {"blend": {"steps": 20, "t_den_step": 10, "guidance_denoise": 3.1, "guidance_invert": 0.0},
+     "mix": {"guidance": 2.5, "steps": 20}},
+    {"core_guidance": ("FluxGuidance", 5, 3, {"conditioning": ("@", "ref_2", 0), "guidance": 2.5}, None),
+     "core_negative": ("ConditioningZeroOut", 5, 4, {"conditioning": ("@", "prompt", 0)}, None),
+     "core_empty": ("EmptySD3LatentImage", 4, 5, {"width": 1024, "height": 1024, "batch_size": 1}, None),
+     "core_sample": ("KSampler", 5, 5, {"model": ("@", "unet", 0), "seed": 42, "steps": 20, "cfg": 1.0,
+                                        "sampler_name": "euler", "scheduler": "simple",
+                                        "positive": ("@", "core_guidance", 0), "negative": ("@", "core_negative", 0),
+                                        "latent_image": ("@", "core_empty", 0), "denoise": 1.0}, None)},
+    "vmdiff_kontext")
+KONTEXT = share_seed(KONTEXT, 1, 4)
+
+# FLUX.2 [klein] 4B distilled (Apache-2.0; ComfyUI from about 0.9.2): 4 steps, no guidance embedding
+# (families.FAMILY_DEFAULTS["flux2_klein"]); core beside: RandomNoise, Flux2Scheduler, euler, BasicGuider.
+FLUX2_CORE = {
+    "core_noise": ("RandomNoise", 5, 3, {"noise_seed": 42}, None),
+    "core_guider": ("BasicGuider", 5, 4, {"model": ("@", "unet", 0), "conditioning": ("@", "ref_2", 0)}, None),
+    "core_sampler": ("KSamplerSelect", 4, 5, {"sampler_name": "euler"}, None),
+    "core_sigmas": ("Flux2Scheduler", 4, 6, {"steps": 4, "width": 1024, "height": 1024}, None),
+    "core_empty": ("EmptyFlux2LatentImage", 4, 7, {"width": 1024, "height": 1024, "batch_size": 1}, None),
+    "core_sample": ("SamplerCustomAdvanced", 5, 5, {"noise": ("@", "core_noise", 0), "guider": ("@", "core_guider", 0),
+                                                    "sampler": ("@", "core_sampler", 0),
+                                                    "sigmas": ("@", "core_sigmas", 0),
+                                                    "latent_image": ("@", "core_empty", 0)}, None),
+}
+FLUX2_CLIP = ("CLIPLoader", 0, 1, {"clip_name": "qwen_3_4b.safetensors", "type": "flux2"}, None)
+FLUX2_STAGES = {"blend": {"steps": 4, "t_den_step": 2, "guidance_denoise": 0.0, "guidance_invert": 0.0},
+                "mix": {"guidance": 0.0, "steps": 4}}
+FLUX2 = share_seed(reference_graph("flux-2-klein-4b-fp8.safetensors", FLUX2_CLIP, "flux2-vae.safetensors",
+                                   FLUX2_STAGES, FLUX2_CORE, "vmdiff_flux2"), 1, 4)
+
+# Auto-Tune on FLUX.2 [klein]: the full graph's scorer and search on reference images.
+FLUX2_AUTO_TUNE = {k: v for k, v in reference_graph("flux-2-klein-4b-fp8.safetensors", FLUX2_CLIP,
+                                                    "flux2-vae.safetensors", FLUX2_STAGES, {}, "vmdiff_flux2").items()
+                   if k in ("unet", "clip", "vae", "image_1", "image_2", "scaled_1", "scaled_2", "tokens_1",
+                            "tokens_2")}
+FLUX2_AUTO_TUNE.update({k: v for k, v in FULL.items() if k in ("dinov2", "open_clip", "grounding_dino", "scorer",
+                                                               "label_1", "label_2", "plot", "grid")})
+FLUX2_AUTO_TUNE["prompt"] = ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), **LINKED_LABELS,
+                                                          "template": "A photo of {T1} creatively fused with {T2}."},
+                             None)
+FLUX2_AUTO_TUNE["auto_tune"] = ("VMDiffAutoTune", 4, 0, {
+    **FULL["auto_tune"][3], "steps": 4, "t_den_step": 2, "guidance_denoise": 0.0, "guidance_invert": 0.0,
+    "guidance": 0.0, "context": "text_and_references", "width": 1024, "height": 1024}, None)
+FLUX2_AUTO_TUNE["save"] = ("VMDiffSaveImage", 5, 0, {"images": ("@", "auto_tune", 0), "params": ("@", "auto_tune", 7),
+                                                     "filename_prefix": "vmdiff_flux2_auto_tune"}, None)
+FLUX2_AUTO_TUNE["plot"] = FULL["plot"][:1] + (5, 2) + FULL["plot"][3:]
+FLUX2_AUTO_TUNE["grid"] = FULL["grid"][:1] + (5, 3) + FULL["grid"][3:]
+FLUX2_AUTO_TUNE["scorer"] = FULL["scorer"][:1] + (3, 4) + FULL["scorer"][3:]
+GRAPHS.update(vmdiff_kontext=KONTEXT, vmdiff_flux2=FLUX2, vmdiff_flux2_auto_tune=FLUX2_AUTO_TUNE)
+
+
 def write_api_twins(names) -> None:
     """The API form of each UI workflow, converted with the object_info of a real (model-less) ComfyUI server."""
     from vmdiff_cli.comfy_server import ComfyServer

@@ -30,6 +30,19 @@ MODEL_DOWNLOADS = {
     "v1-5-pruned-emaonly-fp16.safetensors": (
         "checkpoints", "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
                        "v1-5-pruned-emaonly-fp16.safetensors"),
+    # reference-image models: the FLUX.2 [klein] and Kontext file names and addresses are those of the Comfy-Org
+    # repackaged files as recalled, not checkable from here (no internet): see docs/reference_models.md
+    "flux1-dev-kontext_fp8_scaled.safetensors": (
+        "diffusion_models", "https://huggingface.co/Comfy-Org/flux1-kontext-dev_ComfyUI/resolve/main/split_files/"
+                            "diffusion_models/flux1-dev-kontext_fp8_scaled.safetensors"),
+    "flux-2-klein-4b-fp8.safetensors": (
+        "diffusion_models", "https://huggingface.co/black-forest-labs/FLUX.2-klein-4b-fp8/resolve/main/"
+                            "flux-2-klein-4b-fp8.safetensors"),
+    "qwen_3_4b.safetensors": (
+        "text_encoders", "https://huggingface.co/Comfy-Org/flux2-klein-4B/resolve/main/split_files/text_encoders/"
+                         "qwen_3_4b.safetensors"),
+    "flux2-vae.safetensors": (
+        "vae", "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors"),
     "open_clip_model.safetensors": (
         "open_clip",
         "https://huggingface.co/laion/CLIP-ViT-bigG-14-laion2B-39B-b160k/resolve/main/open_clip_model.safetensors"),

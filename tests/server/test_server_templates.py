@@ -12,6 +12,7 @@ from scripts.build_workflows import EXAMPLE_IMAGES, EXAMPLE_LABELS
 from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
 from vmdiff_cli.workflow_convert import ui_to_api
+from tests.support.reference_stand_ins import REFERENCE_STAND_INS, reference_stand_ins
 from vmdiff_comfy.example_inputs import EXAMPLE_INPUTS, install_example_inputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +30,7 @@ STAND_INS = {  # sizes and steps the CPU stand-ins run in seconds; the scorer lo
                                 "bert": NAMES["bert"]},
     "VMDiffLoadSAM": {"checkpoint": NAMES["sam"]},
     "VMDiffScorer": {"detect_size": 224},
+    **REFERENCE_STAND_INS,
 }
 
 
@@ -79,6 +81,7 @@ def test_shipped_workflow_runs_as_loaded(vmdiff_server, name):
               if v["class_type"] in ("VMDiffFusionPrompt", "PrimitiveString") and isinstance(v["inputs"].get(k), str)}
     assert labels & set(EXAMPLE_LABELS) or name in ("core_two_redux", "vmdiff_magicmix_sd15")
     apply_inputs(api, [], [], [], STAND_INS)
+    reference_stand_ins(api)  # Kontext / FLUX.2 files → stand-ins of the same family
     without_t5(api)
     entry = vmdiff_server.run(api, timeout=1500)
     assert vmdiff_server.output_images(entry)

@@ -15,7 +15,10 @@ import latent_preview
 from ..errors import VMDiffInputError
 from .checks import check_finite_output, check_one_prompt, text_width_problem
 
-CONTEXT_MODES = ("redux_only", "text_and_redux")
+CONTEXT_MODES = ("redux_only", "text_and_redux", "text_and_references")
+#: The mode of reference-latent models (FLUX.2, Kontext): the prompt's text tokens are the context, the images travel
+#: as reference latents (stages.reference_context.reference_phase_conditioning).
+TEXT_AND_REFERENCES = "text_and_references"
 
 
 def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, context_mode: str, vec_dim,
@@ -24,6 +27,9 @@ def phase_conditioning(conditioning, context: torch.Tensor, guidance: float, con
     phase's Flux guidance. In ``redux_only`` (the reference) the prompt's text tokens are dropped. ``conditioning``
     must hold one prompt (``checks.check_one_prompt``: one entry of batch 1, no area / mask / … key outside
     ``honoured``); errors name the input ``name``."""
+    if context_mode == TEXT_AND_REFERENCES:
+        raise VMDiffInputError("context: text_and_references is for reference images (FLUX.2, Kontext: VMDiff "
+                               "Reference Encode); with Redux tokens use redux_only or text_and_redux")
     check_one_prompt(name, conditioning, honoured=honoured, used="one prompt's pooled vector")
     if conditioning[0][1].get("pooled_output") is None:
         raise VMDiffInputError(f"{name}: needs a pooled CLIP-L vector; connect VMDiff Fusion Prompt "
@@ -124,14 +130,19 @@ class FlowProgramSampler(comfy.samplers.Sampler):
 
 def run_flow_program(model, phases: dict[str, list], x_start: torch.Tensor, program: FlowProgram,
                      sigmas: torch.Tensor, total_steps: int, seed: int, callback=None, negative: list | None = None,
-                     cfg: float = 1.0, node: str | None = None, on_pass: Callable | None = None) -> FlowRun:
+                     cfg: float = 1.0, node: str | None = None, on_pass: Callable | None = None,
+                     transformer_options: dict | None = None) -> FlowRun:
     """Run ``program`` on ``model`` from the model-space state ``x_start``. ``sigmas`` is the program's grid (it
     only fills transformer_options["sample_sigmas"] for model patches); ``total_steps`` sizes the progress bar.
     ``callback(step, x0, x, total)`` replaces the default progress bar + latent preview (Auto-Tune keeps one bar).
     ``negative`` + ``cfg`` ≠ 1: classifier-free guidance in every phase (two model evaluations per velocity).
     ``node``: the node named when the model returns NaN / inf (checked at every pass and on the result).
-    ``on_pass(pass number, phase, σ, x̂0)``: called after every model pass (e.g. to watch for non-finite passes)."""
+    ``on_pass(pass number, phase, σ, x̂0)``: called after every model pass (e.g. to watch for non-finite passes).
+    ``transformer_options``: added to the model's for this run only (e.g. the reference-bias attention hook)."""
     guider = PhaseGuider(model)
+    if transformer_options:
+        guider.model_options = {**guider.model_options, "transformer_options": {
+            **guider.model_options.get("transformer_options", {}), **transformer_options}}
     guider.set_phase_conds(phases, negative, cfg)
     sampler = FlowProgramSampler(program, total_steps, node, on_pass)
     if callback is None:

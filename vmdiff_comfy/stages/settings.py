@@ -127,7 +127,8 @@ SETTINGS = _declare(
                      "velocity at the source σ.")),
     Setting("context", "combo", default="redux_only", options=CONTEXT_MODES, optional=True,
             tooltip=("redux_only: the reference (Redux tokens only); text_and_redux: the prompt's text tokens first, "
-                     "then the Redux tokens.")),
+                     "then the Redux tokens; text_and_references (FLUX.2, Kontext): the prompt's text tokens, the "
+                     "images as reference latents.")),
     Setting("bf16_state", "bool", default=False, optional=True,
             tooltip=("Parity with the reference code: round ε and the latent to bf16 after every step, and feed the "
                      "DiT bf16-rounded t and guidance (off: float32, ComfyUI's default).")),

@@ -72,3 +72,15 @@ class BlendedNoise:
             raise VMDiffInputError(f"noise: ε_b has shape {tuple(self.eps_b.shape)} but the latent_image is "
                                    f"{shape}; use an empty latent of the Blending Noise width and height")
         return self.eps_b.expand(shape[0], *self.eps_b.shape[1:]).clone()
+
+
+@dataclass(frozen=True)
+class ReferenceLatents:
+    """One or more reference images as VAE latents (what core's ReferenceLatent appends to a conditioning), with a
+    per-reference attention-logit bias (vmdiff_ops.reference). Travels on the token-set socket, so a graph changes
+    from Redux to a reference-latent model (FLUX.1 Kontext, FLUX.2) by swapping Redux Encode for Reference Encode."""
+
+    latents: tuple  # each (1, C, h, w) in the VAE's latent space, as VAEEncode gives it
+    bias: tuple  # b_k per reference: 0 = as in plain multi-reference sampling, −inf = not seen
+    encoder_id: str
+    info: dict = field(default_factory=dict, compare=False)

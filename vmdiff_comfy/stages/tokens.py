@@ -53,7 +53,11 @@ def redux_tokens(clip_vision, style_model, image: torch.Tensor, resize: str) -> 
 
 
 def mix_token_sets(sets: list, weights: list, rule: str) -> tuple[ReduxTokens, ReduxTokens, list[float]]:
-    """(SInp, SCat, normalised weights) of the connected token sets [(k, z_k)]; errors name the input to fix."""
+    """(SInp, SCat, normalised weights) of the connected token sets [(k, z_k)]; errors name the input to fix.
+    Reference latents (VMDiff Reference Encode) are mixed by attention weights instead (stages.reference)."""
+    if any(not isinstance(t, ReduxTokens) and hasattr(t, "latents") for _, t in sets):
+        from .reference import mix_reference_sets  # reference imports this module (to_rgb)
+        return mix_reference_sets(sets, weights)
     named = [(f"tokens_{k}", t) for k, t in sets]
     for name, t in named:
         check_is_tokens(name, t)

@@ -4,9 +4,11 @@ VMDiffTestForcedScorer: a VMDIFF_SCORER whose scores follow a script (cycled ove
 through the real server takes known branches and its number of candidates can be asserted.
 tiny_loaders.py: loaders returning ComfyUI's real classes built tiny in-process, and reliability probes.
 flux_text.py: a Flux-shaped text CONDITIONING from a CLIP-L-only one (the stand-ins have no T5-XXL).
+flux2_loaders.py: tiny FLUX.2 model / VAE and FLUX.2-shaped text (issue 18).
 """
 from comfy_api.latest import ComfyExtension, io
 
+from .flux2_loaders import NODES as FLUX2_NODES
 from .flux_text import NODES as FLUX_TEXT_NODES
 from .scorers import ForcedScorer
 from .tiny_loaders import NODES as TINY_NODES
@@ -30,7 +32,7 @@ class VMDiffTestForcedScorer(io.ComfyNode):
 
 class TestExtension(ComfyExtension):
     async def get_node_list(self):
-        return [VMDiffTestForcedScorer, *TINY_NODES, *FLUX_TEXT_NODES]
+        return [VMDiffTestForcedScorer, *TINY_NODES, *FLUX_TEXT_NODES, *FLUX2_NODES]
 
 
 async def comfy_entrypoint():

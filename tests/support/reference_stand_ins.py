@@ -1,0 +1,36 @@
+"""The reference-image workflows (vmdiff_kontext, vmdiff_flux2, vmdiff_flux2_auto_tune) on the CPU stand-ins: the
+files they name do not exist here, so their loaders are swapped for stand-ins of the same family (issue 18)."""
+from __future__ import annotations
+
+#: Sizes and steps the stand-ins run in seconds (merged into the template test's STAND_INS).
+REFERENCE_STAND_INS = {
+    "ImageScaleToTotalPixels": {"megapixels": 0.01},
+    "Flux2Scheduler": {"steps": 2, "width": 32, "height": 32},
+    "EmptyFlux2LatentImage": {"width": 32, "height": 32},
+}
+FLUX2_TEXT_WIDTH = 768  # the CLIP-L stand-in file's width (the tiny FLUX.2 takes any context width)
+
+
+def reference_stand_ins(api: dict) -> dict:
+    """In place: a Kontext file → the tiny FLUX.1-architecture file (same layout as Kontext); a FLUX.2 model / VAE
+    file → the test-only tiny FLUX.2 loaders (0.8.0 cannot load a small FLUX.2 file); a FLUX.2 text encoder → CLIP-L
+    whose every encoded text is widened to FLUX.2's text shape (VMDiffTestFlux2Text, no pooled vector)."""
+    for key, node in list(api.items()):
+        inputs = node["inputs"]
+        if node["class_type"] == "UNETLoader" and "kontext" in str(inputs.get("unet_name")):
+            inputs["unet_name"] = "flux1-krea-dev.safetensors"
+        elif node["class_type"] == "UNETLoader" and "flux-2" in str(inputs.get("unet_name")):
+            api[key] = {"class_type": "VMDiffTestTinyFlux2", "inputs": {"seed": 0, "variant": "klein",
+                                                                       "context_dim": FLUX2_TEXT_WIDTH}}
+        elif node["class_type"] == "VAELoader" and "flux2" in str(inputs.get("vae_name")):
+            api[key] = {"class_type": "VMDiffTestTinyFlux2VAE", "inputs": {"seed": 0}}
+        elif node["class_type"] == "CLIPLoader" and inputs.get("type") == "flux2":
+            api[key] = {"class_type": "CLIPLoader", "inputs": {"clip_name": "clip_l.safetensors",
+                                                               "type": "stable_diffusion"}}
+            for text in [k for k, v in api.items() if v["inputs"].get("clip") == [key, 0]]:
+                widened = f"9{text}"
+                for other in api.values():
+                    other["inputs"].update({n: [widened, 0] for n, v in other["inputs"].items() if v == [text, 0]})
+                api[widened] = {"class_type": "VMDiffTestFlux2Text",
+                                "inputs": {"conditioning": [text, 0], "width": FLUX2_TEXT_WIDTH}}
+    return api
