@@ -1,6 +1,6 @@
 """Benchmark: the per-step cost of VMDiff's reference path against the model's own two-reference sampling, in one run.
 
-    python benchmarks/bench_reference.py [--size 64] [--steps 4] [--repeats 3] [--analytic-only]
+    python -m benchmarks.bench_reference [--size 64] [--steps 4] [--repeats 3] [--analytic-only]
 
 1. Analytic, from the real models' configs as ComfyUI runs them: tokens of the joint sequence (text + image +
    references) and attention FLOPs / logit entries per DiT pass at 512² and 1024², for FLUX.1 Kontext [dev] and
@@ -28,8 +28,6 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 
 @dataclass(frozen=True)

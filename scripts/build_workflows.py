@@ -435,9 +435,15 @@ REGIONAL.update({
 GRAPHS.update(vmdiff_regional=REGIONAL)
 
 
-# Reference-image models (issue 18): the same graphs with Redux Encode swapped for VMDiff Reference Encode (the model's
+# Reference-image models (FLUX.1 Kontext, FLUX.2): the same graphs with Redux Encode swapped for VMDiff Reference Encode (the model's
 # VAE → reference latents, weighed by attention biases: β in Blending Noise, α in Mixing Denoise), the fusion prompt
 # encoded by the model's own text encoder, and core's own two-reference sampling beside it on the same seed and prompt.
+REFERENCE_SIZE = "1024² as the model's own reference templates (the references are scaled to about 1 MP)"
+REFERENCE_CONTEXT = "reference-image models read the prompt's text tokens; the images travel as reference latents"
+KONTEXT_GUIDANCE = "Kontext's own guidance (its template: FluxGuidance 2.5); families.FAMILY_DEFAULTS"
+KLEIN_DISTILLED = "FLUX.2 [klein] distilled: 4 steps, no guidance embedding (families.FAMILY_DEFAULTS)"
+
+
 def reference_graph(model_file: str, clip: tuple, vae_file: str, stages: dict, core: dict, prefix: str) -> dict:
     """Loaders, two object images scaled to about 1 MP (as core's reference templates), their reference latents,
     the fusion prompt, Blending Noise → Mixing Denoise → decode, and ``core`` (node key → description) beside."""
@@ -453,17 +459,17 @@ def reference_graph(model_file: str, clip: tuple, vae_file: str, stages: dict, c
                                                        "megapixels": 1.0, "resolution_steps": 1}, None),
         "tokens_1": ("VMDiffReferenceEncode", 3, 0, {"vae": ("@", "vae", 0), "image": ("@", "scaled_1", 0)}, None),
         "tokens_2": ("VMDiffReferenceEncode", 3, 1, {"vae": ("@", "vae", 0), "image": ("@", "scaled_2", 0)}, None),
-        "prompt": ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), "label_1": EXAMPLE_LABELS[0],
-                                                "label_2": EXAMPLE_LABELS[1],
-                                                "template": "A photo of {T1} creatively fused with {T2}."}, None),
+        "prompt": ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), **on_purpose(
+            EXAMPLE_PAIR, label_1=EXAMPLE_LABELS[0], label_2=EXAMPLE_LABELS[1])}, None),
         "blend": ("VMDiffBlendingNoise", 4, 0, {
             "model": ("@", "unet", 0), "tokens_1": ("@", "tokens_1", 0), "tokens_2": ("@", "tokens_2", 0),
-            "conditioning": ("@", "prompt", 0), "seed": 42, "width": 1024, "height": 1024, "beta_1": 1.0,
-            "beta_2": 1.0, "inversion": "lagged", "context": "text_and_references", **stages["blend"]}, None),
+            "conditioning": ("@", "prompt", 0), **on_purpose(REFERENCE_SIZE, width=1024, height=1024),
+            **on_purpose(REFERENCE_CONTEXT, context="text_and_references"), **stages["blend"]}, None),
         "mix": ("VMDiffMixingDenoise", 5, 0, {
             "model": ("@", "unet", 0), "eps_b": ("@", "blend", 0), "tokens_1": ("@", "tokens_1", 0),
-            "tokens_2": ("@", "tokens_2", 0), "conditioning": ("@", "prompt", 0), "alpha": 0.5,
-            "mix_rule": "official", "context": "text_and_references", **stages["mix"]}, "VMDiff Mixing Denoise (α)"),
+            "tokens_2": ("@", "tokens_2", 0), "conditioning": ("@", "prompt", 0),
+            **on_purpose(REFERENCE_CONTEXT, context="text_and_references"), **stages["mix"]},
+            "VMDiff Mixing Denoise (α)"),
         "decode": ("VAEDecode", 6, 0, {"samples": ("@", "mix", 0), "vae": ("@", "vae", 0)}, None),
         "save": ("SaveImage", 7, 0, {"images": ("@", "decode", 0), "filename_prefix": prefix}, "VMDiff fusion"),
         "latent_1": ("VAEEncode", 3, 3, {"pixels": ("@", "scaled_1", 0), "vae": ("@", "vae", 0)}, None),
@@ -487,8 +493,7 @@ KONTEXT = reference_graph(
     ("DualCLIPLoader", 0, 1, {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors",
                               "type": "flux"}, None),
     "ae.safetensors",
-    {"blend": {"steps": 20, "t_den_step": 10, "guidance_denoise": 3.1, "guidance_invert": 0.0},
-     "mix": {"guidance": 2.5, "steps": 20}},
+    {"blend": on_purpose(KONTEXT_GUIDANCE, guidance_denoise=3.1), "mix": on_purpose(KONTEXT_GUIDANCE, guidance=2.5)},
     {"core_guidance": ("FluxGuidance", 5, 3, {"conditioning": ("@", "ref_2", 0), "guidance": 2.5}, None),
      "core_negative": ("ConditioningZeroOut", 5, 4, {"conditioning": ("@", "prompt", 0)}, None),
      "core_empty": ("EmptySD3LatentImage", 4, 5, {"width": 1024, "height": 1024, "batch_size": 1}, None),
@@ -513,8 +518,8 @@ FLUX2_CORE = {
                                                     "latent_image": ("@", "core_empty", 0)}, None),
 }
 FLUX2_CLIP = ("CLIPLoader", 0, 1, {"clip_name": "qwen_3_4b.safetensors", "type": "flux2"}, None)
-FLUX2_STAGES = {"blend": {"steps": 4, "t_den_step": 2, "guidance_denoise": 0.0, "guidance_invert": 0.0},
-                "mix": {"guidance": 0.0, "steps": 4}}
+FLUX2_STAGES = {"blend": on_purpose(KLEIN_DISTILLED, steps=4, t_den_step=2, guidance_denoise=0.0),
+                "mix": on_purpose(KLEIN_DISTILLED, guidance=0.0, steps=4)}
 FLUX2 = share_seed(reference_graph("flux-2-klein-4b-fp8.safetensors", FLUX2_CLIP, "flux2-vae.safetensors",
                                    FLUX2_STAGES, FLUX2_CORE, "vmdiff_flux2"), 1, 4)
 
@@ -525,12 +530,11 @@ FLUX2_AUTO_TUNE = {k: v for k, v in reference_graph("flux-2-klein-4b-fp8.safeten
                             "tokens_2")}
 FLUX2_AUTO_TUNE.update({k: v for k, v in FULL.items() if k in ("dinov2", "open_clip", "grounding_dino", "scorer",
                                                                "label_1", "label_2", "plot", "grid")})
-FLUX2_AUTO_TUNE["prompt"] = ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), **LINKED_LABELS,
-                                                          "template": "A photo of {T1} creatively fused with {T2}."},
-                             None)
+FLUX2_AUTO_TUNE["prompt"] = ("VMDiffFusionPrompt", 2, 2, {"clip": ("@", "clip", 0), **LINKED_LABELS}, None)
 FLUX2_AUTO_TUNE["auto_tune"] = ("VMDiffAutoTune", 4, 0, {
-    **FULL["auto_tune"][3], "steps": 4, "t_den_step": 2, "guidance_denoise": 0.0, "guidance_invert": 0.0,
-    "guidance": 0.0, "context": "text_and_references", "width": 1024, "height": 1024}, None)
+    **FULL["auto_tune"][3], **on_purpose(KLEIN_DISTILLED, steps=4, t_den_step=2, guidance_denoise=0.0, guidance=0.0),
+    **on_purpose(REFERENCE_CONTEXT, context="text_and_references"),
+    **on_purpose(REFERENCE_SIZE, width=1024, height=1024)}, None)
 FLUX2_AUTO_TUNE["save"] = ("VMDiffSaveImage", 5, 0, {"images": ("@", "auto_tune", 0), "params": ("@", "auto_tune", 7),
                                                      "filename_prefix": "vmdiff_flux2_auto_tune"}, None)
 FLUX2_AUTO_TUNE["plot"] = FULL["plot"][:1] + (5, 2) + FULL["plot"][3:]
