@@ -536,7 +536,8 @@ FLUX2_AUTO_TUNE["auto_tune"] = ("VMDiffAutoTune", 4, 0, {
     **on_purpose(REFERENCE_CONTEXT, context="text_and_references"),
     **on_purpose(REFERENCE_SIZE, width=1024, height=1024)}, None)
 FLUX2_AUTO_TUNE["save"] = ("VMDiffSaveImage", 5, 0, {"images": ("@", "auto_tune", 0), "params": ("@", "auto_tune", 7),
-                                                     "filename_prefix": "vmdiff_flux2_auto_tune"}, None)
+                                                     **on_purpose(NAMED_OUTPUT,
+                                                                  filename_prefix="vmdiff_flux2_auto_tune")}, None)
 FLUX2_AUTO_TUNE["plot"] = FULL["plot"][:1] + (5, 2) + FULL["plot"][3:]
 FLUX2_AUTO_TUNE["grid"] = FULL["grid"][:1] + (5, 3) + FULL["grid"][3:]
 FLUX2_AUTO_TUNE["scorer"] = FULL["scorer"][:1] + (3, 4) + FULL["scorer"][3:]
