@@ -302,19 +302,19 @@ def template_thumbnails(browser: Browser, names: list[str]) -> dict:
     # lists the pack's first workflow (a click while the dialog is still filling its lists may be lost)
     browser.page.wait_for_function(f"([pack, first]) => ({find})([first, false]) || !({find})([pack, true])",
                                    arg=[PACK, names[0]], polling=1000, timeout=30_000)
-    # a card's picture: its <img> is in the page and complete (loaded, or failed: width 0); it is then decoded before
-    # it is measured, so a card is never measured before its picture is painted
-    card_img = """(name) => [...document.querySelectorAll('[role=dialog] img')].find(
-        (i) => decodeURIComponent(i.src).split('?')[0].endsWith(`/${name}.jpg`))"""
+    images = "[...document.querySelectorAll('[role=dialog] img')]"
     shown = {}
     for name in names:  # cards load their picture when they come into view (and may unload it after)
-        browser.page.wait_for_function(f"(name) => {{ ({find})([name, false]); const i = ({card_img})(name); "
-                                       "return Boolean(i && i.complete); }", arg=name, polling=250, timeout=30_000)
-        shown[name] = browser.eval(f"""async (name) => {{
-            const i = ({card_img})(name);
-            if (i.naturalWidth) await i.decode().catch(() => null);
-            return [i.naturalWidth, i.naturalHeight];
-        }}""", name)
+        # wait until the card is there and every picture in view has its source and is complete (loaded, or failed:
+        # width 0; an <img> without a source yet also counts as complete), then decode them before measuring, so
+        # no card is measured before its picture is painted
+        browser.page.wait_for_function(f"(name) => ({find})([name, false]) && {images}.length > 0 && "
+                                       f"{images}.every((i) => i.currentSrc && i.complete)", arg=name, polling=250,
+                                       timeout=60_000)
+        shown.update(browser.eval(f"""async () => {{
+            for (const i of {images}) if (i.naturalWidth) await i.decode().catch(() => null);
+            return Object.fromEntries({images}.map((i) => [i.src, [i.naturalWidth, i.naturalHeight]]));
+        }}"""))
     sizes = list(shown.values())
     fetched = {url.rsplit("/", 1)[-1]: status for url, status in browser.responses
                if f"/workflow_templates/{PACK}/" in url and url.endswith(".jpg")}
