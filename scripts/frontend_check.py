@@ -293,6 +293,7 @@ def template_thumbnails(browser: Browser, names: list[str]) -> dict:
     the pictures the dialog shows (sorted [[naturalWidth, naturalHeight], ...]; a broken picture has width 0)."""
     browser.eval("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
     browser.wait_for("() => document.querySelector('[role=dialog]')")
+    browser.pump(1.0)
     find = """([name, click]) => {
         const el = [...document.querySelectorAll('[role=dialog] *')].find(
             (e) => e.children.length === 0 && e.textContent.trim() === name);
@@ -303,24 +304,19 @@ def template_thumbnails(browser: Browser, names: list[str]) -> dict:
     # lists the pack's first workflow (a click while the dialog is still filling its lists may be lost)
     browser.page.wait_for_function(f"([pack, first]) => ({find})([first, false]) || !({find})([pack, true])",
                                    arg=[PACK, names[0]], polling=1000, timeout=30_000)
-    # a card's picture: its <img> is in the page and complete (loaded, or failed: width 0); it is then decoded before
-    # it is measured, so a card is never measured before its picture is painted
-    card_img = """(name) => [...document.querySelectorAll('[role=dialog] img')].find(
-        (i) => decodeURIComponent(i.src).split('?')[0].endsWith(`/${name}.jpg`))"""
+    browser.pump(1.0)
+    images = "[...document.querySelectorAll('[role=dialog] img')]"
     shown = {}
     for name in names:  # cards load their picture when they come into view (and may unload it after)
-        browser.page.wait_for_function(f"(name) => {{ ({find})([name, false]); const i = ({card_img})(name); "
-                                       "return Boolean(i && i.complete); }", arg=name, polling=250, timeout=30_000)
-        shown[name] = browser.eval(f"""async (name) => {{
-            const i = ({card_img})(name);
-            if (i.naturalWidth) await i.decode().catch(() => null);
-            return [i.naturalWidth, i.naturalHeight];
-        }}""", name)
+        browser.eval(find, [name, False])
+        browser.wait_for(f"() => {images}.every((i) => i.complete)", 30)
+        shown.update(browser.eval(f"() => Object.fromEntries({images}.map((i) => [i.src, [i.naturalWidth, "
+                                  "i.naturalHeight]]))"))
     sizes = list(shown.values())
     fetched = {url.rsplit("/", 1)[-1]: status for url, status in browser.responses
                if f"/workflow_templates/{PACK}/" in url and url.endswith(".jpg")}
     browser.page.keyboard.press("Escape")
-    browser.wait_for("() => !document.querySelector('[role=dialog]')")
+    browser.pump(0.5)
     return {"status": {name: fetched.get(f"{name}.jpg") for name in names}, "sizes": sorted(sizes)}
 
 
