@@ -20,14 +20,16 @@ def classes():
 def canonical(api: dict) -> list[str]:
     """An API prompt as a sorted list of node signatures, ids left out: each node's class, its plain inputs and, for
     a linked input, the signature of the node (and slot) it reads. Two prompts that compute the same are equal here
-    whatever their node ids (the frontend numbers a subgraph's nodes "<outer>:<inner>")."""
+    whatever their node ids (the frontend numbers a subgraph's nodes "<outer>:<inner>") and however a number is
+    written (JavaScript sends 5.0 as 5)."""
     memo: dict[str, str] = {}
 
     def sig(node_id: str) -> str:
         if node_id not in memo:
             node = api[node_id]
             inputs = {k: (["@", sig(str(v[0])), v[1]] if isinstance(v, list) and len(v) == 2 and str(v[0]) in api
-                          else v) for k, v in sorted(node["inputs"].items())}
+                          else float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                      for k, v in sorted(node["inputs"].items())}
             memo[node_id] = json.dumps([node["class_type"], inputs], sort_keys=True, ensure_ascii=False)
         return memo[node_id]
 

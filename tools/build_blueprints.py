@@ -265,12 +265,15 @@ def build(blueprint: Blueprint, classes: dict) -> tuple[dict, dict]:
 
 
 def expanded_workflow(blueprint: Blueprint, classes: dict) -> dict:
-    """The source workflow as build_workflows writes it, minus the outside nodes the blueprint leaves out: what the
-    blueprint node, placed and linked the same way, must equal."""
-    graph, _ = _wired_graph(blueprint, classes)
-    fed = {v[1] for v in (blueprint.graph[k][3].get(i) for t in blueprint.exposed.values() for k, i in t)
-           if isinstance(v, tuple)}
-    graph = {k: v for k, v in blueprint.graph.items() if k in graph or k in fed}
+    """The source workflow as build_workflows writes it, minus the outside nodes the blueprint leaves out, each
+    exposed value typed into the inputs it sets (a workflow's "Label" primitive folded in): what the blueprint
+    node, placed and linked the same way, must equal."""
+    graph, primitives = _wired_graph(blueprint, classes)
+    graph = {k: blueprint.graph[k] for k in graph if k not in primitives.values()}
+    for name, targets in blueprint.exposed.items():
+        for key, input_name in targets:
+            graph[key] = graph[key][:3] + ({**graph[key][3], input_name: _widget_value(blueprint, name)},
+                                           graph[key][4])
     return build_ui(graph, classes)
 
 
