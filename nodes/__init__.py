@@ -1,4 +1,5 @@
 """The VMDiff nodes: one file per node (or family of nodes), each only define_schema + a short execute."""
+from ..vmdiff_comfy.discovery import with_discovery
 from ..vmdiff_comfy.stages.checks import guard_inputs
 from ..vmdiff_comfy.stages.presets import register_routes
 from .auto_tune import VMDiffAutoTune
@@ -15,8 +16,9 @@ from .stage_settings import VMDiffStageSettings
 from .score_loaders import LOADER_NODES
 from .similarity_score import VMDiffScorer, VMDiffSimilarityScore
 
-NODES = [guard_inputs(node) for node in (
+NODES = [with_discovery(guard_inputs(node)) for node in (
     VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune, VMDiffSaveImage,
     VMDiffMagicMix, *LOADER_NODES, VMDiffScorer, VMDiffSimilarityScore, VMDiffRandomNoise, VMDiffMixTokensN,
-    VMDiffStageSettings, VMDiffClipFromComfy)]  # every numeric input's range and finiteness, typed or linked
+    VMDiffStageSettings, VMDiffClipFromComfy)]  # every numeric input's range and finiteness, typed or linked;
+# search aliases and the other newer Schema fields where the running ComfyUI has them (vmdiff_comfy/discovery.py)
 register_routes()
