@@ -149,7 +149,7 @@ def test_colliding_labels_are_refused_by_name_before_any_work(tmp_path, names, l
     # the command refuses before it contacts any server or writes anything
     done = runner(folder, "--server", f"http://127.0.0.1:{free_port()}", "--labels", labels,
                   "--out", tmp_path / "out", timeout=60)
-    assert done.returncode == 1 and clash in done.stderr and not (tmp_path / "out").exists()
+    assert done.returncode == 2 and clash in done.stderr and not (tmp_path / "out").exists()  # a refusal: 2
 
 
 def test_pair_ids_are_unique_per_pair_of_files(tmp_path):

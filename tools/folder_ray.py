@@ -6,7 +6,9 @@ the same actor one after the other (its cache keeps both Redux encodes). The dri
 Faults: an actor whose server died restarts it and reports the pair failed; an actor that died is restarted by Ray
 (its watchdog stops the orphaned server); either way the pair goes back to the queue and runs on any actor, up to
 ``retries`` more times. Every pair ends with exactly one record (the driver stores each pair once), or is reported
-missing with its last error. Ray is optional: not in requirements.txt; ``require_ray`` names the package.
+missing with its last error. The first write of the driver that cannot succeed (disk full, read-only --out) stops
+the run: no more pairs are sent, the actors and their servers are stopped, and the runner says how to resume.
+Ray is optional: not in requirements.txt; ``require_ray`` names the package.
 """
 from __future__ import annotations
 
@@ -137,7 +139,7 @@ def run_on_ray(run: FolderRun, address: Optional[str] = None, actors: int = 0, m
         attempts: collections.Counter = collections.Counter()
         per_actor = [{"pairs": 0, "seconds": 0.0, "retried": 0, "failed": 0} for _ in range(count)]
         stored, t0 = 0, time.monotonic()
-        while queue or inflight:
+        while (queue or inflight) and run.stopped is None:
             down = set(probes.values())
             for k in range(count):  # a free actor takes the next unit: both orders of a pair in a row
                 if not busy[k] and k not in down and queue:
@@ -165,7 +167,12 @@ def run_on_ray(run: FolderRun, address: Optional[str] = None, actors: int = 0, m
                         probes[handles[k].info.remote()] = k
                 if "result" in answer:
                     answer["result"]["fields"]["worker"] = names[k]
-                    run.store(i, j, answer["result"])
+                    try:
+                        run.store(i, j, answer["result"])
+                    except Exception:  # noqa: BLE001 — WriteStopped of the runner's module (it may be __main__)
+                        if run.stopped is None:
+                            raise
+                        break  # nothing more can be stored: stop sending pairs (report() says why)
                     per_actor[k]["pairs"] += 1
                     per_actor[k]["seconds"] += answer["result"]["fields"]["seconds"]
                     stored += 1
@@ -196,8 +203,14 @@ def run_on_ray(run: FolderRun, address: Optional[str] = None, actors: int = 0, m
         workers = {n: {**a, "mean_seconds": round(a["seconds"] / a["pairs"], 2) if a["pairs"] else None}
                    for n, a in zip(names, per_actor)}
         retried = sum(min(n, retries) for n in attempts.values())  # failed runs that were run again
-        return run.write_results(extra={"backend": "ray", "actors": count, "retried": retried,
-                                        "workers": workers, "wall_seconds": round(time.monotonic() - t0, 1)})
+        extra = {"backend": "ray", "actors": count, "retried": retried, "workers": workers,
+                 "wall_seconds": round(time.monotonic() - t0, 1)}
+        try:
+            return run.write_results(extra=dict(extra))
+        except Exception:  # noqa: BLE001 — WriteStopped (see above): the summary without results.json
+            if run.stopped is None:
+                raise
+            return {**run.summary(run.records()), **extra}
     finally:
         if own:
             ray.shutdown()

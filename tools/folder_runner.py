@@ -25,12 +25,23 @@ id is unique per pair of files; the runner never overwrites a file it did not wr
 in ``.folder_runner_files``); uploads are named by their content; the exit code is 0 only when every ordered pair
 has its record, else the missing pairs are named with their reasons; SIGTERM, SIGHUP and Ctrl-C stop the ComfyUI
 server the runner started.
+
+Its own mistakes are caught before any server starts, each as one line with exit code 2: an input folder that is
+missing, a file, unreadable or with fewer than two images; an image that does not decode fully (random bytes, a
+truncated or empty file: the runner refuses the folder and names every such file, it never counts one as an
+object; a valid image whose extension names another format is used, as ComfyUI reads it by content); an ``--out``
+it cannot write. Each record is bound to the SHA-256 of its two input files and of the settings it ran (the
+workflow, ``--set``, ``--small``/``--tiny``): a picture replaced under the same name, or other settings, re-run
+that pair (its new record names the one it supersedes). The first write that cannot succeed (disk full, read-only,
+no permission, file too large) stops the run cleanly: the pairs done keep their records, the message says how to
+resume, and no ``.tmp`` file is left (stale ones of a killed run are removed when it is resumed).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -70,10 +81,85 @@ SMALL_OVERRIDES = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2
 
 
 class RunnerError(SystemExit):
-    """A refusal before any work, or a run that did not finish every pair: the message names what and the fix."""
+    """A refusal before any work, or a run that did not finish every pair: the message names what and the fix.
+    The command prints it as one line and exits with code 2."""
 
     def __init__(self, message: str):
         super().__init__(f"[folder_runner] {message}")
+
+
+#: errors of a write that will fail for every later file too: the run stops at the first one
+FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EDQUOT}
+
+
+class WriteStopped(Exception):
+    """A file of --out could not be written (disk full, read-only, no permission, too large): the run stops."""
+
+
+def check_input_dir(folder: Path) -> Path:
+    """The input folder resolved to an absolute path (so ``.`` works), or RunnerError naming the argument and the
+    fix: missing, a file, or unreadable."""
+    given = Path(folder)
+    shown = f"input_dir {str(folder)!r}" + (f" ({given.resolve()})" if not given.is_absolute() else "")
+    if given.is_file():
+        raise RunnerError(f"{shown}: is a file, not a folder; give the folder that holds the object images "
+                          f"(e.g. {given.resolve().parent}) — nothing was run")
+    if not given.is_dir():
+        raise RunnerError(f"{shown}: no such folder; give the folder that holds the object images "
+                          f"(at least two .png/.jpg files) — nothing was run")
+    try:
+        next(iter(os.scandir(given)), None)
+    except OSError as error:
+        raise RunnerError(f"{shown}: cannot be read ({error.strerror}); give a folder you can read, or fix its "
+                          f"permissions (e.g. chmod u+rx) — nothing was run") from None
+    return given.resolve()
+
+
+def image_problem(path: Path) -> Optional[str]:
+    """Why an image file cannot be an object (None when it decodes fully): empty, unreadable, not an image, or
+    truncated. Decodes every pixel (Pillow's load), since a truncated PNG or JPEG opens without error."""
+    from PIL import Image
+
+    try:
+        if path.stat().st_size == 0:
+            return "an empty file"
+        with Image.open(path) as image:
+            image.load()
+    except OSError as error:  # UnidentifiedImageError, truncated data, permission denied, ...
+        return (error.strerror or str(error)) if isinstance(error, PermissionError) else str(error)
+    except Exception as error:  # noqa: BLE001 — a decoder's own error (e.g. SyntaxError for a broken header)
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def check_output_dir(out: Path) -> Path:
+    """``--out`` created if needed and proven writable (a probe file written and removed) before any server starts,
+    or RunnerError naming it and the fix."""
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise RunnerError(f"--out {out}: is a file, not a folder; give a folder for the results with --out PATH "
+                          f"— nothing was run")
+    probe = out / f".folder_runner_probe.{os.getpid()}.tmp"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as error:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise RunnerError(f"--out {out}: cannot write there ({error.strerror or error}); give a folder you can "
+                          f"write with --out PATH — nothing was run") from None
+    return out
+
+
+def settings_hash(workflow: dict, sets: list[str], overrides: Optional[dict]) -> str:
+    """SHA-256 of what a pair's prompt is made from besides its two images and labels: the workflow JSON, the
+    --set values and the class overrides (--small, --tiny). A record made under other settings is stale."""
+    text = json.dumps({"workflow": workflow, "set": list(sets), "overrides": overrides or {}}, sort_keys=True,
+                      ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def sanitize_name(name: str) -> str:
@@ -94,10 +180,17 @@ def find_objects(folder: Path, labels: str = "stem") -> list[dict]:
     Two files whose labels collide (``owl.png`` and ``owl.jpg``: two objects, one label) are refused by name
     before any work; keys that collide only as file names (``a b.png``, ``a_b.png``) get a suffix from the name."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    broken = [(p.name, problem) for p in files if (problem := image_problem(p))]
+    if broken:
+        raise RunnerError(f"{folder}: {len(broken)} file(s) are not images that decode fully: "
+                          f"{'; '.join(f'{name} ({why})' for name, why in broken)}; replace them with the right "
+                          f"pictures or move them out of the folder — nothing was run")
     if len(files) < 2:
-        raise RunnerError(f"{folder}: needs at least two images ({', '.join(IMAGE_SUFFIXES)}), found {len(files)}")
+        raise RunnerError(f"{folder}: needs at least two images ({', '.join(IMAGE_SUFFIXES)}), found {len(files)}; "
+                          f"put the object images in it (file names are the labels) — nothing was run")
     label = sanitize_name if labels == "sanitize" else (lambda s: s.strip())
-    objects = [{"path": p, "stem": p.stem, "label": label(p.stem)} for p in files]
+    objects = [{"path": p, "stem": p.stem, "label": label(p.stem),
+                "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in files]
     by_label: dict[str, list[str]] = {}
     for o in objects:
         by_label.setdefault(o["label"].casefold(), []).append(o["path"].name)
@@ -130,7 +223,7 @@ def pair_id(objects: list[dict], i: int, j: int) -> str:
 def add_string_probes(api: dict, object_info: dict) -> dict:
     """Add a core PreviewAny on every STRING output of the VMDiff nodes, so their JSON comes back in /history.
     Returns {probe node id: (source node id, output name)}."""
-    probes, next_id = {}, max(int(k) for k in api if str(k).isdigit()) + 1
+    probes, next_id = {}, max((int(k) for k in api if str(k).isdigit()), default=0) + 1
     for node_id, node in list(api.items()):
         info = object_info.get(node["class_type"], {})
         if not node["class_type"].startswith("VMDiff"):
@@ -248,20 +341,29 @@ class FolderRun:
     """The pairs of one folder, their outputs and records. ``run(urls)`` fuses what is not done yet over running
     servers (threads); ``store`` writes a pair's images and record, never over a file the runner did not write.
 
-    A pair is done when its record (written last) is one the runner wrote, names this pair and these files, and
-    every image it lists is there; anything else is run again (a resume re-runs exactly what is missing)."""
+    A pair is done when its record (written last) is one the runner wrote, names this pair, these files with this
+    content (SHA-256) and these labels, was made under these settings (``settings_hash``), and every image it lists
+    is there; anything else is run again (a resume re-runs exactly what is missing or stale). The first write that
+    cannot succeed sets ``stopped`` and raises WriteStopped: the workers stop taking pairs."""
 
     def __init__(self, objects: list[dict], out: Path, workflow: dict, sets: list[str] = (),
                  overrides: dict | None = None, timeout: float = 3600, log=print, workflow_name: str = ""):
         self.objects, self.out, self.workflow, self.workflow_name = objects, Path(out), workflow, workflow_name
         self.sets, self.overrides, self.timeout, self.log = list(sets), overrides, timeout, log
-        for sub in ("images", "records"):
-            (self.out / sub).mkdir(parents=True, exist_ok=True)
+        self.settings_sha256 = settings_hash(workflow, self.sets, overrides)
+        try:
+            for sub in ("images", "records"):
+                (self.out / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunnerError(f"--out {self.out}: cannot write there ({error.strerror or error}); give a folder you "
+                              f"can write with --out PATH — nothing was run") from None
         self.lock = threading.Lock()
         self.failures: dict[str, str] = {}  # pair id → reason of its last failure
         self.worker_errors: list[str] = []
+        self.stopped: Optional[str] = None  # why the run stopped at a write that cannot succeed
         self.pairs = [p for unit in pair_units(objects) for p in unit]
         self._check_output_folder()
+        self._remove_stale_tmp()
 
     # --- the output folder -------------------------------------------------------------------------------------
     def _written(self) -> set[str]:
@@ -285,11 +387,45 @@ class FolderRun:
                               f"which this runner did not write here; it never overwrites such files: choose "
                               f"another --out (or move them away) — nothing was run")
 
+    def _remove_stale_tmp(self) -> None:
+        """Remove the half-written ``.<name>.<pid>.<thread>.tmp`` files of runs that are gone (killed, or stopped by
+        a full disk before this cleanup existed); a running process's files are left alone."""
+        removed = []
+        for folder in (self.out, self.out / "images", self.out / "records"):
+            for tmp in folder.glob(".*.tmp"):
+                parts = tmp.name.split(".")
+                pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+                if pid is None or pid == os.getpid() or _pid_alive(pid):
+                    continue
+                try:
+                    tmp.unlink()
+                    removed.append(tmp.relative_to(self.out).as_posix())
+                except OSError:
+                    pass
+        if removed:
+            self.log(f"[folder_runner] removed {len(removed)} unfinished file(s) of an earlier run: "
+                     f"{', '.join(removed[:5])}{' …' if len(removed) > 5 else ''}")
+
     def _write(self, path: Path, data: bytes) -> None:
+        """Write a file of --out atomically (temporary file, claimed in the manifest, renamed). A write that cannot
+        succeed removes its temporary file, sets ``stopped`` and raises WriteStopped."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        self._claim(path)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            self._claim(path)
+            os.replace(tmp, path)
+        except OSError as error:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if error.errno not in FATAL_WRITE_ERRORS:
+                raise
+            reason = f"writing {path.relative_to(self.out).as_posix()} in {self.out} failed: " \
+                     f"{error.strerror or error} ({errno.errorcode.get(error.errno, error.errno)})"
+            if self.stopped is None:
+                self.stopped = reason
+            raise WriteStopped(reason) from None
 
     def _free_image_path(self, name: str, suffix: str, written: set[str]) -> Path:
         """images/<name><suffix>, or <name>-2<suffix>, … if a file the runner did not write has that name."""
@@ -306,19 +442,43 @@ class FolderRun:
         return self.out / "records" / f"{pair_id(self.objects, i, j)}.json"
 
     def done(self, i: int, j: int, written: set[str] | None = None) -> bool:
-        written = self._written() if written is None else written
+        return self.stale_reason(i, j, written) is None
+
+    def _record(self, i: int, j: int, written: set[str]) -> Optional[dict]:
         path = self.record_path(i, j)
         if path.relative_to(self.out).as_posix() not in written or not path.exists():
-            return False
+            return None
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
-            return False
-        return (record.get("pair") == pair_id(self.objects, i, j)
-                and (record.get("image_1"), record.get("image_2")) == (self.objects[i]["path"].name,
-                                                                       self.objects[j]["path"].name)
-                and all(f"images/{name}" in written and (self.out / "images" / name).exists()
-                        for name in record.get("outputs", [])))
+            return None
+        return record if isinstance(record, dict) else None
+
+    def stale_reason(self, i: int, j: int, written: set[str] | None = None) -> Optional[str]:
+        """None when pair (i, j) is done; else why it runs (again): no record, other files, content or settings,
+        or a lost image."""
+        written = self._written() if written is None else written
+        record = self._record(i, j, written)
+        a, b = self.objects[i], self.objects[j]
+        if record is None or record.get("pair") != pair_id(self.objects, i, j):
+            return "no record"
+        if (record.get("image_1"), record.get("image_2")) != (a["path"].name, b["path"].name):
+            return "its record names other files"
+        hashes = record.get("inputs_sha256")
+        if not isinstance(hashes, list) or len(hashes) != 2:
+            return "its record has no content hash of its images (made by an older runner)"
+        changed = [o["path"].name for o, h in zip((a, b), hashes) if o.get("sha256") != h]
+        if changed:
+            return f"{' and '.join(changed)} changed since its record"
+        if record.get("settings_sha256") != self.settings_sha256:
+            return "the settings changed since its record (workflow, --set, --small/--tiny)"
+        if (record.get("label_1"), record.get("label_2")) != (a["label"], b["label"]):
+            return "its labels changed (--labels)"
+        lost = [name for name in record.get("outputs", [])
+                if f"images/{name}" not in written or not (self.out / "images" / name).exists()]
+        if lost:
+            return f"its image {lost[0]} is missing"
+        return None
 
     def todo(self) -> list[list[tuple[int, int]]]:
         written = self._written()
@@ -339,8 +499,14 @@ class FolderRun:
                 self._write(path, data)
                 written.add(path.relative_to(self.out).as_posix())
                 saved.append(path.name)
+            old = self._record(i, j, written)
             record = {"pair": name, "workflow": self.workflow_name, "label_1": a["label"], "label_2": b["label"],
-                      "image_1": a["path"].name, "image_2": b["path"].name, **result["fields"], "outputs": saved}
+                      "image_1": a["path"].name, "image_2": b["path"].name, **result["fields"], "outputs": saved,
+                      "inputs_sha256": [a.get("sha256"), b.get("sha256")], "settings_sha256": self.settings_sha256,
+                      "set": list(self.sets)}
+            if old is not None:  # a stale record (other content or settings) replaced: say which
+                record["supersedes"] = {k: old.get(k) for k in ("prompt_id", "inputs_sha256", "settings_sha256",
+                                                                "set", "outputs")}
             self._write(self.record_path(i, j), (json.dumps(record, indent=1) + "\n").encode())
             self.failures.pop(name, None)
         return record
@@ -364,6 +530,7 @@ class FolderRun:
         total = len(self.pairs)
         self.log(f"[folder_runner] {len(self.objects)} images, {total} ordered pairs, {total - remaining} done, "
                  f"{remaining} to run on {len(urls)} server(s)")
+        self.log_stale(todo)
         bar = tqdm(total=total, initial=total - remaining, unit="pair", file=sys.stderr, dynamic_ncols=True)
         threads = [threading.Thread(target=self._worker, args=(url, units, bar), daemon=True) for url in urls]
         for t in threads:
@@ -372,8 +539,21 @@ class FolderRun:
             while t.is_alive():
                 t.join(0.5)
         bar.close()
-        self.write_results()
+        try:
+            self.write_results()
+        except WriteStopped:
+            pass  # report() says so
         return len(self.missing())
+
+    def log_stale(self, todo: list[list[tuple[int, int]]]) -> None:
+        """Name the pairs that run again although they have a record (a changed picture or setting)."""
+        written = self._written()
+        reasons = [(self.pair_name(i, j), why) for unit in todo for i, j in unit
+                   if (why := self.stale_reason(i, j, written)) != "no record"]
+        for name, why in reasons[:20]:
+            self.log(f"[folder_runner] {name} runs again: {why} (its new record supersedes the old one)")
+        if len(reasons) > 20:
+            self.log(f"[folder_runner] … and {len(reasons) - 20} more pairs run again")
 
     def _worker(self, url: str, units: queue.Queue, bar) -> None:
         try:
@@ -386,15 +566,19 @@ class FolderRun:
             self.log(f"[folder_runner] {url}: {error}")
             return
         uploaded: dict = {}
-        while True:
+        while self.stopped is None:
             try:
                 unit = units.get_nowait()
             except queue.Empty:
                 return
             for i, j in unit:
+                if self.stopped is not None:
+                    return
                 try:
                     self.store(i, j, fuse_pair(client, prepared, self.objects[i], self.objects[j], uploaded,
                                                self.timeout))
+                except WriteStopped:
+                    return  # the whole run stops: report() says what is done and how to resume
                 except BaseException as error:  # noqa: BLE001 — one pair's failure is recorded, not fatal
                     self.fail(i, j, f"on {url}: {error}")
                 bar.update(1)
@@ -445,15 +629,33 @@ class FolderRun:
         done = len(self.pairs) - len(missing)
         self.log(f"[folder_runner] {done} of {len(self.pairs)} pair(s) done, {len(missing)} missing; results in "
                  f"{self.out}")
+        if self.stopped:
+            results = self.out / "results.json"
+            self.log(f"[folder_runner] STOPPED: {self.stopped}. The {done} pair(s) done keep their records in "
+                     f"{self.out / 'records'}"
+                     f"{'' if results.exists() else ' (results.json could not be written)'}; free some space "
+                     f"(or fix the permissions of --out, or choose another --out) and run the same command again: "
+                     f"it runs only the {len(missing)} missing pair(s)")
         for name, stats in self.summary(self.records())["workers"].items():
             self.log(f"[folder_runner]   {name}: {stats['pairs']} pair(s), {stats['mean_seconds']} s a pair")
         for error in self.worker_errors:
             self.log(f"[folder_runner] worker failed: {error}")
         for name in missing[:20]:
-            self.log(f"[folder_runner] missing {name}: {self.failures.get(name, 'not run (no worker took it)')}")
+            default = "not run (the run stopped)" if self.stopped else "not run (no worker took it)"
+            self.log(f"[folder_runner] missing {name}: {self.failures.get(name, default)}")
         if len(missing) > 20:
             self.log(f"[folder_runner] … and {len(missing) - 20} more missing")
         return 1 if missing else 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def server_args(objects: list[dict]) -> list[str]:
@@ -488,6 +690,30 @@ def main(argv=None) -> int:
     ap.add_argument("--retries", type=int, default=2, help="--ray: runs of a failed pair after the first")
     args = ap.parse_args(argv)
     stop_on_signals()
+    try:
+        return _main(ap, args)
+    except RunnerError as error:  # the runner's own refusals: one line, exit code 2, nothing started
+        print(error.code, file=sys.stderr, flush=True)
+        return 2
+
+
+def read_workflow(path: Path, option: str) -> dict:
+    """The workflow JSON at ``path``, or RunnerError naming ``option`` and the fix."""
+    try:
+        workflow = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunnerError(f"{option} {path}: no such file; give a workflow JSON (e.g. workflows/vmdiff_full.json)") \
+            from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RunnerError(f"{option} {path}: not a readable workflow JSON ({error}); give a workflow saved by "
+                          f"ComfyUI (Save, or Export (API))") from None
+    if not isinstance(workflow, dict):
+        raise RunnerError(f"{option} {path}: not a workflow (a JSON object of nodes); give a workflow saved by "
+                          f"ComfyUI")
+    return workflow
+
+
+def _main(ap: argparse.ArgumentParser, args) -> int:
     if args.server and (args.tiny or args.models_dir):
         ap.error("--server uses that server's models: drop --tiny/--models-dir")
     if args.server and args.ray:
@@ -496,9 +722,11 @@ def main(argv=None) -> int:
         from tools.folder_ray import require_ray
 
         require_ray()
-    objects = find_objects(args.input_dir, args.labels)
+    input_dir = check_input_dir(args.input_dir)
+    objects = find_objects(input_dir, args.labels)
     workflow_path = args.workflow or METHOD_WORKFLOWS[args.method]
-    workflow = json.loads(workflow_path.read_text())
+    workflow = read_workflow(workflow_path, "--workflow" if args.workflow else f"--method {args.method}:")
+    out = check_output_dir(args.out or input_dir.with_name(input_dir.name + "_fused"))
     overrides = dict(SMALL_OVERRIDES) if args.small or args.tiny else None
     if args.tiny:  # the stand-in scorer files have their own names (tools/tiny_scorers.py)
         from tools.tiny_scorers import TINY_SCORER_NAMES as names
@@ -509,12 +737,14 @@ def main(argv=None) -> int:
             "VMDiffLoadGroundingDINO": {"config": names["grounding_dino_config"], "checkpoint": names["grounding_dino"],
                                         "bert": names["bert"]},
             "VMDiffLoadSAM": {"checkpoint": names["sam"]}, "VMDiffScorer": {"detect_size": 224}})
-    run = FolderRun(objects, args.out or args.input_dir.with_name(args.input_dir.name + "_fused"), workflow,
-                    args.set, overrides, args.timeout, workflow_name=workflow_path.name)
+    run = FolderRun(objects, out, workflow, args.set, overrides, args.timeout, workflow_name=workflow_path.name)
     if not run.todo():  # a resume with every record there: no server, no Ray, no model files to write
         print(f"[folder_runner] all {len(run.pairs)} ordered pairs of {args.input_dir} already have their record "
               f"in {run.out}: nothing to run", flush=True)
-        run.write_results()
+        try:
+            run.write_results()
+        except WriteStopped:
+            pass  # report() says so
         return run.report()
     models_dir = args.models_dir
     if args.tiny and not args.server:

@@ -27,7 +27,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tools.comfy_server import ComfyClient, ComfyServer, ExecutionError, PromptError, stop_on_signals  # noqa: E402
-from tools.workflow_convert import as_api  # noqa: E402
+from tools.workflow_convert import (UnknownNodeError, WorkflowError, as_api, expand_subgraphs,  # noqa: E402
+                                    node_id_key)
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "vmdiff_manual.json"
 # --tiny is a smoke run on random weights at FLUX.1's full width on the CPU: keep it small (--set still wins).
@@ -78,7 +79,7 @@ def apply_inputs(api: dict, images: list[str | None], labels: list[str | None], 
         for name, value in (class_overrides or {}).get(node["class_type"], {}).items():
             if name in node["inputs"]:
                 node["inputs"][name] = value
-    loaders = sorted((k for k, v in api.items() if v["class_type"] == "LoadImage"), key=int)
+    loaders = sorted((k for k, v in api.items() if v["class_type"] == "LoadImage"), key=node_id_key)
     for i, name in enumerate(images):
         if name is not None:
             if i >= len(loaders):
@@ -108,8 +109,8 @@ def apply_inputs(api: dict, images: list[str | None], labels: list[str | None], 
 # ---------------------------------------------------------------------------------------------- checks before start
 
 def _strings(workflow: dict) -> set[str]:
-    """Every string value a node holds (UI widgets_values or API inputs)."""
-    nodes = workflow["nodes"] if "nodes" in workflow else workflow.values()
+    """Every string value a node holds (UI widgets_values or API inputs; nodes inside subgraphs too)."""
+    nodes = expand_subgraphs(workflow)["nodes"] if "nodes" in workflow else workflow.values()
     values = []
     for node in nodes:
         raw = node.get("widgets_values", node.get("inputs", {}))
@@ -118,7 +119,7 @@ def _strings(workflow: dict) -> set[str]:
 
 
 def _node_types(workflow: dict) -> set[str]:
-    return {n["type"] for n in workflow["nodes"]} if "nodes" in workflow else \
+    return {n["type"] for n in expand_subgraphs(workflow)["nodes"]} if "nodes" in workflow else \
         {n.get("class_type") for n in workflow.values()}
 
 
@@ -275,7 +276,10 @@ def main(argv=None) -> int:
     if not args.workflow.is_file():
         raise UsageError(f"--workflow {args.workflow}: no such file; give a workflow JSON (e.g. workflows/*.json)")
     workflow = json.loads(args.workflow.read_text())
-    check_args(args, workflow)
+    try:
+        check_args(args, workflow)
+    except WorkflowError as exc:  # e.g. a subgraph node without its definition
+        raise UsageError(f"--workflow {args.workflow}: {exc}") from None
     t_start = time.monotonic()
 
     models_dir = args.models_dir
@@ -309,6 +313,9 @@ def main(argv=None) -> int:
                     print(f"[run_workflow] ComfyUI log: {log_copy} ({TORCHAUDIO_NOTE})")
     except (PromptError, ExecutionError) as exc:
         print(f"[run_workflow] FAILED: {exc}", file=sys.stderr)
+        return 1
+    except (UnknownNodeError, WorkflowError) as exc:  # the workflow does not fit this server: one line, no traceback
+        print(f"[run_workflow] FAILED: {args.workflow}: {exc}", file=sys.stderr)
         return 1
     for p in paths:
         print(f"[run_workflow] output: {p}")
