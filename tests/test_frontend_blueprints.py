@@ -109,7 +109,7 @@ def frontend_prompt(browser, bp, classes) -> dict:
 
 
 def test_both_frontends_list_the_blueprints(page):
-    server, browser, problems, version = page
+    _, browser, problems, version = page
     assert problems == [] or version  # the newest frontend on the old backend: its known noise (test_frontend.py)
     defs = {d["display_name"]: d for d in browser.eval(BLUEPRINT_DEFS_JS)}
     for bp in bb.BLUEPRINTS:

@@ -13,8 +13,8 @@ from tools import build_locales as bl
 REPO = Path(__file__).resolve().parents[1]
 OTHERS = [lang for lang in bl.LANGUAGES if lang != "en"]
 #: written as they are in every language (the paper's symbols and the score's terms)
-SYMBOLS = ("α", "β1", "β2", "γ_den", "γ_inv", "γ_gen", "ε_b", "t_den", "SCat", "SInp", "NFE", "z1", "z2", "σ", "ν",
-           "K_max", "K_min", "D1", "D2", "T1", "T2")
+SYMBOLS = ("α", "β1", "β2", "γ_den", "γ_inv", "γ_gen", "ε_b", "t_den", "SCat", "SInp", "NFE", "z1", "z2", "σ",
+           "ν", "K_max", "K_min", "D1", "D2", "T1", "T2")
 
 
 @pytest.fixture(scope="module")
