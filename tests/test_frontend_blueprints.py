@@ -31,7 +31,8 @@ SMALL = {"VMDiffBlendingNoise": {"width": 64, "height": 48, "t_den_step": 1},
 BLUEPRINT_DEFS_JS = """() => (""" + STORES_JS + """).get('nodeDef').nodeDefs
     .filter((d) => d.name.startsWith('SubgraphBlueprint.'))
     .map((d) => ({name: d.name, display_name: d.display_name, category: d.category, description: d.description,
-                  inputs: Object.keys(d.inputs), outputs: (d.outputs ?? []).map((o) => o.name)}))"""
+                  inputs: Object.keys(d.inputs), outputs: (d.outputs ?? []).map((o) => o.name),
+                  essentials_category: d.essentials_category ?? null, search_aliases: d.search_aliases ?? null}))"""
 
 #: Open ``outer`` (the loaders, images and savers), add the blueprint the way the frontend's node library does
 #: (litegraphService.addNodeOnGraph: subgraphStore.getBlueprint + canvas._deserializeItems), link it, queue-build.
@@ -118,6 +119,10 @@ def test_both_frontends_list_the_blueprints(page):
         assert d["inputs"] == [*bp.sockets, *bp.exposed] and d["outputs"] == list(bp.outputs)
         # 1.58.1 files the blueprint under its definition's category; 1.35.9 under "Subgraph Blueprints"
         assert d["category"] == ("Subgraph Blueprints/VMDiff" if version else "Subgraph Blueprints")
+        # 1.58.1 also takes the Essentials section from the definition; its search aliases it takes from the
+        # backend's listing (newer ComfyUI), which 0.8.0 does not send: none here, on either frontend
+        assert d["essentials_category"] == ("generate-image" if version else None)
+        assert d["search_aliases"] is None
 
 
 def test_the_node_library_shows_the_blueprints(page):

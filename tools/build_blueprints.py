@@ -13,7 +13,9 @@ entry in ``BLUEPRINTS``.
 
 The file format is the frontend's (``definitions.subgraphs`` of a workflow whose one node is the subgraph; the
 frontend's own "Publish subgraph" writes the same): its description, category and search aliases are read by
-frontend 1.58.1 (``extra.BlueprintDescription``, ``extra.BlueprintSearchAliases``, the definition's ``category``);
+frontend 1.58.1 (``extra.BlueprintDescription``, ``extra.BlueprintSearchAliases``, the definition's ``category`` and
+``essentials_category``; served by ComfyUI 0.8.0, 1.58.1 overwrites the aliases with the backend's, which 0.8.0 has
+not);
 the pinned 1.35.9 lists it under "Subgraph Blueprints" with the description.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ import argparse
 import json
 import sys
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +56,8 @@ class Blueprint:
     exposed: dict[str, tuple[tuple[str, str], ...]]
     outputs: dict[str, tuple[str, int]]
     search_aliases: tuple[str, ...] = ()
-    placed_extra: dict = field(default_factory=dict)
+    #: the newer frontends' Essentials tab section (1.58.1 reads a blueprint's from its definition)
+    essentials_category: str | None = "generate-image"
 
     @property
     def file_name(self) -> str:
@@ -203,6 +206,7 @@ def build(blueprint: Blueprint, classes: dict) -> tuple[dict, dict]:
                   "lastRerouteId": 0},
         "revision": 0, "config": {}, "name": blueprint.name, "category": CATEGORY,
         "description": blueprint.description,
+        **({"essentials_category": blueprint.essentials_category} if blueprint.essentials_category else {}),
         "inputNode": {"id": INPUT_NODE, "bounding": [x0 - 300, y0, 160, 40 + 20 * len(input_names)]},
         "outputNode": {"id": OUTPUT_NODE, "bounding": [x1 + 100, y0, 160, 40 + 20 * len(output_names)]},
         "inputs": [{"id": _slot_id(blueprint, "input", name), "name": name, "type": kinds[name],
