@@ -15,7 +15,8 @@ from .stage_settings import VMDiffStageSettings
 from .score_loaders import LOADER_NODES
 from .similarity_score import VMDiffScorer, VMDiffSimilarityScore
 
-# a node with numeric inputs carries @guard_inputs in its file (vmdiff_comfy/errors.py): ranges, typed or linked
+# a node with numeric inputs carries @guard_inputs in its file (vmdiff_comfy/errors.py): ranges, typed or linked;
+# @with_discovery sets the newer Schema fields (search aliases, …) where the running ComfyUI has them
 NODES = [
     VMDiffReduxEncode, VMDiffFusionPrompt, VMDiffBlendingNoise, VMDiffMixingDenoise, VMDiffAutoTune, VMDiffSaveImage,
     VMDiffMagicMix, *LOADER_NODES, VMDiffScorer, VMDiffSimilarityScore, VMDiffRandomNoise, VMDiffMixTokensN,

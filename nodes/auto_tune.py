@@ -15,6 +15,7 @@ from ..vmdiff_comfy.stages.presets import PRESET_CHOICES, preset_departures
 from ..vmdiff_comfy.stages.provenance import upstream_model_files
 from ..vmdiff_comfy.stages.settings import SEARCH_OPTION_NAMES
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType, ScorerType
+from ..vmdiff_comfy.discovery import with_discovery
 from ..vmdiff_ops import PRESETS, SearchOptions
 
 STAGE_WIDGETS = ("width", "height", "steps", "search_steps", "t_den_step", "guidance_denoise", "guidance_invert",
@@ -22,6 +23,7 @@ STAGE_WIDGETS = ("width", "height", "steps", "search_steps", "t_den_step", "guid
 WIDGETS = ("seed", *STAGE_WIDGETS, *SEARCH_OPTION_NAMES, "candidates_per_batch")
 
 
+@with_discovery
 @guard_inputs
 class VMDiffAutoTune(io.ComfyNode):
     @classmethod

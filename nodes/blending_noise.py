@@ -8,12 +8,14 @@ from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.blending_noise import run_blending_noise
 from ..vmdiff_comfy.stages.checks import SAMPLING_PATCH_NOTE
 from ..vmdiff_comfy.stages.sockets import BlendedNoise, ReduxTokensType, noise_space_latent
+from ..vmdiff_comfy.discovery import with_discovery
 from ..vmdiff_ops import t_den_sigma
 
 WIDGETS = ("seed", "width", "height", "steps", "t_den_step", "guidance_denoise", "guidance_invert", "beta_1", "beta_2",
            "inversion", "context", "bf16_state")
 
 
+@with_discovery
 @guard_inputs
 class VMDiffBlendingNoise(io.ComfyNode):
     @classmethod

@@ -11,11 +11,13 @@ from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.magicmix import run_magicmix
 from ..vmdiff_comfy.stages.settings import MAGICMIX
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType
+from ..vmdiff_comfy.discovery import with_discovery
 
 WIDGETS = ("seed", "steps", "scheduler", "k_max", "k_min", "nu", "cfg", "width", "height", "reweight_scale",
            "reweight_tokens")
 
 
+@with_discovery
 @guard_inputs
 class VMDiffMagicMix(io.ComfyNode):
     @classmethod

@@ -8,11 +8,13 @@ from ..vmdiff_comfy.errors import guard_inputs
 from ..vmdiff_comfy.stages.reference import describe
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType
 from ..vmdiff_comfy.stages.tokens import mix_token_sets
+from ..vmdiff_comfy.discovery import with_discovery
 from ..vmdiff_ops import MIX_RULES_N
 
 MAX_SETS = 4
 
 
+@with_discovery
 @guard_inputs
 class VMDiffMixTokensN(io.ComfyNode):
     @classmethod

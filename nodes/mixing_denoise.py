@@ -10,11 +10,13 @@ from ..vmdiff_comfy.stages.mixing_denoise import run_mixing_denoise
 from ..vmdiff_comfy.stages.reference import describe
 from ..vmdiff_comfy.stages.regional import AlphaMap
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType, noise_from_latent
+from ..vmdiff_comfy.discovery import with_discovery
 
 WIDGETS = ("alpha", "guidance", "steps", "mix_rule", "context", "bf16_state", "alpha_masked", "mask_levels",
            "image_attention")
 
 
+@with_discovery
 @guard_inputs
 class VMDiffMixingDenoise(io.ComfyNode):
     @classmethod

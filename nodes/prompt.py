@@ -4,8 +4,10 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..vmdiff_comfy.stages.prompt import DEFAULT_TEMPLATE, check_one_clip_window, fusion_prompt
+from ..vmdiff_comfy.discovery import with_discovery
 
 
+@with_discovery
 class VMDiffFusionPrompt(io.ComfyNode):
     @classmethod
     def define_schema(cls):

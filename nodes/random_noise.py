@@ -10,11 +10,13 @@ from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.blending_noise import initial_noise
 from ..vmdiff_comfy.stages.checks import check_size
 from ..vmdiff_comfy.stages.sockets import noise_space_latent
+from ..vmdiff_comfy.discovery import with_discovery
 
 #: FLUX.1's latent channels (what Mixing Denoise checks eps_b against).
 FLUX_LATENT_CHANNELS = 16
 
 
+@with_discovery
 @guard_inputs
 class VMDiffRandomNoise(io.ComfyNode):
     @classmethod

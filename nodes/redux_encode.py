@@ -5,8 +5,10 @@ from comfy_api.latest import io, ui
 
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType
 from ..vmdiff_comfy.stages.tokens import RESIZE_MODES, redux_tokens
+from ..vmdiff_comfy.discovery import with_discovery
 
 
+@with_discovery
 class VMDiffReduxEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls):

@@ -6,8 +6,10 @@ from comfy_api.latest import io, ui
 
 from ..vmdiff_comfy.stages.reference import encode_reference
 from ..vmdiff_comfy.stages.sockets import ReduxTokensType
+from ..vmdiff_comfy.discovery import with_discovery
 
 
+@with_discovery
 class VMDiffReferenceEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls):

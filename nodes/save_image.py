@@ -9,10 +9,12 @@ from comfy_api.latest import io
 
 from ..vmdiff_comfy.errors import VMDiffInputError
 from ..vmdiff_comfy.stages.checks import image_input
+from ..vmdiff_comfy.discovery import with_discovery
 
 METADATA_KEY = "vmdiff"
 
 
+@with_discovery
 class VMDiffSaveImage(io.ComfyNode):
     @classmethod
     def define_schema(cls):

@@ -13,8 +13,10 @@ from ..vmdiff_ops import score as score_ops
 from ..vmdiff_comfy.errors import VMDiffInputError, guard_inputs
 from ..vmdiff_comfy.stages.checks import check_finite_output
 from ..vmdiff_comfy.stages.sockets import ScorerType
+from ..vmdiff_comfy.discovery import with_discovery
 
 
+@with_discovery
 @guard_inputs
 class VMDiffScorer(io.ComfyNode):
     @classmethod
@@ -75,6 +77,7 @@ class VMDiffScorer(io.ComfyNode):
         return io.NodeOutput(scorer, scorer.preview([]), ui=ui.PreviewText(scorer.describe()))
 
 
+@with_discovery
 class VMDiffSimilarityScore(io.ComfyNode):
     @classmethod
     def define_schema(cls):

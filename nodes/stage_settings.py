@@ -10,8 +10,10 @@ from ..vmdiff_comfy.errors import guard_inputs, raise_problems
 from ..vmdiff_comfy.stages import settings
 from ..vmdiff_comfy.stages.settings import StageSettings
 from ..vmdiff_comfy.stages.sockets import StageSettingsType
+from ..vmdiff_comfy.discovery import with_discovery
 
 
+@with_discovery
 @guard_inputs
 class VMDiffStageSettings(io.ComfyNode):
     @classmethod

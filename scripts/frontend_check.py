@@ -11,6 +11,8 @@ Playwright drives the system Chromium (Debian's ``chromium``; scripts/install_ch
     .venv/bin/python -m scripts.frontend_check workflows/*.json             # starts its own model-less server
     .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
         --screenshot docs/vmdiff_manual_graph_vue.png
+    .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 --locale zh workflows/vmdiff_manual.json \\
+        --screenshot docs/vmdiff_manual_graph_zh_vue.png
     .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
         --missing-models docs/missing_models_vue.png
     .venv/bin/python -m scripts.frontend_check --thumbnails                  # rewrites workflows/<name>.jpg
@@ -404,6 +406,7 @@ def main(argv=None) -> int:
     ap.add_argument("--thumbnails", action="store_true",
                     help="write each workflow's template-browser thumbnail beside it (<name>.jpg)")
     ap.add_argument("--size", default="1600x1000", help="browser window WIDTHxHEIGHT")
+    ap.add_argument("--locale", help="the frontend's language (Comfy.Locale: en, zh, zh-TW, ja, ko, fr, de, ...)")
     args = ap.parse_args(argv)
     paths = args.workflows or sorted((REPO_ROOT / "workflows").glob("*.json"))
     width, height = (int(v) for v in args.size.split("x"))
@@ -414,6 +417,8 @@ def main(argv=None) -> int:
                                                                                     extra_args=extra)
     with serving as server:
         prepare_server(server, vue=args.vue)
+        if args.locale:
+            server.http.post(server.url + "/api/settings/Comfy.Locale", json=args.locale, timeout=30).raise_for_status()
         with Browser(width, height) as browser:
             page = [p for p in open_frontend(browser, server.url) if not is_fresh_install_noise(p)]
             if page:

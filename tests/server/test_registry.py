@@ -16,7 +16,7 @@ COMFY_CLI = "comfy-cli==1.23.0"
 CLI_VENV = REPO / ".cache" / "comfy-cli-venv"
 NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
               "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
-DEV_ONLY = ("tests/", "benchmarks/", ".ci/", "scripts/", "tools/", "docs/", ".cache/", ".venv/", "output/")
+DEV_ONLY = ("tests/", "benchmarks/", ".ci/", "scripts/", "tools/", ".cache/", ".venv/", "output/")
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,15 @@ def test_comfy_node_pack_holds_only_what_runs_in_comfyui(packed):
                    "web/vmdiff_auto_tune.js", "workflows/vmdiff_manual.json", "workflows/vmdiff_manual.jpg",
                    "example_inputs/vmdiff_example_cat.jpg", "requirements.txt", "LICENSE", "pyproject.toml",
                    "vmdiff_cli/folder_runner.py", "vmdiff_cli/folder_ray.py", "vmdiff_cli/run_workflow.py",
-                   "vmdiff_cli/comfy_server.py", "vmdiff_cli/tiny_models.py", "vmdiff_cli/model_downloads.py"):
+                   "vmdiff_cli/comfy_server.py", "vmdiff_cli/tiny_models.py", "vmdiff_cli/model_downloads.py",
+                   "subgraphs/VMDiff Fuse.json", "subgraphs/VMDiff Auto-Tune Fuse.json", "locales/en/main.json",
+                   "locales/zh/main.json", "locales/zh-TW/main.json", "locales/pt-BR/main.json"):
         assert needed in names, needed
+    # the blueprints and every language ship
+    assert sorted(n for n in names if n.startswith("locales/")) == sorted(
+        f"locales/{p.parent.name}/main.json" for p in (REPO / "locales").glob("*/main.json"))
+    assert {n for n in names if n.startswith("subgraphs/")} == {f"subgraphs/{p.name}"
+                                                                  for p in (REPO / "subgraphs").glob("*.json")}
 
 
 @pytest.mark.slow
