@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-from scripts.build_workflows import FULL, MANUAL, build_ui
+from scripts.build_workflows import FULL, MANUAL, Default, OnPurpose, build_ui, declared_default
 
 SUBGRAPHS = REPO_ROOT / "subgraphs"
 #: uuid5 namespace: a blueprint's subgraph id and slot ids follow from its name (stable across rebuilds)
@@ -105,12 +105,18 @@ def _slot_id(blueprint: Blueprint, kind: str, name: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{blueprint.name}/{kind}/{name}"))
 
 
-def _widget_value(blueprint: Blueprint, name: str):
+def _widget_value(blueprint: Blueprint, name: str, classes: dict):
+    """The value the source workflow gives exposed widget ``name``: as set (on purpose or not), a primitive's value
+    when linked, else the node's declared default (what build_ui saves for it)."""
     key, input_name = blueprint.exposed[name][0]
-    value = blueprint.graph[key][3].get(input_name)
+    class_type, value = blueprint.graph[key][0], blueprint.graph[key][3].get(input_name)
     if isinstance(value, tuple):  # linked in the workflow (a primitive): its value
         value = blueprint.graph[value[1]][3]["value"]
-    return value
+    if isinstance(value, OnPurpose):
+        value = value.value
+    if isinstance(value, Default):
+        class_type, input_name, value = value.class_type, value.name, None
+    return declared_default(classes, class_type, input_name) if value is None else value
 
 
 def _wired_graph(blueprint: Blueprint, classes: dict) -> tuple[dict, dict[str, str]]:
@@ -122,7 +128,7 @@ def _wired_graph(blueprint: Blueprint, classes: dict) -> tuple[dict, dict[str, s
         key, input_name = targets[0]
         kind = _input_kind(classes[graph[key][0]], input_name)
         primitives[name] = f"__exposed_{name}"
-        graph[primitives[name]] = (PRIMITIVE_OF[kind], 1, 8, {"value": _widget_value(blueprint, name)}, name)
+        graph[primitives[name]] = (PRIMITIVE_OF[kind], 1, 8, {"value": _widget_value(blueprint, name, classes)}, name)
         for key, input_name in targets:
             graph[key] = graph[key][:3] + ({**graph[key][3], input_name: ("@", primitives[name], 0)}, graph[key][4])
     # outside nodes that fed an exposed widget (primitives of the workflow) and outside nodes that read an inside
@@ -226,7 +232,7 @@ def build(blueprint: Blueprint, classes: dict) -> tuple[dict, dict]:
                         for name in output_names],
             "title": blueprint.name,
             "properties": {"proxyWidgets": [["-1", name] for name in widget_inputs]},
-            "widgets_values": [_widget_value(blueprint, name) for name in widget_inputs],
+            "widgets_values": [_widget_value(blueprint, name, classes) for name in widget_inputs],
         }
 
     extra = {"BlueprintDescription": blueprint.description, "BlueprintSearchAliases": list(blueprint.search_aliases)}
@@ -273,7 +279,7 @@ def expanded_workflow(blueprint: Blueprint, classes: dict) -> dict:
     graph = {k: blueprint.graph[k] for k in graph if k not in primitives.values()}
     for name, targets in blueprint.exposed.items():
         for key, input_name in targets:
-            graph[key] = graph[key][:3] + ({**graph[key][3], input_name: _widget_value(blueprint, name)},
+            graph[key] = graph[key][:3] + ({**graph[key][3], input_name: _widget_value(blueprint, name, classes)},
                                            graph[key][4])
     return build_ui(graph, classes)
 
