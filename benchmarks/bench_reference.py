@@ -193,7 +193,8 @@ def stand_ins():
         cond = clip.encode_from_tokens_scheduled(clip.tokenize("A photo of owl creatively fused with jar."))
         return tiny_flux2.flux2_text_conditioning(cond, tiny_flux2.TINY_FLUX2_CONFIG["context_in_dim"])
 
-    return [("tiny FLUX.1 Kontext-shaped", tiny_models.tiny_flux(0), tiny_models.tiny_flux_conditioning(0, text_tokens=8),
+    return [("tiny FLUX.1 Kontext-shaped", tiny_models.tiny_flux(0),
+             tiny_models.tiny_flux_conditioning(0, text_tokens=8),
              16, 8, "flux1"),
             ("tiny FLUX.2 [klein]", tiny_flux2.tiny_flux2(0), text_flux2(), 128, 16, "flux2")]
 

@@ -26,9 +26,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 from scripts.build_workflows import FULL, MANUAL, Default, OnPurpose, build_ui, declared_default
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SUBGRAPHS = REPO_ROOT / "subgraphs"
 #: uuid5 namespace: a blueprint's subgraph id and slot ids follow from its name (stable across rebuilds)

@@ -5,7 +5,8 @@ Run after changing a node's inputs or a declared default: ``python -m scripts.bu
 A description names only what a workflow sets: a widget it leaves out is saved at the node's declared default
 (vmdiff_comfy/stages/settings.py for the VMDiff stages), so changing a default there is one edit plus a rebuild. A
 value a workflow sets away from its default on purpose is ``on_purpose(reason, name=value)``: the reason is shown in
-the workflow's Note and kept in the node's properties (tests/nodes/test_workflow_defaults.py checks both). The API twins in
+the workflow's Note and kept in the node's properties (tests/nodes/test_workflow_defaults.py checks both). The API
+twins in
 ``workflows/api/`` are then made from the UI files by ``vmdiff_cli/workflow_convert.py`` with the object_info of a real
 ComfyUI server it starts (a test keeps both in sync).
 """
@@ -435,7 +436,8 @@ REGIONAL.update({
 GRAPHS.update(vmdiff_regional=REGIONAL)
 
 
-# Reference-image models (FLUX.1 Kontext, FLUX.2): the same graphs with Redux Encode swapped for VMDiff Reference Encode (the model's
+# Reference-image models (FLUX.1 Kontext, FLUX.2): the same graphs with Redux Encode swapped for VMDiff Reference
+# Encode (the model's
 # VAE → reference latents, weighed by attention biases: β in Blending Noise, α in Mixing Denoise), the fusion prompt
 # encoded by the model's own text encoder, and core's own two-reference sampling beside it on the same seed and prompt.
 REFERENCE_SIZE = "1024² as the model's own reference templates (the references are scaled to about 1 MP)"

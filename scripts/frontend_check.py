@@ -11,7 +11,8 @@ Playwright drives the system Chromium (Debian's ``chromium``; scripts/install_ch
     .venv/bin/python -m scripts.frontend_check workflows/*.json             # starts its own model-less server
     .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
         --screenshot docs/vmdiff_manual_graph_vue.png
-    .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 --locale zh workflows/vmdiff_manual.json \\
+    .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 --locale zh \\
+        workflows/vmdiff_manual.json \\
         --screenshot docs/vmdiff_manual_graph_zh_vue.png
     .venv/bin/python -m scripts.frontend_check --vue --frontend-version 1.58.1 workflows/vmdiff_manual.json \\
         --missing-models docs/missing_models_vue.png

@@ -7,7 +7,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # the one sys.path entry of the tests: `import vmdiff_cli…`, `import tests.support…`
+    # the one sys.path entry of the tests: `import vmdiff_cli…`, `import tests.support…`
+    sys.path.insert(0, str(REPO_ROOT))
 
 # The repo root has an __init__.py (it is a custom node pack), so pytest imports this file as `<folder>.tests.conftest`
 # and never binds the top-level name `tests`. Bind it to this folder now: once ComfyUI's root joins sys.path, ComfyUI's

@@ -29,7 +29,8 @@ from pathlib import Path
 try:
     import requests
 except ModuleNotFoundError:  # not among ComfyUI's requirements (transformers 5 no longer pulls it in)
-    raise ModuleNotFoundError("vmdiff_cli/comfy_server.py (used by run_workflow.py and folder_runner.py) needs the Python "
+    raise ModuleNotFoundError("vmdiff_cli/comfy_server.py (used by run_workflow.py and folder_runner.py) needs the "
+                              "Python "
                               "package requests, which this Python lacks: pip install \"requests>=2.31,<3\"",
                               name="requests") from None
 
@@ -87,7 +88,8 @@ def write_extra_model_paths_yaml(models_dir: Path, yaml_path: Path, custom_nodes
     """Map every model folder under models_dir (plus the usual names; ``clip`` is ``text_encoders``' legacy name) for
     ``--extra-model-paths-config``, optionally also loading custom node folders (ComfyUI's utils/extra_config.py)."""
     models_dir = Path(models_dir).resolve()
-    names = set(MODEL_FOLDERS) | ({p.name for p in models_dir.iterdir() if p.is_dir()} if models_dir.is_dir() else set())
+    found = {p.name for p in models_dir.iterdir() if p.is_dir()} if models_dir.is_dir() else set()
+    names = set(MODEL_FOLDERS) | found
     lines = ["vmdiff_models:", f"    base_path: {json.dumps(str(models_dir))}", "    is_default: true"]
     lines += [f"    {name}: {name}" for name in sorted(names)]
     if custom_nodes_dirs:

@@ -15,7 +15,8 @@ that width (``flux2_loader_file_size`` measures it: see tests/nodes/test_flux2_s
   (ch 128, ch_mult 1-2-4-4), so it is full size (84 M parameters, built in memory in about a second); only its
   weights are random (running mean 0, variance 1).
 - ``flux2_text_conditioning``: FLUX.2's text conditioning (tokens only, no pooled vector) from any text CONDITIONING:
-  the tokens zero-padded to the model's context width, ``pooled_output`` None (real: 15360 = 3 × 5120 stacked Mistral-Small-3.1 layers for
+  the tokens zero-padded to the model's context width, ``pooled_output`` None (real: 15360 = 3 × 5120 stacked
+  Mistral-Small-3.1 layers for
   [dev] in 0.8.0; 7680 = 3 × 2560 Qwen3-4B layers for [klein] 4B in later cores). The stand-ins have no Mistral or
   Qwen3 (0.8.0's Mistral tokenizer needs the ``tekken`` data inside the real file), so the tests encode the prompt
   with the tiny CLIP-L (a real tokenizer and encoder) and widen it with this.

@@ -1,7 +1,7 @@
 """VMDiff's equations as pure torch functions (no ComfyUI import), one named function per concept of the paper."""
-from .schedule import (flux_mu, time_shift, flow_sigma_grid, t_den_sigma, flux2_empirical_mu, generalized_time_snr_shift,
-                       flux2_sigma_grid, family_sigma_grid, SIGMA_GRID_FAMILIES, PAPER_SIGMA_DEN,
-                       t_den_step_for_sigma)
+from .schedule import (flux_mu, time_shift, flow_sigma_grid, t_den_sigma, flux2_empirical_mu,
+                       generalized_time_snr_shift, flux2_sigma_grid, family_sigma_grid, SIGMA_GRID_FAMILIES,
+                       PAPER_SIGMA_DEN, t_den_step_for_sigma)
 from .tokens import (scale_concat, mix_tokens, lerp_tokens, slerp_tokens, official_mix_tokens, MIX_RULES,
                      mix_tokens_n, spherical_weighted_mean, normalized_weights, MIX_RULES_N)
 from .integrator import NFECounter, integrate_flow, INVERSION_RULES

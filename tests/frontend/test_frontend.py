@@ -180,7 +180,8 @@ def test_choosing_an_auto_tune_preset_sets_its_search_widgets(page):
         # wait for what the user sees: each number the preset sets, in its Vue widget row (none: litegraph canvas)
         browser.page.wait_for_function("""([id, wanted]) => Object.entries(wanted).every(([name, value]) => {
             const input = document.querySelector(`[data-node-id="${id}"] [data-widget-name="${name}"] input`);
-            return !input || typeof value !== 'number' || Math.abs(Number(input.value) - value) <= 1e-6 * Math.abs(value);
+            return !input || typeof value !== 'number'
+                || Math.abs(Number(input.value) - value) <= 1e-6 * Math.abs(value);
         })""", arg=[node, served.get(preset, {})], polling=100, timeout=30_000)
         return widget_values(browser, node)
 

@@ -18,7 +18,6 @@ import comfy.model_patcher  # noqa: E402
 import comfy.sample  # noqa: E402
 import comfy.samplers  # noqa: E402
 import comfy.supported_models  # noqa: E402
-import node_helpers  # noqa: E402
 from comfy_extras.nodes_edit_model import ReferenceLatent  # noqa: E402
 from comfy_extras.nodes_flux import Flux2Scheduler, FluxGuidance  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""The VMDiff nodes called in-process on ComfyUI's real classes (tiny random-weight stand-ins, vmdiff_cli/tiny_models)."""
+"""The VMDiff nodes called in-process on ComfyUI's real classes (tiny random-weight stand-ins,
+vmdiff_cli/tiny_models)."""
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
-"""α and β on FLUX.2 reference images, in-process: the tiny FLUX.2 [klein] stand-in (vmdiff_cli/tiny_flux2: ComfyUI's real
+"""α and β on FLUX.2 reference images, in-process: the tiny FLUX.2 [klein] stand-in (vmdiff_cli/tiny_flux2: ComfyUI's
+real
 Flux2 classes, patch 1, 128 latent channels, ``index`` references, no guidance embedding), FLUX.2's VAE as ComfyUI
 builds it, the fusion prompt through a real tokenizer widened to FLUX.2's text shape (no pooled vector). The σ grid
 is core's Flux2Scheduler's. Reductions as for Kontext (tests/nodes/test_reference_inprocess.py): α = 0 ≡ reference 1

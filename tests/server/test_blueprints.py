@@ -1,6 +1,7 @@
 """The subgraph blueprints (subgraphs/*.json): made from the workflows' one description (scripts/build_blueprints.py;
 a drift fails), served by ComfyUI 0.8.0's /global_subgraphs, and each, expanded, the same prompt as the workflow
-part it stands for. The frontends' side (listing, dropping, queuing, same image): tests/frontend/test_frontend_blueprints.py."""
+part it stands for. The frontends' side (listing, dropping, queuing, same image):
+tests/frontend/test_frontend_blueprints.py."""
 import json
 from pathlib import Path
 

@@ -66,7 +66,8 @@ def test_folder_runner_resumes_after_a_kill_and_splits_over_two_servers(comfy_se
     workflow = tiny_workflow(tmp_path / "tiny.json")
     records = out / "records"
     # 1. a run on one server, killed as soon as its first pair is done
-    proc = subprocess.Popen([sys.executable, str(REPO / "vmdiff_cli" / "folder_runner.py"), str(folder), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, str(REPO / "vmdiff_cli" / "folder_runner.py"), str(folder),
+                             "--out", str(out),
                              "--server", comfy_server.url, "--small", "--labels", "sanitize", "--workflow",
                              str(workflow)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600

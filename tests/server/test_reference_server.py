@@ -144,5 +144,6 @@ def test_a_redux_token_set_beside_a_reference_is_refused_by_name(vmdiff_server, 
     assert entry["status"]["status_str"] == "error"
     message = " ".join(str(m) for m in entry["status"]["messages"])
     assert "tokens_2: a Redux token set cannot be mixed with reference images" in message
-    ok = vmdiff_server.run(with_defaults(graph(three_object_images), vmdiff_server.object_info()), timeout=1500)  # the server answers the next prompt
+    # the server answers the next prompt
+    ok = vmdiff_server.run(with_defaults(graph(three_object_images), vmdiff_server.object_info()), timeout=1500)
     assert ok["status"]["status_str"] == "success"

@@ -1,5 +1,6 @@
 """VMDiff CLIP from ComfyUI through a real ComfyUI server: core Load CLIP Vision + Load CLIP on a full-size random
-OpenAI CLIP ViT-L-14 (tests/support/clip_towers VIT_L: the smallest two-tower CLIP the core loaders accept, their configs
+OpenAI CLIP ViT-L-14 (tests/support/clip_towers VIT_L: the smallest two-tower CLIP the core loaders accept, their
+configs
 being fixed per family) score the same T1, T2 as VMDiff Load OpenCLIP on the same weights in the OpenCLIP layout;
 a SigLIP CLIP_VISION is refused by name and the server answers the next prompt."""
 import json

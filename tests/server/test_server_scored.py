@@ -1,5 +1,6 @@
 """workflows/vmdiff_manual_scored.json through a real ComfyUI server: the manual fusion on the real-loader stand-ins,
-scored by the four scorer loaders on the tiny scorer files (vmdiff_cli/tiny_scorers), with the breakdown shown as text."""
+scored by the four scorer loaders on the tiny scorer files (vmdiff_cli/tiny_scorers), with the breakdown shown as
+text."""
 import json
 import re
 from pathlib import Path

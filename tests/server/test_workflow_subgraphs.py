@@ -40,7 +40,7 @@ def wrap(ui: dict, ids: list[int], instance_id: int, name: str, sg_id: str | Non
     ui = copy.deepcopy(ui)
     ids = set(ids)
     nodes = {n["id"]: n for n in ui["nodes"]}
-    fresh = iter(range(max([l[0] for l in ui["links"]] + [0]) + 1000, 10**9))
+    fresh = iter(range(max([lk[0] for lk in ui["links"]] + [0]) + 1000, 10**9))
     entering, leaving = {}, {}
     sg = {"id": sg_id or str(uuid.uuid4()), "version": 1, "name": name, "inputNode": {"id": -10, "bounding": [0] * 4},
           "outputNode": {"id": -20, "bounding": [0] * 4}, "inputs": [], "outputs": [], "widgets": [],
@@ -93,7 +93,7 @@ def promote(ui: dict, instance_id: int, inner_id: int, widget: str, typ: str, va
     sg = next(d for d in ui["definitions"]["subgraphs"] if d["id"] == instance["type"])
     inner = next(n for n in sg["nodes"] if n["id"] == inner_id)
     if not any(i["name"] == widget for i in sg["inputs"]):
-        lid = max(l["id"] for l in sg["links"]) + 1
+        lid = max(lk["id"] for lk in sg["links"]) + 1
         sg["inputs"].append({"id": str(uuid.uuid4()), "name": widget, "type": typ, "linkIds": [lid]})
         inner.setdefault("inputs", []).append({"name": widget, "type": typ, "widget": {"name": widget}, "link": lid})
         sg["links"].append(dict(id=lid, origin_id=-10, origin_slot=len(sg["inputs"]) - 1, target_id=inner_id,
@@ -109,7 +109,7 @@ def promote(ui: dict, instance_id: int, inner_id: int, widget: str, typ: str, va
 
 def image_node(nid, ctype, inputs=(), widgets=(), outputs=(), mode=0):
     return {"id": nid, "type": ctype, "mode": mode, "widgets_values": list(widgets),
-            "inputs": [{"name": n, "type": t, "link": l} for n, t, l in inputs],
+            "inputs": [{"name": n, "type": t, "link": lk} for n, t, lk in inputs],
             "outputs": [{"name": n, "type": t, "links": ls} for n, t, ls in outputs]}
 
 

@@ -155,7 +155,8 @@ def ensure_clip_towers(models_dir: Path | None = None, recipe_name: str = "tiny_
     import subprocess
 
     models_dir = Path(models_dir or default_tiny_models_dir())
-    subprocess.run([sys.executable, "-m", "tests.support.clip_towers", "--out", str(models_dir), "--recipe", recipe_name,
+    subprocess.run([sys.executable, "-m", "tests.support.clip_towers", "--out", str(models_dir),
+                    "--recipe", recipe_name,
                     "--seed", str(seed)], cwd=REPO_ROOT, check=True, capture_output=True)
     return {folder: models_dir / folder / name for folder, name in tower_files(RECIPES[recipe_name]).items()}
 

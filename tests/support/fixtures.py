@@ -53,7 +53,8 @@ def real_models_dir() -> Path:
 
     subprocess.run([sys.executable, "-c", "from vmdiff_cli.tiny_models import default_tiny_models_dir as d, "
                     "write_real_loader_models as w; w(d())"], cwd=REPO_ROOT, check=True)
-    from vmdiff_cli.tiny_scorers import ensure_tiny_scorers  # the scorer stand-ins too, before any server maps the folder
+    # the scorer stand-ins too, before any server maps the folder
+    from vmdiff_cli.tiny_scorers import ensure_tiny_scorers
 
     ensure_tiny_scorers(default_tiny_models_dir())
     return Path(default_tiny_models_dir())

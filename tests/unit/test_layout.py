@@ -142,7 +142,8 @@ def test_sys_path_is_edited_only_in_the_entry_points():
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and ast.unparse(node.func.value) == "sys.path" and node.func.attr in {"insert", "append"}
-                    or isinstance(node, ast.Assign) and any(ast.unparse(t).startswith("sys.path[") for t in node.targets)):
+                    or isinstance(node, ast.Assign)
+                    and any(ast.unparse(t).startswith("sys.path[") for t in node.targets)):
                 rel = str(path.relative_to(REPO))
                 if rel not in SYS_PATH_ENTRY_POINTS:
                     offenders.append(f"{rel}:{node.lineno}")

@@ -16,7 +16,7 @@ from .blending_noise import run_blending_noise
 from .mixing_denoise import run_mixing_denoise
 from ..errors import VMDiffInputError
 from .checks import OVERFLOW_FIX, as_float32, check_finite_output
-from .settings import StageSettings, grid_problems, ops_errors, problems
+from .settings import StageSettings, grid_problems, ops_errors
 
 #: The score terms of a candidate whose image is NaN / inf (an overflowing model): the worst score, never scored.
 NON_FINITE_TERMS = {k: math.nan for k in ("score", "D1", "D2", "T1", "T2", "n1", "n2")}

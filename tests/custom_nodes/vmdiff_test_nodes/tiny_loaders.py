@@ -1,4 +1,5 @@
-"""Test-only loaders that return ComfyUI's REAL classes built tiny in-process (vmdiff_cli/tiny_models), so the pack's nodes
+"""Test-only loaders that return ComfyUI's REAL classes built tiny in-process (vmdiff_cli/tiny_models), so the pack's
+nodes
 and shipped workflows run through a real server in milliseconds per model call; plus small probes for the
 reliability suite (bad images, a NaN latent, slow/counted model calls).
 
