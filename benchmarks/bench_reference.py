@@ -151,7 +151,7 @@ def sequence_probe(inner=None):
 
 
 def pack_bias_override():
-    """The pack's ReferenceAttentionBias (issue 18 core) and its SInp rule, if this checkout has them."""
+    """The pack's ReferenceAttentionBias (the reference-image path) and its SInp rule, if this checkout has them."""
     try:
         from vmdiff_pack.vmdiff_comfy.stages.reference import ReferenceAttentionBias
         from vmdiff_pack.vmdiff_ops.reference import sinp_reference_bias

@@ -1,6 +1,6 @@
 """Maintainers' check that a refactor changed no result: one sha256 per fixed-seed stage output.
 
-    .venv/bin/python -m scripts.hash_outputs > /tmp/after.txt && diff /work/hashes_base.txt /tmp/after.txt
+    .venv/bin/python -m scripts.hash_outputs > after.txt && diff before.txt after.txt
 
 Runs the VMDiff nodes in-process (their ``execute``, as tests/nodes/test_nodes_inprocess.py calls them) on the tiny
 random-weight stand-ins of vmdiff_cli/tiny_models.py, on fixed seeds, and prints ``name sha256`` per output tensor or

@@ -2,7 +2,7 @@
 # Headless Chromium for tests/frontend/test_frontend.py (ComfyUI's real frontend): Debian's `chromium` package. Idempotent:
 # does nothing when a Chromium is already on PATH (or $CHROMIUM is set). Needs root for apt-get (CI runs as root).
 set -euo pipefail
-# Also CJK fonts: the translated UI (locales/zh, ja, ko, zh-TW) renders as boxes without them (issue 22).
+# Also CJK fonts: the translated UI (locales/zh, ja, ko, zh-TW) renders as boxes without them.
 packages=()
 fc-list 2> /dev/null | grep -i "Noto Sans CJK" > /dev/null || packages+=(fonts-noto-cjk)  # no -q: pipefail
 found=""

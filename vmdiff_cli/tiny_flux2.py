@@ -1,4 +1,4 @@
-"""Tiny random-weight FLUX.2 stand-ins built from ComfyUI 0.8.0's own classes (issue 18), like vmdiff_cli/tiny_models.py
+"""Tiny random-weight FLUX.2 stand-ins built from ComfyUI 0.8.0's own classes, like vmdiff_cli/tiny_models.py
 does for FLUX.1.
 
 FLUX.2 cannot come from a file here: ComfyUI 0.8.0's detector (comfy/model_detection.py, the ``flux2`` branch) fixes

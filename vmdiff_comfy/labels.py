@@ -1,6 +1,6 @@
 """The object labels T1, T2: one normaliser and validator for every place a label enters the pack (VMDiff Fusion
 Prompt, VMDiff Scorer, the folder runner's file-name labels), one single-pass template substitution, and one message
-for a label longer than the CLIP window that reads it (issue 20 kind 2).
+for a label longer than the CLIP window that reads it.
 
 No ComfyUI import: the folder runner uses it before any server starts.
 """

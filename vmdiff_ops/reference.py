@@ -1,6 +1,7 @@
 """SCat and SInp for reference-latent models (FLUX.1 Kontext, FLUX.2): β and α as attention-logit biases.
 
-The paper (spec §3, §4) weighs two objects on FLUX.1 + Redux by their *context tokens*: SCat = [β1·z1; β2·z2] for
+The paper (docs/method.md: Blending Noise and Mixing Denoise) weighs two objects on FLUX.1 + Redux by their
+*context tokens*: SCat = [β1·z1; β2·z2] for
 Blending Noise and SInp = slerp(z1, z2; α) for Mixing Denoise. Reference-latent models read an object as VAE-latent
 tokens appended to the image sequence (comfy/ldm/flux/model.py ``_forward``: keys [text, image, ref 1, ref 2, …]).
 Scaling a VAE latent by β changes the picture (a darker / washed-out reference), not its weight, and two latents of

@@ -41,7 +41,7 @@ def t_den_sigma(sigmas: torch.Tensor, t_den_step: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# FLUX.2 (issue 18): scheduled by core's Flux2Scheduler, not by FLUX.1's μ shift
+# FLUX.2: scheduled by core's Flux2Scheduler, not by FLUX.1's μ shift
 
 #: The two linear fits of FLUX.2's empirical μ (image sequence length → μ at 10 and at 200 steps), as in ComfyUI's
 #: comfy_extras/nodes_flux.py ``compute_empirical_mu`` (from BFL's flux2 reference code).
@@ -105,7 +105,7 @@ def family_sigma_grid(family: str, steps: int, width: int, height: int) -> torch
     raise ValueError(f"family must be one of {SIGMA_GRID_FAMILIES}, got {family!r}")
 
 
-#: σ at the paper's t_den (t = 652, step 10 of FLUX.1's 20-step grid at 512², μ = 0.63; spec §3 table).
+#: σ at the paper's t_den (t = 652, step 10 of FLUX.1's 20-step grid at 512², μ = 0.63; docs/method.md, the σ grid).
 PAPER_SIGMA_DEN = 0.6525
 
 

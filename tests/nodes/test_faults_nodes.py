@@ -203,7 +203,7 @@ def test_magicmix_stops_on_a_nan_model(flux):
 
 def test_auto_tune_scores_a_nan_candidate_as_the_worst_and_finishes(flux):
     # candidate 1 = Blending Noise (6 passes) + Mixing Denoise (6 passes), candidate 2 = Mixing Denoise (6 passes):
-    # candidate 2's returns NaN (a first candidate NaN at every pass stops the search: issue 20 kind 5)
+    # candidate 2's returns NaN (a first candidate NaN at every pass stops the search)
     nan = NaNAfter(flux["model"], lambda call: 13 <= call <= 18)
     scorer = FiniteOnlyScorer()
     out = VMDiffAutoTune.execute(nan.model, *flux["tokens"], flux["cond"], flux["vae"], scorer, seed=3, **STAGE)

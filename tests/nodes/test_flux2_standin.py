@@ -1,4 +1,4 @@
-"""Issue 18 part B: the FLUX.2 stand-ins (vmdiff_cli/tiny_flux2), the σ grid per family (vmdiff_ops.schedule), the model
+"""The FLUX.2 stand-ins (vmdiff_cli/tiny_flux2), the σ grid per family (vmdiff_ops.schedule), the model
 families and their defaults (vmdiff_comfy/stages/families.py) and the text_and_references context
 (vmdiff_comfy/stages/reference_context.py), all on ComfyUI 0.8.0's real classes and core nodes."""
 import time

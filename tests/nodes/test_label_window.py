@@ -1,4 +1,4 @@
-"""Issue 20 kind 2, in-process: the Scorer's two CLIP text towers (VMDiff Load OpenCLIP, VMDiff CLIP from ComfyUI)
+"""The Scorer's two CLIP text towers (VMDiff Load OpenCLIP, VMDiff CLIP from ComfyUI)
 count a label's tokens alike and both refuse a label their window would cut, by name, instead of reading its first
 77 tokens silently. The towers are those of tests/nodes/test_score_clip_comfy.py (one random OpenCLIP stand-in
 written in

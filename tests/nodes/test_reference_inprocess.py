@@ -1,5 +1,5 @@
 """α and β on reference-latent models, in-process on ComfyUI's real classes: the tiny Flux as FLUX.1 Kontext (the
-same architecture; references through core's ``reference_latents``). The reductions of issue 18:
+same architecture; references through core's ``reference_latents``). The reductions that must hold:
 
 * α = 0 ≡ reference 1 alone: max |Δ| = 0 against our own single-reference run (ref 2's keys are dropped), and
   against core's ReferenceLatent + SamplerCustomAdvanced (euler) within 1e-5 (two Euler implementations' rounding);

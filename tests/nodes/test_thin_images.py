@@ -1,4 +1,4 @@
-"""Issue 20 kind 4, in-process: strips and single pixels through the scorer's models (GroundingDINO, SAM, centre
+"""Strips and single pixels through the scorer's models (GroundingDINO, SAM, centre
 crops) on the tiny scorer FILES, and the one dtype conversion at the node boundary. The server tests
 (tests/server/test_faults_round3.py) run the same inputs through every node; these pin what happens inside."""
 import pytest

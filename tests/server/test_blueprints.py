@@ -106,7 +106,7 @@ def test_the_backend_serves_the_blueprints(comfy_server):
 
 def expand_subgraphs(workflow: dict, info: dict) -> dict:
     """A frontend-saved workflow with subgraphs as an API prompt, by vmdiff_cli/workflow_convert's own expansion
-    (issue 20, branch w20c: ``ui_to_api`` expanding ``definitions.subgraphs``)."""
+    (``ui_to_api`` expanding ``definitions.subgraphs``)."""
     from vmdiff_cli.workflow_convert import ui_to_api
 
     return ui_to_api(workflow, info)

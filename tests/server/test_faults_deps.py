@@ -1,4 +1,4 @@
-"""Issue 20 kind 10: one missing optional package must not take down every node. Every third-party module the
+"""One missing optional package must not take down every node. Every third-party module the
 pack's runtime code imports beyond ComfyUI's own requirements is listed in vmdiff_comfy/optional.py (checked by
 walking the pack's imports) and imported only inside the node that needs it. With each one hidden, in each way a
 package goes missing (a finder that raises, as a half-removed install or an import hook does; plain absence; an

@@ -1,4 +1,4 @@
-"""Issue 20 kind 8: loader lists offer only what a loader takes. A Hugging Face folder is one choice: its weights
+"""Loader lists offer only what a loader takes. A Hugging Face folder is one choice: its weights
 (shards included), config.json and tokenizer files are never listed beside it, wherever it sits (sub-folders of
 sub-folders too); a file inside one given anyway (an old prompt, the API) is refused with the folder to pick. For an
 OpenCLIP repository folder the OpenCLIP-layout file stays a choice and its transformers-layout twin is refused with
@@ -183,7 +183,7 @@ def test_a_missing_shard_or_a_config_only_folder_is_named(registered):
 
 
 def test_index_buffers_in_or_out_of_the_file_load_alike(registered):
-    """Issue 20 kind 1 in any environment: transformers 4.5x keeps integer index buffers (Swin's
+    """Transformers 4.5x keeps integer index buffers (Swin's
     relative_position_index) in the state dict, 5.x does not, so a folder saved by one version is read by the other
     with them extra or missing. Both load to the same model; a missing parameter is still refused."""
     from safetensors.torch import load_file, save_file

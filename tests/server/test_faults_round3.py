@@ -1,4 +1,5 @@
-"""Faults of round 3 (issue 20, kinds 2-5) through one real server, as a user meets them: labels that are not what
+"""Faults of round 3 (labels, prompts, dtypes and shapes, non-finite models) through one real server, as a user
+meets them: labels that are not what
 they look like, a CONDITIONING of more than one prompt, tensors of another dtype or an extreme shape, a model that
 returns NaN inside Auto-Tune. Each kind is tried with several members; after each case the server must run a valid
 prompt (checked at the end of each group, and by the next case's own success where one is expected).

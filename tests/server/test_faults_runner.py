@@ -1,4 +1,4 @@
-"""Issue 20 kind 6: the folder runner's own mistakes. Bad input folders and broken images are refused in one line
+"""The folder runner's own mistakes. Bad input folders and broken images are refused in one line
 (exit 2) before any server is contacted; records are bound to their files' content and the settings they ran
 (a replaced picture or another --set re-runs exactly those pairs); an --out that cannot be written is refused
 before any work, and a disk that fills up mid-run (a real small tmpfs where this runs as root, else RLIMIT_FSIZE →

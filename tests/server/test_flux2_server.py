@@ -1,4 +1,4 @@
-"""Issue 18 part B through a real ComfyUI 0.8.0 server: the test-only FLUX.2 loaders (VMDiffTestTinyFlux2,
+"""The FLUX.2 stand-ins through a real ComfyUI 0.8.0 server: the test-only FLUX.2 loaders (VMDiffTestTinyFlux2,
 VMDiffTestTinyFlux2VAE, VMDiffTestFlux2Text) feed core's own FLUX.2 two-reference graph (VAEEncode → ReferenceLatent
 ×2, EmptyFlux2LatentImage, Flux2Scheduler, SamplerCustomAdvanced, VAEDecode): the graph the FLUX.2 workflows put
 beside VMDiff on the same seed and prompt."""

@@ -1,4 +1,4 @@
-"""Issue 20 kind 7: workflows with subgraphs (what the frontend saves today) expanded as the frontend's graphToPrompt
+"""Workflows with subgraphs (what the frontend saves today) expanded as the frontend's graphToPrompt
 does (vmdiff_cli/workflow_convert.expand_subgraphs): one subgraph, nested, one used twice, a subgraph input feeding two
 inner nodes, an output used by two outer nodes, an unlinked input's promoted widget value (both saved forms),
 muted and bypassed subgraph nodes, frontend-saved templates, unknown types as one line; through the server the

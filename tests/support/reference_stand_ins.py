@@ -1,5 +1,5 @@
 """The reference-image workflows (vmdiff_kontext, vmdiff_flux2, vmdiff_flux2_auto_tune) on the CPU stand-ins: the
-files they name do not exist here, so their loaders are swapped for stand-ins of the same family (issue 18)."""
+files they name do not exist here, so their loaders are swapped for stand-ins of the same family."""
 from __future__ import annotations
 
 #: Sizes and steps the stand-ins run in seconds (merged into the template test's STAND_INS).

@@ -83,7 +83,7 @@ SHARED_BETAS = (1.0, 1.0)
 
 
 class PassWatch:
-    """Which model passes of the first rendered candidate (batch element 0) were non-finite (issue 20 kind 5):
+    """Which model passes of the first rendered candidate (batch element 0) were non-finite:
     when every one was, the model overflows whatever α is (every later candidate runs the same model from the
     same ε_b), so the search stops at once instead of rendering every candidate first."""
 

@@ -91,7 +91,7 @@ EXTRA_FIX: dict[str, str] = {}
 
 def check_one_prompt(name: str, conditioning, *, several_entries: bool = False, honoured=(),
                      used: str = "one prompt") -> None:
-    """Issue 20 kind 3: a CONDITIONING ([[text tokens (B, N, C), {pooled_output (B, C), …}], …]) that the node can
+    """A CONDITIONING ([[text tokens (B, N, C), {pooled_output (B, C), …}], …]) that the node can
     use whole. Refuses, naming ``name`` and the fix: no entry; more than one entry (ConditioningCombine /
     Concat) unless ``several_entries`` (the node hands it to ComfyUI's sampler, which applies them all); a batch of
     more than one prompt (ComfyUI's sampler would keep the first); entries whose pooled vectors differ in width;
@@ -140,9 +140,9 @@ def check_one_prompt(name: str, conditioning, *, several_entries: bool = False, 
 
 def check_conditioning(name: str, conditioning, model, alternative: str = "", *, several_entries: bool = True,
                        honoured=tuple(CONDITIONING_EXTRAS)) -> None:
-    """Issue 12 kind 4: a CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
+    """A CONDITIONING fed to ``model`` must come from the text encoder that model was trained with
     (context width; Flux: also the pooled CLIP-L width), else a message naming the input and the encoder it needs,
-    instead of a matmul error inside the model. ``alternative``: another fix the node offers. Issue 20 kind 3: its
+    instead of a matmul error inside the model. ``alternative``: another fix the node offers. Its
     entries and batch are checked by ``check_one_prompt`` (by default as ComfyUI's sampler takes a conditioning:
     several entries and every key honoured, but one prompt per entry)."""
     check_one_prompt(name, conditioning, several_entries=several_entries, honoured=honoured)
@@ -237,7 +237,7 @@ def check_image(name: str, image) -> None:
 
 
 def as_float32(name: str, tensor, kind: str = "IMAGE"):
-    """Issue 20 kind 4: an IMAGE / MASK / LATENT tensor of another float dtype (float16, bfloat16, float64, fp8; or
+    """An IMAGE / MASK / LATENT tensor of another float dtype (float16, bfloat16, float64, fp8; or
     bool) as float32, converted once at the node boundary (libraries downstream — PIL, numpy, bicubic resizes —
     have no half-precision kernels). A float32 tensor (and anything that is not a tensor: the other checks name it)
     comes back as the same object, so valid inputs stay bit-identical. Raises VMDiffInputError naming ``name`` for

@@ -1,4 +1,4 @@
-"""Model families of the reference-image path (issue 18): which family a MODEL is, its σ grid, and one table of stage
+"""Model families of the reference-image path: which family a MODEL is, its σ grid, and one table of stage
 defaults per family (steps, t_den, guidance). Sources and choices: docs/reference_models_defaults.md.
 
 The family follows ComfyUI's own model config (``model.model.model_config.unet_config["image_model"]``): "flux" is

@@ -1,4 +1,4 @@
-"""The ``text_and_references`` context (issue 18): one phase's CONDITIONING on a reference-latent model (FLUX.2,
+"""The ``text_and_references`` context: one phase's CONDITIONING on a reference-latent model (FLUX.2,
 FLUX.1 Kontext). There the prompt's text tokens are the context and the two object images travel as ComfyUI's
 ``reference_latents`` (core ``ReferenceLatent``; ``Flux.extra_conds`` turns them into ``ref_latents``, which the DiT
 appends to the image tokens). FLUX.2 reads no pooled vector; Kontext, of FLUX.1's layout, reads CLIP-L's.

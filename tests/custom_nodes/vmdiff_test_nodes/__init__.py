@@ -4,7 +4,7 @@ VMDiffTestForcedScorer: a VMDIFF_SCORER whose scores follow a script (cycled ove
 through the real server takes known branches and its number of candidates can be asserted.
 tiny_loaders.py: loaders returning ComfyUI's real classes built tiny in-process, and reliability probes.
 flux_text.py: a Flux-shaped text CONDITIONING from a CLIP-L-only one (the stand-ins have no T5-XXL).
-flux2_loaders.py: tiny FLUX.2 model / VAE and FLUX.2-shaped text (issue 18).
+flux2_loaders.py: tiny FLUX.2 model / VAE and FLUX.2-shaped text.
 """
 from comfy_api.latest import ComfyExtension, io
 

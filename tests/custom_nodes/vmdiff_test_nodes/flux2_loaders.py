@@ -1,4 +1,4 @@
-"""Test-only FLUX.2 loaders (issue 18): ComfyUI 0.8.0's real FLUX.2 classes built tiny in-process
+"""Test-only FLUX.2 loaders: ComfyUI 0.8.0's real FLUX.2 classes built tiny in-process
 (vmdiff_cli/tiny_flux2),
 since a file 0.8.0's loader detects as FLUX.2 is at least 3.1 GB (48 heads × 128 forced).
 
