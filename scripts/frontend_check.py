@@ -312,8 +312,11 @@ def template_thumbnails(browser: Browser, names: list[str]) -> dict:
     shown = {}
     for name in names:  # cards load their picture when they come into view (and may unload it after)
         browser.eval(find, [name, False])
-        browser.wait_for(f"() => {images}.every((i) => i.complete)", 30)
-        shown.update(browser.eval(f"() => Object.fromEntries({images}.map((i) => [i.src, [i.naturalWidth, "
+        # wait for this card's own picture, loaded or failed (never for a time: under load a card may be measured
+        # before its picture is there); a broken picture shows as width 0 and its status says why
+        mine = f"{images}.filter((i) => i.src.includes('/{name}.jpg'))"
+        browser.wait_for(f"() => {mine}.length > 0 && {mine}.every((i) => i.complete)", 60)
+        shown.update(browser.eval(f"() => Object.fromEntries({mine}.map((i) => [i.src, [i.naturalWidth, "
                                   "i.naturalHeight]]))"))
     sizes = list(shown.values())
     fetched = {url.rsplit("/", 1)[-1]: status for url, status in browser.responses
