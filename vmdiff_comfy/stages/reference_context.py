@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import VMDiffInputError
+from .checks import check_one_prompt
 from .flow import CONTEXT_MODES, TEXT_AND_REFERENCES
 
 #: The text encoder a context width comes from, for messages (real models; ComfyUI CLIPLoader types).
@@ -30,8 +31,9 @@ def reference_phase_conditioning(conditioning, references, guidance: float | Non
     """One phase's CONDITIONING for a reference-latent model:
     ``[[text tokens (B, T, context_dim), {"reference_latents": references, guidance?, pooled_output?, …}]]``.
 
-    - ``conditioning``: the fusion prompt encoded by the model's own text encoder; its first entry is used, its
-      other keys kept (e.g. ``reference_latents_method`` from Edit Model Reference Method) except those set here.
+    - ``conditioning``: the fusion prompt encoded by the model's own text encoder, one prompt of batch 1
+      (``checks.check_one_prompt``: more entries, a batch or an area / mask it would drop are refused); its
+      keys kept (e.g. ``reference_latents_method`` from Edit Model Reference Method) except those set here.
     - ``references``: VAE latents (B, C, h, w), C = the model's latent channels (FLUX.2 128, FLUX.1 16), as
       VAE Encode gives them (ComfyUI applies the latent format when it builds ``ref_latents``); order = reference
       index (FLUX.2 ``index`` method: reference k at index 10·k).
@@ -51,6 +53,8 @@ def reference_phase_conditioning(conditioning, references, guidance: float | Non
     if not conditioning or not isinstance(conditioning, list):
         raise VMDiffInputError("conditioning: expected the fusion prompt's CONDITIONING (CLIP Text Encode with the "
                                "model's own text encoder)")
+    # one prompt of batch 1, no area / mask / reference_latents of its own that this phase would drop
+    check_one_prompt("conditioning", conditioning, used="one prompt (its text tokens are the context)")
     text, given = conditioning[0][0], conditioning[0][1]
     params = _model_params(model)
     context_dim = getattr(params, "context_in_dim", None)
