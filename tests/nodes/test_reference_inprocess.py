@@ -237,3 +237,22 @@ def test_bad_reference_inputs_name_the_input(kontext):
     with pytest.raises(VMDiffInputError, match="mask: a spatial α"):
         VMDiffMixingDenoise.execute(kontext["model"], eps_b[0], r1, r2, kontext["cond"], steps=4,
                                     mask=torch.ones(1, 48, 32))
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda c: [[torch.cat([c[0][0]] * 2), {**c[0][1], "pooled_output": torch.cat([c[0][1]["pooled_output"]] * 2)}]],
+     "a batch of 2 prompts"),
+    (lambda c: c + c, "holds 2 prompts"),
+    (lambda c: [[c[0][0], {**c[0][1], "reference_latents": [torch.zeros(1, 16, 5, 7)]}]], "reference.latents"),
+    (lambda c: [[c[0][0], {**c[0][1], "area": (8, 8, 0, 0)}]], "'area'"),
+])
+def test_a_conditioning_the_reference_path_would_cut_is_refused_by_name(kontext, make, says):
+    """The reference path reads one prompt (its text tokens are the context): a batch, several entries, or a key it
+    would drop (a ReferenceLatent of the user's own, an area) is refused by name, in both stages."""
+    r1, r2, _ = kontext["refs"]
+    bad = dict(kontext, cond=make(kontext["cond"]))
+    with pytest.raises(VMDiffInputError, match=f"conditioning: .*{says}"):
+        blend(bad, r1, r2)
+    eps_b = blend(kontext, r1, r2)
+    with pytest.raises(VMDiffInputError, match=f"conditioning: .*{says}"):
+        mix(bad, eps_b[0], r1, r2, alpha=0.3)
