@@ -25,8 +25,9 @@ def comfy_path() -> Path:
 _booted = False
 
 
-def boot_comfy_inprocess() -> None:
-    """Import ComfyUI's packages on the CPU and register its built-in extra nodes (idempotent)."""
+def boot_comfy_inprocess(cpu: bool = True) -> None:
+    """Import ComfyUI's packages on the CPU (``cpu=False``: on ComfyUI's default device, e.g. CUDA, for
+    benchmarks/bench_gpu.py) and register its built-in extra nodes (idempotent)."""
     global _booted
     if _booted:
         return
@@ -39,7 +40,7 @@ def boot_comfy_inprocess() -> None:
         sys.path.insert(0, root)
     from comfy.cli_args import args  # noqa: E402  (must precede comfy.model_management)
 
-    args.cpu = True
+    args.cpu = cpu
     # As ComfyUI's main.py does: import its top-level ``utils`` package before nodes.py puts ComfyUI/comfy first on
     # sys.path (where comfy/utils.py would shadow it and comfy_extras/nodes_images.py would fail to import).
     import utils.extra_config  # noqa: F401
