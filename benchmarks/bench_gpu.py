@@ -194,6 +194,7 @@ def prepare_models(out: Path, tiny: bool, device: str, timings: dict) -> dict:
         start = time.perf_counter()
         with torch.device("meta"):
             module = factory()
+        log(f"write {kind}")
         info = write_module_file(module, out / kind / name, dtype, device)
         names[kind] = name
         timings[f"write {kind} ({info['params'] / 1e9:.2f} B params, {info['bytes'] / GB:.2f} GB)"] = \
@@ -272,6 +273,7 @@ def load_models(names: dict, timings: dict) -> dict:
     }
     assert "UNETLoader" in nodes.NODE_CLASS_MAPPINGS
     for name, step in steps.items():
+        log(f"load {name}")
         start = time.perf_counter()
         loaded[name] = step()
         timings[f"load {name}"] = time.perf_counter() - start
@@ -319,6 +321,14 @@ class DitMeter:
         return out
 
 
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    """Progress on stderr (the table goes to stdout)."""
+    print(f"[bench_gpu {time.perf_counter() - _T0:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -349,6 +359,7 @@ def measured(row: Row, meter: DitMeter, device: str):
     out-of-memory error under a cap is recorded as fits = no."""
     import comfy.model_management as mm
 
+    log(f"{row.dtype} {row.size}² cap {row.cap}: {row.stage}")
     gc.collect()
     meter.reset()
     if device == "cuda":
@@ -431,13 +442,14 @@ def run_stages(ctx: dict, model, size: int, steps: int, t_den_step: int, device:
     return list(rows.values())
 
 
-def setup_inputs(loaded: dict, size: int) -> dict:
+def setup_inputs(loaded: dict, size: int, tiny: bool) -> dict:
     """Redux tokens of two object images, the fusion prompt P and the scorer (once; the images' content is
     irrelevant to the cost)."""
     from vmdiff_pack.nodes.prompt import VMDiffFusionPrompt
     from vmdiff_pack.nodes.redux_encode import VMDiffReduxEncode
     from vmdiff_pack.nodes.similarity_score import VMDiffScorer
 
+    log("Redux tokens, fusion prompt, scorer")
     gen = torch.Generator().manual_seed(0)
     images = [torch.rand(1, size, size, 3, generator=gen) for _ in LABELS]
     ctx = dict(loaded, images=images)
@@ -445,6 +457,8 @@ def setup_inputs(loaded: dict, size: int) -> dict:
                                         .result[0] for i in images)
     ctx["conditioning"] = VMDiffFusionPrompt.execute(loaded["clip"], *LABELS).result[0]
     scorer_widgets = workflow_widgets("vmdiff_manual_scored", "VMDiffScorer")
+    if tiny:  # the stand-in GroundingDINO at its smallest detection size (800 px on a CPU is minutes)
+        scorer_widgets["detect_size"] = 64
     ctx["scorer"] = VMDiffScorer.execute(loaded["dino"], loaded["open_clip"], images[0], images[1], *LABELS,
                                          grounding_dino=loaded["grounding_dino"], **scorer_widgets).result[0]
     return ctx
@@ -509,7 +523,8 @@ def main(argv=None) -> int:
                                                                 "--tiny: 2)")
     parser.add_argument("--t-den-step", type=int, default=None, help="default steps // 2")
     parser.add_argument("--caps", type=float, nargs="*", default=None,
-                        help="emulated card sizes in GB after the uncapped run (default 24 16; none on the CPU)")
+                        help="emulated card sizes in GB after the uncapped run, at the largest size (default 24 16; none "
+                             "on the CPU)")
     parser.add_argument("--weights", nargs="+", default=None, choices=("default", "fp8_e4m3fn"),
                         help="UNETLoader weight_dtype (default: default fp8_e4m3fn; --quick: default)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the random-weight files (default: a "
@@ -546,7 +561,7 @@ def main(argv=None) -> int:
     names = prepare_models(out, args.tiny, args.device, timings)
     loaded = load_models(names, timings)
     start = time.perf_counter()
-    ctx = setup_inputs(loaded, max(sizes))
+    ctx = setup_inputs(loaded, max(sizes), args.tiny)
     timings["Redux tokens, fusion prompt, scorer sources"] = time.perf_counter() - start
     print(f"models in {out}: " + ", ".join(f"{k}={v}" for k, v in sorted(names.items())), flush=True)
 
@@ -555,7 +570,7 @@ def main(argv=None) -> int:
         model = load_unet(names, weight_dtype, timings)
         for cap in caps:
             with memory_cap(cap, args.device):
-                for size in sizes:
+                for size in (sizes if cap is None else sizes[-1:]):  # caps: the largest size only (budget)
                     start = time.perf_counter()
                     label = dict(family="FLUX.1 [dev]" if not args.tiny else "FLUX.1 stand-in",
                                  dtype="bf16" if weight_dtype == "default" else weight_dtype,
