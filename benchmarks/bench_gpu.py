@@ -179,7 +179,7 @@ def write_real_scorers(models_dir: Path, device: str, seed: int = 0) -> dict:
     GroundingDinoProcessor(GroundingDinoImageProcessor(), BertTokenizer(str(vocab))).save_pretrained(gdino)
     # ViT-bigG-14 (2.5 B): built on the meta device, filled on the device.
     with torch.device("meta"):
-        clip = open_clip.create_model(names["open_clip_model"], pretrained=None)
+        clip = open_clip.create_model(names["open_clip_model"], pretrained=None, device="meta")
     write_module_file(clip, models_dir / "open_clip" / names["open_clip"], torch.float16, device, seed,
                       constants={"logit_scale": math.log(1 / 0.07)})
     return names
@@ -370,7 +370,7 @@ def measured(row: Row, meter: DitMeter, device: str):
         yield
         _sync(device)
     except Exception as e:  # noqa: BLE001 - only out-of-memory is a result; anything else is a failure
-        if not mm.is_oom(e):
+        if not isinstance(e, torch.cuda.OutOfMemoryError):
             raise
         row.fits, row.note = "no", "out of memory"
         mm.soft_empty_cache(True)
@@ -427,7 +427,9 @@ def run_stages(ctx: dict, model, size: int, steps: int, t_den_step: int, device:
     eps_b = None
     with measured(rows["Blending Noise"], meter, device):
         eps_b = VMDiffBlendingNoise.execute(m, ctx["tokens_1"], ctx["tokens_2"], ctx["conditioning"], **bn).result[0]
-    if eps_b is None:
+    if eps_b is None:  # Blending Noise ran out of memory: nothing to mix
+        for stage in STAGES[2:]:
+            rows[stage].fits, rows[stage].note = "no", "not run: no ε_b"
         return list(rows.values())
     with measured(rows["Mixing Denoise"], meter, device):
         VMDiffMixingDenoise.execute(m, eps_b, ctx["tokens_1"], ctx["tokens_2"], ctx["conditioning"], **md)
@@ -591,7 +593,7 @@ def main(argv=None) -> int:
         print(f"| {part} | {seconds:.1f} |")
     print(f"\n## Stages ({steps} steps, t_den step {t_den_step})\n")
     print(table(rows, device_name))
-    print(f"\nKLEIN: FLUX.2 [klein] 4B is not in this run: ComfyUI {mm.__name__ and _comfy_version()} has no FLUX.2 "
+    print(f"\nKLEIN: FLUX.2 [klein] 4B is not in this run: ComfyUI {_comfy_version()} has no FLUX.2 "
           f"loader (needs >= {KLEIN_MIN_COMFYUI}); see MODEL_FAMILIES in benchmarks/bench_gpu.py.")
     if tmp is not None and not args.keep:
         tmp.cleanup()
