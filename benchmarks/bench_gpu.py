@@ -203,7 +203,8 @@ def prepare_models(out: Path, tiny: bool, device: str, timings: dict) -> dict:
     if tiny:
         from tools.tiny_scorers import TINY_SCORER_NAMES, ensure_tiny_scorers
 
-        cache = tiny_models.write_real_loader_models_in_child(scorers=False)
+        cache = tiny_models.default_tiny_models_dir()
+        tiny_models.write_real_loader_models(cache)  # ComfyUI is up: in-process (reuses the cached files)
         ensure_tiny_scorers(cache)
         for kind in ("clip_vision", "style_models", "text_encoders"):
             names[kind] = tiny_models.REAL_LOADER_FILES[kind]
