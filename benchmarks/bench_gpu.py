@@ -538,6 +538,8 @@ def main(argv=None) -> int:
         parser.error("--device cuda: no CUDA device here; use --device cpu --tiny for the smoke test")
     if args.device == "cpu" and not args.tiny:
         parser.error("--device cpu runs the stand-in shapes only: add --tiny (12 B parameters on a CPU take hours)")
+    if args.keep and args.out is None:
+        parser.error("--keep needs --out DIR (the default folder is temporary)")
     sizes = args.sizes or ([64] if args.tiny else [512] if args.quick else [512, 1024])
     if args.quick:
         sizes = sizes[:1]
