@@ -460,8 +460,8 @@ def setup_inputs(loaded: dict, size: int, tiny: bool) -> dict:
                                         .result[0] for i in images)
     ctx["conditioning"] = VMDiffFusionPrompt.execute(loaded["clip"], *LABELS).result[0]
     scorer_widgets = workflow_widgets("vmdiff_manual_scored", "VMDiffScorer")
-    if tiny:  # the stand-in GroundingDINO at its smallest detection size (800 px on a CPU is minutes)
-        scorer_widgets["detect_size"] = 64
+    if tiny:  # the stand-in GroundingDINO at 224 px, as the server tests (800 px on a CPU costs 4x more; its Swin
+        scorer_widgets["detect_size"] = 224  # needs more than 64 px)
     ctx["scorer"] = VMDiffScorer.execute(loaded["dino"], loaded["open_clip"], images[0], images[1], *LABELS,
                                          grounding_dino=loaded["grounding_dino"], **scorer_widgets).result[0]
     return ctx
