@@ -398,6 +398,7 @@ def workflow_widgets(name: str, class_type: str) -> dict:
 def run_stages(ctx: dict, model, size: int, steps: int, t_den_step: int, device: str, label: dict) -> list[Row]:
     from vmdiff_pack.nodes.blending_noise import VMDiffBlendingNoise
     from vmdiff_pack.nodes.mixing_denoise import VMDiffMixingDenoise
+    from vmdiff_pack.nodes.prompt import VMDiffFusionPrompt
     from vmdiff_pack.nodes.similarity_score import VMDiffSimilarityScore
 
     meter = DitMeter(model, device)
@@ -405,11 +406,12 @@ def run_stages(ctx: dict, model, size: int, steps: int, t_den_step: int, device:
     rows = {s: Row(stage=s, size=size, **label) for s in STAGES}
     images = ctx["images"]
 
-    # Baseline: workflows/core_two_redux.json (T5 → the CLIP-L fusion prompt's encoder, as the server tests do).
+    # Baseline: workflows/core_two_redux.json (DualCLIPLoader → CLIPTextEncode replaced by the CLIP-L fusion
+    # prompt, as tests/test_server_baselines.py does).
     ks = dict(workflow_widgets("core_two_redux", "KSampler"), steps=steps)
     with measured(rows["Baseline core_two_redux"], meter, device):
-        text = call("CLIPTextEncode", clip=ctx["clip"], text=f"A photo of {LABELS[0]} creatively fused with "
-                                                            f"{LABELS[1]}.")[0]
+        # CLIP-L alone gives 768-wide tokens: the fusion prompt node encodes P to Flux's 4096 as the tests do.
+        text = VMDiffFusionPrompt.execute(ctx["clip"], *LABELS).result[0]
         cond = text
         for image in images:
             cv = call("CLIPVisionEncode", clip_vision=ctx["clip_vision"], image=image, crop="none")[0]
