@@ -410,8 +410,9 @@ def run_stages(ctx: dict, model, size: int, steps: int, t_den_step: int, device:
     # prompt, as tests/test_server_baselines.py does).
     ks = dict(workflow_widgets("core_two_redux", "KSampler"), steps=steps)
     with measured(rows["Baseline core_two_redux"], meter, device):
-        # CLIP-L alone gives 768-wide tokens: the fusion prompt node encodes P to Flux's 4096 as the tests do.
-        text = VMDiffFusionPrompt.execute(ctx["clip"], *LABELS).result[0]
+        # No T5-XXL: the CLIP-L fusion prompt zero-padded to Flux's 4096 (as tests/test_server_baselines.py).
+        text = [[torch.nn.functional.pad(t, (0, 4096 - t.shape[-1])), dict(o)]  # zero-padded to Flux's 4096
+                for t, o in VMDiffFusionPrompt.execute(ctx["clip"], *LABELS).result[0]]
         cond = text
         for image in images:
             cv = call("CLIPVisionEncode", clip_vision=ctx["clip_vision"], image=image, crop="none")[0]
