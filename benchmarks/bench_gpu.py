@@ -526,7 +526,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="image sides (default 512 1024; "
                                                                            "--tiny: 64)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default 20 as the workflows; "
-                                                                "--tiny: 2)")
+                                                                "--tiny: 4)")
     parser.add_argument("--t-den-step", type=int, default=None, help="default steps // 2")
     parser.add_argument("--caps", type=float, nargs="*", default=None,
                         help="emulated card sizes in GB after the uncapped run, at the largest size (default 24 16; none "
@@ -546,7 +546,7 @@ def main(argv=None) -> int:
     sizes = args.sizes or ([64] if args.tiny else [512] if args.quick else [512, 1024])
     if args.quick:
         sizes = sizes[:1]
-    steps = args.steps or (2 if args.tiny else 20)
+    steps = args.steps or (4 if args.tiny else 20)  # Blending Noise needs t_den_step <= steps - 2
     t_den_step = args.t_den_step if args.t_den_step is not None else steps // 2
     weights = args.weights or (["default"] if args.quick else ["default", "fp8_e4m3fn"])
     caps = [None] + (list(args.caps) if args.caps is not None else ([] if args.device == "cpu" or args.quick

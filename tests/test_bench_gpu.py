@@ -9,10 +9,10 @@ import pytest
 
 from tools.comfy_env import REPO_ROOT
 
-STEPS, T_DEN = 2, 1
+STEPS, T_DEN = 4, 2  # t_den_step must be <= steps - 2
 STAGES = ("Baseline core_two_redux", "Blending Noise", "Mixing Denoise", "Auto-Tune candidate")
-# DiT passes per stage at 2 steps, t_den step 1: KSampler 2; ε_b = (t_den + 1) denoise + (t_den + 1) invert;
-# Mixing Denoise 2; one candidate = one Mixing Denoise.
+# DiT passes per stage at 4 steps, t_den step 2: KSampler 4; ε_b = (t_den + 1) denoise + (t_den + 1) invert;
+# Mixing Denoise 4; one candidate = one Mixing Denoise.
 PASSES = {"Baseline core_two_redux": STEPS, "Blending Noise": 2 * (T_DEN + 1), "Mixing Denoise": STEPS,
           "Auto-Tune candidate": STEPS}
 
