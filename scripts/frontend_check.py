@@ -308,16 +308,29 @@ def template_thumbnails(browser: Browser, names: list[str]) -> dict:
     browser.page.wait_for_function(f"([pack, first]) => ({find})([first, false]) || !({find})([pack, true])",
                                    arg=[PACK, names[0]], polling=1000, timeout=30_000)
     browser.pump(1.0)
-    images = "[...document.querySelectorAll('[role=dialog] img')]"
     shown = {}
+    # this workflow's card: the smallest ancestor of its title that holds a picture and no other title (None while
+    # the card has no picture yet); its pictures are blob: URLs, so they are found by place, not by address
+    card = """([name, names]) => {
+        const title = [...document.querySelectorAll('[role=dialog] *')].find(
+            (e) => e.children.length === 0 && e.textContent.trim() === name);
+        for (let el = title; el; el = el.parentElement) {
+            const titles = [...el.querySelectorAll('*')].filter((e) => e.children.length === 0)
+                .map((e) => e.textContent.trim());
+            if (names.some((n) => n !== name && titles.includes(n))) return null;
+            const imgs = [...el.querySelectorAll('img')];
+            if (imgs.length) return imgs;
+        }
+        return null;
+    }"""
     for name in names:  # cards load their picture when they come into view (and may unload it after)
         browser.eval(find, [name, False])
         # wait for this card's own picture, loaded or failed (never for a time: under load a card may be measured
         # before its picture is there); a broken picture shows as width 0 and its status says why
-        mine = f"{images}.filter((i) => i.src.includes('/{name}.jpg'))"
-        browser.wait_for(f"() => {mine}.length > 0 && {mine}.every((i) => i.complete)", 60)
-        shown.update(browser.eval(f"() => Object.fromEntries({mine}.map((i) => [i.src, [i.naturalWidth, "
-                                  "i.naturalHeight]]))"))
+        loaded = f"(a) => {{ const imgs = ({card})(a); return imgs && imgs.every((i) => i.complete); }}"
+        browser.page.wait_for_function(loaded, arg=[name, names], polling=250, timeout=60_000)
+        shown.update(browser.eval(f"(a) => Object.fromEntries(({card})(a).map((i) => [i.src, [i.naturalWidth, "
+                                  "i.naturalHeight]]))", [name, names]))
     sizes = list(shown.values())
     fetched = {url.rsplit("/", 1)[-1]: status for url, status in browser.responses
                if f"/workflow_templates/{PACK}/" in url and url.endswith(".jpg")}
