@@ -147,7 +147,7 @@ def test_a_dropped_blueprint_queues_the_expanded_workflow(page, classes, name):
     server, browser, _, _ = page
     bp = next(b for b in bb.BLUEPRINTS if b.name == name)
     seen = frontend_prompt(browser, bp, classes)
-    assert {k: seen["widgets"][k] for k in bp.exposed} == {k: bb._widget_value(bp, k) for k in bp.exposed}
+    assert {k: seen["widgets"][k] for k in bp.exposed} == {k: bb._widget_value(bp, k, classes) for k in bp.exposed}
     expected = ui_to_api(bb.expanded_workflow(bp, classes), server.object_info())
     assert canonical(seen["output"]) == canonical(expected)
 
