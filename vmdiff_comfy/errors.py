@@ -12,8 +12,6 @@ import inspect
 import math
 import numbers
 
-from comfy_api.latest import io
-
 
 class VMDiffInputError(ValueError):
     """A bad node input; the message names the input and the fix."""
@@ -39,18 +37,25 @@ def number_problem(name: str, value, low=None, high=None) -> str | None:
     return None
 
 
-NUMERIC_INPUTS = (io.Int.Input, io.Float.Input)
+def numeric_inputs() -> tuple:
+    """ComfyUI's numeric input classes (imported here, at use: this module is also imported without ComfyUI, e.g.
+    by the CLIs' label check through vmdiff_comfy/labels.py)."""
+    from comfy_api.latest import io
+
+    return io.Int.Input, io.Float.Input
 
 
 def schema_problems(node, values: dict, combos: bool = False) -> list[str]:
     """Every numeric input of ``node``'s schema among ``values`` against its declared min/max and finiteness (and,
     with ``combos``, every combo against its options). None (a linked input at validation time) is skipped."""
+    from comfy_api.latest import io
+
     found = []
     for spec in node.define_schema().inputs:
         value = values.get(spec.id)
         if value is None:
             continue
-        if isinstance(spec, NUMERIC_INPUTS):
+        if isinstance(spec, numeric_inputs()):
             found.append(number_problem(spec.id, value, spec.min, spec.max))
         elif combos and isinstance(spec, io.Combo.Input) and value not in spec.options:
             found.append(f"{spec.id}: unknown value {value!r}; expected one of {', '.join(map(str, spec.options))}")
@@ -65,7 +70,7 @@ def guard_inputs(node):
     own ``validate_inputs``, for rules relating two inputs, runs after them) and runs them again before
     ``execute`` (linked values), naming the input: ``VMDiffInputError("alpha: 1.5 is above the maximum 1.0")``.
     Returns ``node`` (changed in place)."""
-    if vars(node).get("_vmdiff_guarded") or not any(isinstance(i, NUMERIC_INPUTS)
+    if vars(node).get("_vmdiff_guarded") or not any(isinstance(i, numeric_inputs())
                                                      for i in node.define_schema().inputs):
         return node
     execute = node.execute.__func__

@@ -9,7 +9,7 @@ import comfy.model_sampling
 
 from ..errors import VMDiffInputError
 # the range checks of node inputs live with the error type; named here too for the callers of this module
-from ..errors import NUMERIC_INPUTS, guard_inputs, number_problem, schema_problems  # noqa: F401
+from ..errors import guard_inputs, number_problem, schema_problems  # noqa: F401
 from .sockets import ReduxTokens
 
 
