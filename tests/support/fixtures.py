@@ -1,7 +1,6 @@
 """The session fixtures every tier may use (loaded by tests/conftest.py as a plugin): real ComfyUI servers (one per
 distinct arguments, started once per session and stopped at its end), the real-loader stand-in files, and the object
 images uploaded once. Importing this module imports no ComfyUI (the servers are child processes)."""
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,18 +45,12 @@ def comfy_server(comfy_server_factory) -> ComfyServer:
 def real_models_dir() -> Path:
     """The real-loader stand-in files (vmdiff_cli/tiny_models.write_real_loader_models), generated once and cached.
 
-    Generated in a child process, so the ~2.5 GB it takes to build them is returned before any server starts."""
-    import subprocess
+    Generated in a child process with the scorer stand-ins (before any server maps the folder), so the ~2.5 GB it
+    takes to build them is returned before any server starts, and ComfyUI never boots in the test process here
+    (a frontend test asks for this inside Playwright's running event loop, where ComfyUI's boot cannot run)."""
+    from vmdiff_cli.tiny_models import write_real_loader_models_in_child
 
-    from vmdiff_cli.tiny_models import default_tiny_models_dir
-
-    subprocess.run([sys.executable, "-c", "from vmdiff_cli.tiny_models import default_tiny_models_dir as d, "
-                    "write_real_loader_models as w; w(d())"], cwd=REPO_ROOT, check=True)
-    # the scorer stand-ins too, before any server maps the folder
-    from vmdiff_cli.tiny_scorers import ensure_tiny_scorers
-
-    ensure_tiny_scorers(default_tiny_models_dir())
-    return Path(default_tiny_models_dir())
+    return write_real_loader_models_in_child(scorers=True)
 
 
 @pytest.fixture(scope="session")
