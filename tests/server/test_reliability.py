@@ -312,7 +312,7 @@ CASES = [
          set_input("VMDiffLoadGroundingDINO", checkpoint="vmdiff-test-html"), "refused",
          ("grounding-dino: model.safetensors in", "vmdiff-test-html", "an HTML page"), "vmdiff_full"),
     Case("empty model.safetensors (VMDiff Load DINOv2, Hugging Face folder)",
-         set_input("VMDiffLoadDINOv2", dinov2="vmdiff-test-empty"), "failed",
+         set_input("VMDiffLoadDINOv2", dinov2="vmdiff-test-empty"), "refused",
          ("dinov2: model.safetensors in", "vmdiff-test-empty", "is empty (0 bytes"), "vmdiff_full"),
     Case("corrupted .safetensors (VAELoader, random bytes)", real_loader("VAELoader", vae_name=CORRUPT), "failed",
          ("VAELoader", "header too large")),
