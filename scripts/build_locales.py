@@ -126,7 +126,7 @@ def translate_defs(defs: dict, cats: list[str], table: dict[str, str] | None) ->
     return {"nodeDefs": out_defs, "nodeCategories": {c.replace(".", "_"): escape_message(tr(c)) for c in cats}}
 
 
-def build(infos: dict[str, dict] | None = None) -> dict[str, dict]:
+def build_locales(infos: dict[str, dict] | None = None) -> dict[str, dict]:
     """{lang: main.json content}; raises ValueError naming every untranslated string per language."""
     infos = node_infos() if infos is None else infos
     defs, cats = english_node_defs(infos), categories(infos)
@@ -139,7 +139,7 @@ def build(infos: dict[str, dict] | None = None) -> dict[str, dict]:
     return {lang: translate_defs(defs, cats, None if lang == "en" else load_table(lang)) for lang in LANGUAGES}
 
 
-def dump(content: dict) -> str:
+def dump_locale(content: dict) -> str:
     return json.dumps(content, ensure_ascii=False, indent=1) + "\n"
 
 
@@ -154,14 +154,14 @@ def main(argv=None) -> int:
         print(json.dumps(english_strings(defs, categories(infos)), ensure_ascii=False, indent=1))
         return 0
     stale = []
-    for lang, content in build().items():
+    for lang, content in build_locales().items():
         path = LOCALES / lang / "main.json"
         if args.check:
-            if not path.is_file() or path.read_text(encoding="utf-8") != dump(content):
+            if not path.is_file() or path.read_text(encoding="utf-8") != dump_locale(content):
                 stale.append(str(path.relative_to(REPO_ROOT)))
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dump(content), encoding="utf-8")
+        path.write_text(dump_locale(content), encoding="utf-8")
         print("wrote", path.relative_to(REPO_ROOT))
     if stale:
         print("stale (run python -m scripts.build_locales):", *stale, sep="\n  ")

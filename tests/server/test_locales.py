@@ -28,13 +28,13 @@ def strings(infos):
 
 
 def test_the_shipped_files_are_what_the_schemas_and_tables_build(infos):
-    built = bl.build(infos)
+    built = bl.build_locales(infos)
     assert sorted(built) == sorted(bl.LANGUAGES)
     shipped = sorted(p.parent.name for p in (REPO / "locales").glob("*/main.json"))
     assert shipped == sorted(bl.LANGUAGES)  # nothing else under locales/ (ComfyUI takes any folder for a language)
     for lang, content in built.items():
         path = REPO / "locales" / lang / "main.json"
-        assert path.read_text(encoding="utf-8") == bl.dump(content), f"{path} is stale: run scripts/build_locales.py"
+        assert path.read_text(encoding="utf-8") == bl.dump_locale(content), f"{path} is stale: rebuild it"
 
 
 def test_the_english_file_is_every_node_schema_text(infos):
@@ -92,7 +92,7 @@ def test_a_new_untranslated_string_fails_the_build(infos, where):
         node["display_name"] = "VMDiff Mixing Denoise (renamed)"
         new = "VMDiff Mixing Denoise (renamed)"
     with pytest.raises(ValueError) as error:
-        bl.build(changed)
+        bl.build_locales(changed)
     message = json.loads(str(error.value).split(": ", 1)[1])
     assert sorted(message) == sorted(OTHERS) and all(new in missing for missing in message.values())
 
