@@ -20,10 +20,14 @@ fi
 # ComfyUI may live in a read-only tree: never write .pyc files into it.
 export PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 rc=0
-.venv/bin/python -m pytest ${TARGET[@]+"${TARGET[@]}"} -q -rA --durations=25 "$@" || rc=$?
+RESULTS="$REPO/.cache/test-results/main.xml"
+mkdir -p "$(dirname "$RESULTS")" && rm -f "$RESULTS"
+.venv/bin/python -m pytest ${TARGET[@]+"${TARGET[@]}"} -q -rA --durations=25 --junitxml="$RESULTS" "$@" || rc=$?
 # The whole suite (no arguments: what CI runs) is followed by the library-touching tests at the oldest supported
 # transformers / open-clip-torch (docs/versions.md); VMDIFF_FLOOR=1 / 0 forces it on / off.
 if [ "${VMDIFF_FLOOR:-$([ $# -eq 0 ] && [ "${TARGET[*]:-}" = tests ] && echo 1 || echo 0)}" = 1 ]; then
   bash scripts/run_floor_tests.sh || rc=$(( rc ? rc : 1 ))
 fi
+# The failures of the main run again, last: a log's tail (all CI shows) must name them.
+.venv/bin/python -m scripts.test_recap "$RESULTS"
 exit "$rc"
