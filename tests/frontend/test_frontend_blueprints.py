@@ -14,19 +14,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.workflows import drop_cached_outputs
+from tests.support.tiny_folders import on_tiny_loaders
+from tests.support.workflows import drop_cached_outputs, shrink
 from tests.server.test_blueprints import canonical
 from scripts import build_blueprints as bb
 from scripts.frontend_check import (LATEST_FRONTEND, STORES_JS, Browser, frontend_root, is_fresh_install_noise,
                                   open_frontend, prepare_server)
-from vmdiff_cli.run_workflow import apply_inputs
+from vmdiff_cli.run_workflow import apply_inputs, synthetic_objects
 from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
 FRONTENDS = {"pinned-litegraph": (None, False), f"newest-{LATEST_FRONTEND}-vue": (LATEST_FRONTEND, True)}
 NAMES = [bp.name for bp in bb.BLUEPRINTS]
-SMALL = {"VMDiffBlendingNoise": {"width": 64, "height": 48, "t_den_step": 1},
-         "VMDiffAutoTune": {"width": 64, "height": 48, "t_den_step": 1}}
 
 BLUEPRINT_DEFS_JS = """() => (""" + STORES_JS + """).get('nodeDef').nodeDefs
     .filter((d) => d.name.startsWith('SubgraphBlueprint.'))
@@ -152,36 +151,30 @@ def test_a_dropped_blueprint_queues_the_expanded_workflow(page, classes, name):
     assert canonical(seen["output"]) == canonical(expected)
 
 
-@pytest.fixture(scope="module")
-def pinned_page(comfy_server_factory, classes):
-    server = comfy_server_factory(frontend=True)
-    prepare_server(server, vue=False)
-    with Browser(1600, 1000) as browser:
-        open_frontend(browser, server.url)
-        browser.wait_for("() => (" + STORES_JS + ").get('nodeDef').nodeDefs.filter("
-                         "(d) => d.name.startsWith('SubgraphBlueprint.')).length >= 2", 60)
-        yield server, browser
-
-
-def test_the_dropped_fuse_blueprint_runs_and_equals_the_expanded_workflow_bit_for_bit(pinned_page, classes,
-                                                                                      vmdiff_server, object_images):
-    """The prompt the pinned frontend builds for the dropped "VMDiff Fuse", queued through the real server on the
-    stand-in models, saves the same pixels as the manual workflow it stands for (same seed, labels, α, steps)."""
-    _, browser = pinned_page
+@pytest.mark.parametrize("page", ["pinned-litegraph"], indirect=True)  # the open page: one browser at a time
+def test_the_dropped_fuse_blueprint_runs_and_equals_the_expanded_workflow_bit_for_bit(page, classes, comfy_server,
+                                                                                      tmp_path):
+    """The prompt the pinned frontend builds for the dropped "VMDiff Fuse", queued through the real server (the
+    loaders on the tiny stand-ins), saves the same pixels as the manual workflow it stands for (same seed, labels,
+    α, steps)."""
+    _, browser, _, _ = page
     bp = bb.BLUEPRINTS[0]
     from_frontend = frontend_prompt(browser, bp, classes)["output"]
-    expanded = ui_to_api(bb.expanded_workflow(bp, classes), vmdiff_server.object_info())
+    expanded = ui_to_api(bb.expanded_workflow(bp, classes), comfy_server.object_info())
+    uploaded = [comfy_server.upload_image(p, f"blueprint_object_{i + 1}.png")
+                for i, p in enumerate(synthetic_objects(tmp_path, size=96))]
     images = []
     for prompt in (from_frontend, expanded):
-        apply_inputs(prompt, list(object_images), ["owl", "jar"], [], {**SMALL, "VMDiffBlendingNoise": {
-            **SMALL["VMDiffBlendingNoise"], "seed": 4242, "steps": 4}, "VMDiffMixingDenoise": {"steps": 4}})
+        on_tiny_loaders(prompt)
+        apply_inputs(prompt, uploaded, ["owl", "jar"], [],
+                     shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise", VMDiffBlendingNoise={"seed": 4242}))
         for node in prompt.values():  # our own prefix: the two runs' files told apart
             if node["class_type"] == "SaveImage":
                 node["inputs"]["filename_prefix"] = f"blueprint_check_{len(images)}"
-        drop_cached_outputs(vmdiff_server)  # each run computes every node (no cached output shared between them)
-        entry = vmdiff_server.run(prompt, timeout=1200)
+        drop_cached_outputs(comfy_server)  # each run computes every node (no cached output shared between them)
+        entry = comfy_server.run(prompt, timeout=600)
         assert not [m for m in entry["status"]["messages"] if m[0] == "execution_cached" and m[1]["nodes"]]
-        (path,) = [p for p in vmdiff_server.output_images(entry) if f"blueprint_check_{len(images)}" in p.name]
+        (path,) = [p for p in comfy_server.output_images(entry) if f"blueprint_check_{len(images)}" in p.name]
         images.append(np.asarray(Image.open(path).convert("RGB")))
-    assert images[0].shape == (48, 64, 3) and images[0].std() > 1.0
+    assert images[0].shape == (32, 32, 3) and images[0].std() > 1.0
     assert np.array_equal(images[0], images[1])

@@ -22,7 +22,7 @@ from vmdiff_cli.comfy_server import ExecutionError, PromptError
 from vmdiff_cli.run_workflow import apply_inputs, synthetic_objects
 from vmdiff_cli.tiny_models import default_tiny_models_dir
 from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES, ensure_tiny_scorers
-from tests.support.tiny_folders import TINY_LOADERS
+from tests.support.tiny_folders import TINY_LOADERS, on_tiny_loaders
 from tests.support.workflows import shrink
 
 pytestmark = pytest.mark.slow
@@ -86,10 +86,7 @@ def uploaded(server, tmp_path_factory):
 def tiny_workflow(name: str, uploaded, **inputs) -> dict:
     """A shipped workflow's API twin on the tiny loaders, small sizes, the uploaded images; ``inputs`` set every
     widget of that name outside the tiny loaders (their seed picks the weights)."""
-    api = json.loads((API / f"{name}.json").read_text())
-    for node in api.values():
-        if node["class_type"] in TINY_LOADERS:
-            node["class_type"], node["inputs"] = TINY_LOADERS[node["class_type"]], {"seed": 0}
+    api = on_tiny_loaders(json.loads((API / f"{name}.json").read_text()))
     apply_inputs(api, uploaded, ["owl", "jar"], [], SMALL)
     for node in api.values():
         for key, value in inputs.items():

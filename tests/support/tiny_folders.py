@@ -29,15 +29,22 @@ TINY_LOADERS = {"UNETLoader": "VMDiffTestTinyFlux", "CLIPLoader": "VMDiffTestTin
                 "VAELoader": "VMDiffTestTinyVAE"}
 
 
-def tiny_workflow(path: Path, **flux_inputs) -> Path:
-    """The manual workflow's API twin on the test-only tiny loaders (ComfyUI's real classes built in-process; the
-    cheap server with no model files), written to ``path``; ``flux_inputs`` e.g. seconds_per_call."""
-    api = json.loads((REPO / "workflows" / "api" / "vmdiff_manual.json").read_text())
+def on_tiny_loaders(api: dict, **flux_inputs) -> dict:
+    """In place: every model loader of the API prompt ``api`` (UNETLoader, CLIPLoader, …) becomes its test-only tiny
+    loader (seed 0; ``flux_inputs`` go to the tiny Flux, e.g. seconds_per_call), which runs on the cheap server with
+    no model files. Returns ``api``."""
     for node in api.values():
         if node["class_type"] in TINY_LOADERS:
             node["class_type"], node["inputs"] = TINY_LOADERS[node["class_type"]], {"seed": 0}
             if node["class_type"] == "VMDiffTestTinyFlux":
                 node["inputs"].update(flux_inputs)
+    return api
+
+
+def tiny_workflow(path: Path, **flux_inputs) -> Path:
+    """The manual workflow's API twin on the test-only tiny loaders (ComfyUI's real classes built in-process; the
+    cheap server with no model files), written to ``path``; ``flux_inputs`` e.g. seconds_per_call."""
+    api = on_tiny_loaders(json.loads((REPO / "workflows" / "api" / "vmdiff_manual.json").read_text()), **flux_inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(api))
     return path
