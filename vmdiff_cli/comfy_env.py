@@ -30,8 +30,9 @@ def comfy_path() -> Path:
 _booted = False
 
 
-def boot_comfy_inprocess(base_dir: Path | str | None = None) -> None:
-    """Import ComfyUI's packages on the CPU and register its built-in extra nodes (idempotent).
+def boot_comfy_inprocess(base_dir: Path | str | None = None, cpu: bool = True) -> None:
+    """Import ComfyUI's packages on the CPU (``cpu=False``: on ComfyUI's default device, e.g. CUDA, for
+    benchmarks/bench_gpu.py) and register its built-in extra nodes (idempotent).
 
     ComfyUI's input, output, temp and user folders go under ``base_dir`` (default: ``$VMDIFF_COMFY_BASE_DIR``, else
     a temporary folder removed at exit), set before any node module is imported, so nothing is written into the
@@ -48,7 +49,7 @@ def boot_comfy_inprocess(base_dir: Path | str | None = None) -> None:
         sys.path.insert(0, root)
     from comfy.cli_args import args  # noqa: E402  (must precede comfy.model_management)
 
-    args.cpu = True
+    args.cpu = cpu
     # As ComfyUI's main.py does: import its top-level ``utils`` package before nodes.py puts ComfyUI/comfy first on
     # sys.path (where comfy/utils.py would shadow it and comfy_extras/nodes_images.py would fail to import).
     import utils.extra_config  # noqa: F401
