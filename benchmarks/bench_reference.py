@@ -106,21 +106,6 @@ def print_analytic(rows) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # measured on the stand-ins
 
-class PassCounter:
-    """Counts DiT passes through ComfyUI's model_function_wrapper (one call = one batched DiT forward) and times the
-    forwards."""
-
-    def __init__(self):
-        self.calls, self.seconds = 0, 0.0
-
-    def __call__(self, apply_model, args):
-        start = time.perf_counter()
-        out = apply_model(args["input"], args["timestep"], **args["c"])
-        self.seconds += time.perf_counter() - start
-        self.calls += 1
-        return out
-
-
 class ZeroKeyBias:
     """A zero additive bias on every key through PyTorch SDPA (the mask path a finite β / α takes), for checkouts
     without the pack's ReferenceAttentionBias."""
@@ -172,9 +157,10 @@ def measure(model, cond, x, sigmas, seed: int = 0) -> dict:
     import comfy.sample
     import comfy.samplers
 
-    counted = model.clone()
-    counter = PassCounter()
-    counted.set_model_unet_function_wrapper(counter)
+    from benchmarks.bench_stages import ForwardTimer
+
+    counter = ForwardTimer(model)
+    counted = counter.model
     steps = len(sigmas) - 1
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
     start = time.perf_counter()

@@ -8,6 +8,7 @@ alone (max |Δ| = 0), α = 1 independent of reference 1's picture, α = 0.5 and 
 import pytest
 import torch
 
+from tests.support.reference_stand_ins import PassCounter, reference_image
 from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
@@ -25,17 +26,8 @@ CORE_TOL = 1e-5  # our Euler against core's k-diffusion euler (float32 rounding)
 
 
 def image(seed, h=48, w=64):
-    return torch.rand(1, h, w, 3, generator=torch.Generator().manual_seed(seed))
+    return reference_image(seed, h, w)
 
-
-class PassCounter:
-    def __init__(self, model):
-        self.model, self.refs = model.clone(), []
-        self.model.set_model_unet_function_wrapper(self)
-
-    def __call__(self, apply_model, args):
-        self.refs.append(len(args["c"].get("ref_latents") or []))
-        return apply_model(args["input"], args["timestep"], **args["c"])
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from tests.support.reference_stand_ins import PassCounter, reference_image
 from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
 boot_comfy_inprocess()
@@ -35,19 +36,8 @@ CORE_TOL = 1e-5
 
 
 def image(seed, h=40, w=56):
-    return torch.rand(1, h, w, 3, generator=torch.Generator().manual_seed(seed))
+    return reference_image(seed, h, w)
 
-
-class PassCounter:
-    """Counts DiT forward passes through ComfyUI's model_function_wrapper and the references each one carried."""
-
-    def __init__(self, model):
-        self.model, self.refs = model.clone(), []
-        self.model.set_model_unet_function_wrapper(self)
-
-    def __call__(self, apply_model, args):
-        self.refs.append(len(args["c"].get("ref_latents") or []))
-        return apply_model(args["input"], args["timestep"], **args["c"])
 
 
 @pytest.fixture(scope="module")

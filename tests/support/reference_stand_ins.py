@@ -2,6 +2,8 @@
 files they name do not exist here, so their loaders are swapped for stand-ins of the same family."""
 from __future__ import annotations
 
+import torch
+
 #: Sizes and steps the stand-ins run in seconds (merged into the template test's STAND_INS).
 REFERENCE_STAND_INS = {
     "ImageScaleToTotalPixels": {"megapixels": 0.01},
@@ -34,3 +36,21 @@ def reference_stand_ins(api: dict) -> dict:
                 api[widened] = {"class_type": "VMDiffTestFlux2Text",
                                 "inputs": {"conditioning": [text, 0], "width": FLUX2_TEXT_WIDTH}}
     return api
+
+
+def reference_image(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
+    """A random IMAGE (1, h, w, 3) in [0, 1] of ``seed``: a reference picture for the in-process tests."""
+    return torch.rand(1, h, w, 3, generator=torch.Generator().manual_seed(seed))
+
+
+class PassCounter:
+    """Counts DiT forward passes through ComfyUI's model_function_wrapper and the references each one carried
+    (``refs``: one entry per pass). Use ``PassCounter(model).model`` in place of ``model``."""
+
+    def __init__(self, model):
+        self.model, self.refs = model.clone(), []
+        self.model.set_model_unet_function_wrapper(self)
+
+    def __call__(self, apply_model, args):
+        self.refs.append(len(args["c"].get("ref_latents") or []))
+        return apply_model(args["input"], args["timestep"], **args["c"])
