@@ -26,7 +26,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.build_workflows import FLUX2, FULL, MANUAL, Default, OnPurpose, build_ui, declared_default
+from scripts.build_workflows import (FLUX2, FULL, MANUAL, PRIMITIVES, Default, OnPurpose, _input_spec, build_ui,
+                                     declared_default)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,6 +169,23 @@ def _wired_graph(blueprint: Blueprint, classes: dict) -> tuple[dict, dict[str, s
     return keep, primitives
 
 
+def _frontend_inputs(node: dict, cls, inner_links: list[dict]) -> None:
+    """In place: an inside node's inputs as the frontend holds them (every socket, then every widget, in declared
+    order; what its "Publish subgraph" saves), the inner links' target slots renumbered to match. The pinned frontend
+    (1.35.9) pastes a blueprint by these slots: with build_ui's list (linked inputs only) a promoted value was
+    written into whichever input stood at that slot of its own list (β1 into seed, β2 into width)."""
+    spec = [(name, kind, kind in PRIMITIVES and not opts.get("forceInput")) for name, kind, opts in _input_spec(cls)]
+    saved = {i["name"]: i for i in node["inputs"]}
+    order = [s for s in spec if not s[2]] + [s for s in spec if s[2]]
+    node["inputs"] = [saved.get(name, {"name": name, "type": kind, "link": None,
+                                       **({"widget": {"name": name}} if widget else {})})
+                      for name, kind, widget in order]
+    slot = {i["link"]: n for n, i in enumerate(node["inputs"]) if i["link"] is not None}
+    for link in inner_links:
+        if link["target_id"] == node["id"]:
+            link["target_slot"] = slot[link["id"]]
+
+
 def _input_kind(cls, name: str) -> str:
     types = cls.INPUT_TYPES()
     spec = {**types.get("required", {}), **types.get("optional", {})}[name]
@@ -211,6 +229,8 @@ def build(blueprint: Blueprint, classes: dict) -> tuple[dict, dict]:
         next_link += 1
 
     inner_nodes = [n for n in ui["nodes"] if n["id"] in inside_ids]
+    for node in inner_nodes:
+        _frontend_inputs(node, classes[node["type"]], inner_links)
     for node in inner_nodes:  # output link lists as seen inside the subgraph
         for out in node["outputs"]:
             out["links"] = [link["id"] for link in inner_links if link["origin_id"] == node["id"]
