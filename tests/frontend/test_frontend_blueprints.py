@@ -158,23 +158,14 @@ def test_a_dropped_blueprint_queues_the_expanded_workflow(page, classes, name):
     assert canonical(seen["output"]) == canonical(expected)
 
 
-@pytest.fixture(scope="module")
-def pinned_page(comfy_server_factory, classes):
-    server = comfy_server_factory(frontend=True)
-    prepare_server(server, vue=False)
-    with Browser(1600, 1000) as browser:
-        open_frontend(browser, server.url)
-        browser.wait_for(LISTED_JS, 60)
-        yield server, browser
-
-
+@pytest.mark.parametrize("page", ["pinned-litegraph"], indirect=True)  # the open page: one Playwright a thread
 @pytest.mark.parametrize("name", ["VMDiff Fuse", "VMDiff FLUX.2 Fuse"])
-def test_the_dropped_blueprint_runs_and_equals_the_expanded_workflow_bit_for_bit(pinned_page, classes, vmdiff_server,
+def test_the_dropped_blueprint_runs_and_equals_the_expanded_workflow_bit_for_bit(page, classes, vmdiff_server,
                                                                                   object_images, name):
     """The prompt the pinned frontend builds for the dropped blueprint, queued through the real server on the
     stand-in models, saves the same pixels as the workflow it stands for (same seed, labels, α, steps): the manual
     workflow on the Redux stand-ins, the FLUX.2 one on the tiny FLUX.2 loaders."""
-    _, browser = pinned_page
+    _, browser, _, _ = page
     bp = next(b for b in bb.BLUEPRINTS if b.name == name)
     from_frontend = frontend_prompt(browser, bp, classes)["output"]
     expanded = ui_to_api(bb.expanded_workflow(bp, classes), vmdiff_server.object_info())
