@@ -5,8 +5,8 @@ ComfyUI serves a pack's ``subgraphs/*.json`` at ``GET /global_subgraphs`` (``app
 and edit. A blueprint here is cut out of a graph of ``scripts/build_workflows.py`` (the one-place description the
 shipped workflows come from, built by its ``build_ui``): the nodes named ``inside`` go into the subgraph, the models
 and images they read become the subgraph's socket inputs, the widgets a user sets (``exposed``) become widget inputs
-on the outside, and the chosen outputs its outputs. Adding a blueprint (e.g. a FLUX.2 one) is one ``Blueprint(...)``
-entry in ``BLUEPRINTS``.
+on the outside, and the chosen outputs its outputs. Adding a blueprint is one ``Blueprint(...)`` entry in
+``BLUEPRINTS`` ("VMDiff FLUX.2 Fuse", cut out of the FLUX.2 workflow, is one).
 
     .venv/bin/python -m scripts.build_blueprints          # rewrites subgraphs/*.json
     .venv/bin/python -m scripts.build_blueprints --check  # exit 1 if a file differs from its description
@@ -26,7 +26,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.build_workflows import FULL, MANUAL, Default, OnPurpose, build_ui, declared_default
+from scripts.build_workflows import (FLUX2, FULL, MANUAL, PRIMITIVES, Default, OnPurpose, _input_spec, build_ui,
+                                     declared_default)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,6 +99,21 @@ BLUEPRINTS = [
                  "seed": (("auto_tune", "seed"),), "steps": (("auto_tune", "steps"),)},
         outputs={"image": ("auto_tune", 0), "params": ("auto_tune", 7), "plot": ("auto_tune", 9)},
         search_aliases=(*SEARCH_ALIASES, "auto-tune", "score")),
+    Blueprint(
+        name="VMDiff FLUX.2 Fuse",
+        description="VMDiff on FLUX.2 [klein]: fuse the objects of two images into one hybrid object at mix weight "
+                    "α, the images read as reference latents (β weighs each in Blending Noise). Inside: the two "
+                    "images scaled to about 1 MP, two Reference Encodes, the Fusion Prompt, Blending Noise, Mixing "
+                    "Denoise and the VAE decode of the FLUX.2 workflow; open it to change the rest.",
+        graph=FLUX2,
+        inside=("scaled_1", "scaled_2", "tokens_1", "tokens_2", "prompt", "blend", "mix", "decode"),
+        sockets={"model": ("unet", 0), "clip": ("clip", 0), "vae": ("vae", 0), "image_1": ("image_1", 0),
+                 "image_2": ("image_2", 0)},
+        exposed={"label_1": (("prompt", "label_1"),), "label_2": (("prompt", "label_2"),),
+                 "alpha": (("mix", "alpha"),), "beta_1": (("blend", "beta_1"),), "beta_2": (("blend", "beta_2"),),
+                 "seed": (("blend", "seed"),), "steps": (("blend", "steps"), ("mix", "steps"))},
+        outputs={"image": ("decode", 0)},
+        search_aliases=(*SEARCH_ALIASES, "flux.2", "klein", "reference")),
 ]
 
 
@@ -132,22 +148,42 @@ def _wired_graph(blueprint: Blueprint, classes: dict) -> tuple[dict, dict[str, s
         for key, input_name in targets:
             graph[key] = graph[key][:3] + ({**graph[key][3], input_name: ("@", primitives[name], 0)}, graph[key][4])
     # outside nodes that fed an exposed widget (primitives of the workflow) and outside nodes that read an inside
-    # output the blueprint does not offer (e.g. the t_den preview) are left out, with whatever read only them
+    # output the blueprint does not offer (e.g. the t_den preview, the FLUX.2 workflow's core branch) are left out,
+    # with whatever read only them, and the outside nodes whose every reader is left out (the core branch's noise,
+    # sampler, σ and latent)
     fed = {v[1] for name, targets in blueprint.exposed.items() for key, inp in targets
            for v in [blueprint.graph[key][3].get(inp)] if isinstance(v, tuple)}
     offered = set(blueprint.outputs.values())
     keep = {k: v for k, v in graph.items() if k not in fed}
+    read = {v[1] for node in blueprint.graph.values() for v in node[3].values() if isinstance(v, tuple)}
     changed = True
     while changed:
         changed = False
         for key in [k for k in keep if k not in blueprint.inside and not k.startswith("__exposed_")]:
-            for value in keep[key][3].values():
-                if isinstance(value, tuple) and (value[1] not in keep or (
-                        value[1] in blueprint.inside and (value[1], value[2]) not in offered)):
-                    del keep[key]
-                    changed = True
-                    break
+            links = [v for v in keep[key][3].values() if isinstance(v, tuple)]
+            if any(v[1] not in keep or (v[1] in blueprint.inside and (v[1], v[2]) not in offered) for v in links) \
+                    or (key in read and not any(v[1] == key for node in keep.values() for v in node[3].values()
+                                                if isinstance(v, tuple))):
+                del keep[key]
+                changed = True
     return keep, primitives
+
+
+def _frontend_inputs(node: dict, cls, inner_links: list[dict]) -> None:
+    """In place: an inside node's inputs as the frontend holds them (every socket, then every widget, in declared
+    order; what its "Publish subgraph" saves), the inner links' target slots renumbered to match. The pinned frontend
+    (1.35.9) pastes a blueprint by these slots: with build_ui's list (linked inputs only) a promoted value was
+    written into whichever input stood at that slot of its own list (β1 into seed, β2 into width)."""
+    spec = [(name, kind, kind in PRIMITIVES and not opts.get("forceInput")) for name, kind, opts in _input_spec(cls)]
+    saved = {i["name"]: i for i in node["inputs"]}
+    order = [s for s in spec if not s[2]] + [s for s in spec if s[2]]
+    node["inputs"] = [saved.get(name, {"name": name, "type": kind, "link": None,
+                                       **({"widget": {"name": name}} if widget else {})})
+                      for name, kind, widget in order]
+    slot = {i["link"]: n for n, i in enumerate(node["inputs"]) if i["link"] is not None}
+    for link in inner_links:
+        if link["target_id"] == node["id"]:
+            link["target_slot"] = slot[link["id"]]
 
 
 def _input_kind(cls, name: str) -> str:
@@ -193,6 +229,8 @@ def build(blueprint: Blueprint, classes: dict) -> tuple[dict, dict]:
         next_link += 1
 
     inner_nodes = [n for n in ui["nodes"] if n["id"] in inside_ids]
+    for node in inner_nodes:
+        _frontend_inputs(node, classes[node["type"]], inner_links)
     for node in inner_nodes:  # output link lists as seen inside the subgraph
         for out in node["outputs"]:
             out["links"] = [link["id"] for link in inner_links if link["origin_id"] == node["id"]

@@ -2,11 +2,12 @@
 0.8.0 pins (1.35.9, litegraph canvas) and the newest checked here (1.58.1, Vue node renderer; served by the 0.8.0
 backend with --front-end-root: a newer frontend on an older backend, not what users run):
 
-- each lists both blueprints among its node definitions (what its node library and search show) with their
+- each lists the three blueprints among its node definitions (what its node library and search show) with their
   description and inputs, and shows them in its node library;
 - a blueprint dropped into a graph of the loaders (the frontend's own add-blueprint path), linked to them, gives the
   prompt the frontend would queue (``app.graphToPrompt``) that equals the expanded workflow's, and queued through
-  the real server on the stand-in models the same image, bit for bit.
+  the real server on the stand-in models the same image, bit for bit (the Redux "VMDiff Fuse" and "VMDiff FLUX.2
+  Fuse", its FLUX.2 files swapped for the FLUX.2 stand-ins as the shipped FLUX.2 workflow's server test does).
 """
 import json
 
@@ -14,18 +15,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.reference_stand_ins import REFERENCE_STAND_INS, reference_stand_ins
 from tests.support.tiny_folders import on_tiny_loaders
 from tests.support.workflows import drop_cached_outputs, shrink
 from tests.server.test_blueprints import canonical
 from scripts import build_blueprints as bb
 from scripts.frontend_check import (LATEST_FRONTEND, STORES_JS, Browser, frontend_root, is_fresh_install_noise,
                                   open_frontend, prepare_server)
-from vmdiff_cli.run_workflow import apply_inputs, synthetic_objects
+from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.workflow_convert import ui_to_api
 
 pytestmark = pytest.mark.slow
 FRONTENDS = {"pinned-litegraph": (None, False), f"newest-{LATEST_FRONTEND}-vue": (LATEST_FRONTEND, True)}
 NAMES = [bp.name for bp in bb.BLUEPRINTS]
+#: what the bit-for-bit run sets on both prompts (the blueprint's and its expanded workflow's): size, seed, steps
+RUN = {**shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise", VMDiffBlendingNoise={"seed": 4242}),
+       **REFERENCE_STAND_INS}
+#: each blueprint's models → the stand-ins: the Redux loaders → the tiny loaders, the FLUX.2 files → the tiny FLUX.2
+STAND_INS = {"VMDiff Fuse": on_tiny_loaders, "VMDiff FLUX.2 Fuse": reference_stand_ins}
+LISTED_JS = ("() => (" + STORES_JS + ").get('nodeDef').nodeDefs.filter("
+             f"(d) => d.name.startsWith('SubgraphBlueprint.')).length >= {len(NAMES)}")
 
 BLUEPRINT_DEFS_JS = """() => (""" + STORES_JS + """).get('nodeDef').nodeDefs
     .filter((d) => d.name.startsWith('SubgraphBlueprint.'))
@@ -73,8 +82,7 @@ def page(request, comfy_server_factory, classes):  # classes first: ComfyUI boot
     prepare_server(server, vue=vue)
     with Browser(1600, 1000) as browser:
         problems = [p for p in open_frontend(browser, server.url) if not is_fresh_install_noise(p)]
-        browser.wait_for("() => (" + STORES_JS + ").get('nodeDef').nodeDefs.filter("
-                         "(d) => d.name.startsWith('SubgraphBlueprint.')).length >= 2", 60)
+        browser.wait_for(LISTED_JS, 60)
         yield server, browser, problems, version
 
 
@@ -151,30 +159,32 @@ def test_a_dropped_blueprint_queues_the_expanded_workflow(page, classes, name):
     assert canonical(seen["output"]) == canonical(expected)
 
 
-@pytest.mark.parametrize("page", ["pinned-litegraph"], indirect=True)  # the open page: one browser at a time
-def test_the_dropped_fuse_blueprint_runs_and_equals_the_expanded_workflow_bit_for_bit(page, classes, comfy_server,
-                                                                                      tmp_path):
-    """The prompt the pinned frontend builds for the dropped "VMDiff Fuse", queued through the real server (the
-    loaders on the tiny stand-ins), saves the same pixels as the manual workflow it stands for (same seed, labels,
-    α, steps)."""
+@pytest.mark.parametrize("page", ["pinned-litegraph"], indirect=True)  # the open page: one Playwright a thread
+@pytest.mark.parametrize("name", list(STAND_INS))
+def test_the_dropped_blueprint_runs_and_equals_the_expanded_workflow_bit_for_bit(page, classes, vmdiff_server,
+                                                                                  object_images, name):
+    """The prompt the pinned frontend builds for the dropped blueprint, queued through the real server on the
+    stand-in models, saves the same pixels as the workflow it stands for (same seed, labels, α, steps): the manual
+    workflow on the tiny Redux-path loaders, the FLUX.2 one on the tiny FLUX.2 loaders."""
     _, browser, _, _ = page
-    bp = bb.BLUEPRINTS[0]
+    bp = next(b for b in bb.BLUEPRINTS if b.name == name)
     from_frontend = frontend_prompt(browser, bp, classes)["output"]
-    expanded = ui_to_api(bb.expanded_workflow(bp, classes), comfy_server.object_info())
-    uploaded = [comfy_server.upload_image(p, f"blueprint_object_{i + 1}.png")
-                for i, p in enumerate(synthetic_objects(tmp_path, size=96))]
-    images = []
-    for prompt in (from_frontend, expanded):
-        on_tiny_loaders(prompt)
-        apply_inputs(prompt, uploaded, ["owl", "jar"], [],
-                     shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise", VMDiffBlendingNoise={"seed": 4242}))
-        for node in prompt.values():  # our own prefix: the two runs' files told apart
-            if node["class_type"] == "SaveImage":
-                node["inputs"]["filename_prefix"] = f"blueprint_check_{len(images)}"
-        drop_cached_outputs(comfy_server)  # each run computes every node (no cached output shared between them)
-        entry = comfy_server.run(prompt, timeout=600)
-        assert not [m for m in entry["status"]["messages"] if m[0] == "execution_cached" and m[1]["nodes"]]
-        (path,) = [p for p in comfy_server.output_images(entry) if f"blueprint_check_{len(images)}" in p.name]
-        images.append(np.asarray(Image.open(path).convert("RGB")))
+    expanded = ui_to_api(bb.expanded_workflow(bp, classes), vmdiff_server.object_info())
+    images = [run_on_stand_ins(vmdiff_server, STAND_INS[name](prompt), object_images, f"blueprint_check_{i}")
+              for i, prompt in enumerate((from_frontend, expanded))]
     assert images[0].shape == (32, 32, 3) and images[0].std() > 1.0
     assert np.array_equal(images[0], images[1])
+
+
+def run_on_stand_ins(server, prompt: dict, object_images, prefix: str) -> np.ndarray:
+    """``prompt`` (its models already on stand-ins) at the small size, seed and steps of ``RUN``, every node
+    computed afresh, saved under ``prefix``: its one image."""
+    apply_inputs(prompt, list(object_images), ["owl", "jar"], [], RUN)
+    for node in prompt.values():  # our own prefix: the two runs' files told apart
+        if node["class_type"] == "SaveImage":
+            node["inputs"]["filename_prefix"] = prefix
+    drop_cached_outputs(server)  # each run computes every node (no cached output shared between them)
+    entry = server.run(prompt, timeout=600)
+    assert not [m for m in entry["status"]["messages"] if m[0] == "execution_cached" and m[1]["nodes"]]
+    (path,) = [p for p in server.output_images(entry) if prefix in p.name]
+    return np.asarray(Image.open(path).convert("RGB"))

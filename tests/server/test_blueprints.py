@@ -9,6 +9,7 @@ import pytest
 
 from scripts import build_blueprints as bb
 from scripts import build_workflows
+from scripts.build_workflows import FLUX2
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,23 +41,26 @@ def canonical(api: dict) -> list[str]:
 def test_shipped_blueprints_are_what_their_description_builds(classes):
     built = bb.build_all(classes)
     shipped = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "subgraphs").glob("*.json")}
-    assert sorted(shipped) == sorted(built) == ["VMDiff Auto-Tune Fuse.json", "VMDiff Fuse.json"]
+    assert sorted(shipped) == sorted(built) == ["VMDiff Auto-Tune Fuse.json", "VMDiff FLUX.2 Fuse.json",
+                                                "VMDiff Fuse.json"]
     for name, content in built.items():
         assert shipped[name] == bb.dump(content), f"{name} is stale: run scripts/build_blueprints.py"
 
 
+@pytest.mark.parametrize("name", ["VMDiff Fuse", "VMDiff FLUX.2 Fuse"])
 @pytest.mark.parametrize("change", ["a widget value inside", "a link inside", "an exposed input"])
-def test_a_blueprint_that_drifts_from_its_description_is_caught(classes, change):
-    """The check above fails when the description changes and the file does not (three kinds of change)."""
+def test_a_blueprint_that_drifts_from_its_description_is_caught(classes, change, name):
+    """The check above fails when the description changes and the file does not (three kinds of change; on the
+    Redux blueprint and on the FLUX.2 one, cut out of another workflow)."""
     import dataclasses
 
-    fuse = bb.BLUEPRINTS[0]
+    fuse = next(b for b in bb.BLUEPRINTS if b.name == name)
     graph = dict(fuse.graph)
     if change == "a widget value inside":
-        graph["mix"] = graph["mix"][:3] + ({**graph["mix"][3], "guidance": 3.5}, None)
+        graph["mix"] = graph["mix"][:3] + ({**graph["mix"][3], "guidance": 3.5}, graph["mix"][4])
         changed = dataclasses.replace(fuse, graph=graph)
     elif change == "a link inside":
-        graph["mix"] = graph["mix"][:3] + ({**graph["mix"][3], "tokens_2": ("@", "tokens_1", 0)}, None)
+        graph["mix"] = graph["mix"][:3] + ({**graph["mix"][3], "tokens_2": ("@", "tokens_1", 0)}, graph["mix"][4])
         changed = dataclasses.replace(fuse, graph=graph)
     else:
         changed = dataclasses.replace(fuse, exposed={k: v for k, v in fuse.exposed.items() if k != "steps"})
@@ -73,10 +77,13 @@ def test_the_user_sets_alpha_seed_labels_and_steps_outside_the_rest_inside(class
         assert node["type"] == definition["id"] and definition["name"] == bp.name
         widgets = [i["name"] for i in node["inputs"] if "widget" in i]
         assert {"seed", "steps", "label_1", "label_2"} <= set(widgets)
-        assert ("alpha" in widgets) == (bp.name == "VMDiff Fuse")  # Auto-Tune searches α itself
+        assert ("alpha" in widgets) == (bp.name != "VMDiff Auto-Tune Fuse")  # Auto-Tune searches α itself
+        assert ({"beta_1", "beta_2"} <= set(widgets)) == (bp.graph is FLUX2)  # β weighs the reference latents
         sockets = {i["name"]: i["type"] for i in node["inputs"] if "widget" not in i}
-        assert {"model": "MODEL", "clip": "CLIP", "clip_vision": "CLIP_VISION", "style_model": "STYLE_MODEL",
-                "vae": "VAE", "image_1": "IMAGE", "image_2": "IMAGE"}.items() <= sockets.items()
+        # FLUX.2 reads the images as reference latents (its VAE): no CLIP vision, no style model
+        redux = {} if bp.graph is FLUX2 else {"clip_vision": "CLIP_VISION", "style_model": "STYLE_MODEL"}
+        assert {"model": "MODEL", "clip": "CLIP", **redux, "vae": "VAE", "image_1": "IMAGE",
+                "image_2": "IMAGE"}.items() <= sockets.items()
         inner = sorted(n["type"] for n in definition["nodes"])
         assert "UNETLoader" not in inner and "LoadImage" not in inner and "SaveImage" not in inner
         # every inner link that comes from outside comes from the subgraph's input node, one slot per input
@@ -88,15 +95,20 @@ def test_the_user_sets_alpha_seed_labels_and_steps_outside_the_rest_inside(class
     assert sorted(n["type"] for n in fuse["definitions"]["subgraphs"][0]["nodes"]) == sorted([
         "VMDiffReduxEncode", "VMDiffReduxEncode", "VMDiffFusionPrompt", "VMDiffBlendingNoise", "VMDiffMixingDenoise",
         "VAEDecode"])
+    flux2 = json.loads((REPO / "subgraphs" / "VMDiff FLUX.2 Fuse.json").read_text(encoding="utf-8"))
+    assert sorted(n["type"] for n in flux2["definitions"]["subgraphs"][0]["nodes"]) == sorted([
+        "ImageScaleToTotalPixels", "ImageScaleToTotalPixels", "VMDiffReferenceEncode", "VMDiffReferenceEncode",
+        "VMDiffFusionPrompt", "VMDiffBlendingNoise", "VMDiffMixingDenoise", "VAEDecode"])
     auto = json.loads((REPO / "subgraphs" / "VMDiff Auto-Tune Fuse.json").read_text(encoding="utf-8"))
     assert [o["name"] for o in auto["definitions"]["subgraphs"][0]["outputs"]] == ["image", "params", "plot"]
 
 
 def test_the_backend_serves_the_blueprints(comfy_server):
-    """ComfyUI 0.8.0's /global_subgraphs lists both under the pack, and /global_subgraphs/<id> returns each file."""
+    """ComfyUI 0.8.0's /global_subgraphs lists all three under the pack, and /global_subgraphs/<id> returns each
+    file."""
     listed = comfy_server.get("/global_subgraphs").json()
     ours = {v["name"]: k for k, v in listed.items() if v["info"]["node_pack"] == "custom_nodes.comfyui-vmdiff"}
-    assert sorted(ours) == ["VMDiff Auto-Tune Fuse", "VMDiff Fuse"]
+    assert sorted(ours) == ["VMDiff Auto-Tune Fuse", "VMDiff FLUX.2 Fuse", "VMDiff Fuse"]
     for name, entry_id in ours.items():
         entry = comfy_server.get(f"/global_subgraphs/{entry_id}").json()
         assert entry["source"] == "custom_node" and "path" not in entry  # the server's own paths stay private
