@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.generated_files import write_or_check
 from scripts.build_workflows import (FLUX2, FULL, MANUAL, PRIMITIVES, Default, OnPurpose, _input_spec, build_ui,
                                      declared_default)
 
@@ -339,19 +340,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     args = ap.parse_args(argv)
-    stale = []
-    for name, content in build_all().items():
-        path = SUBGRAPHS / name
-        if args.check:
-            if not path.is_file() or path.read_text(encoding="utf-8") != dump(content):
-                stale.append(str(path.relative_to(REPO_ROOT)))
-            continue
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(dump(content), encoding="utf-8")
-        print("wrote", path.relative_to(REPO_ROOT))
-    if stale:
-        print("stale (run python -m scripts.build_blueprints):", *stale, sep="\n  ")
-    return 1 if stale else 0
+    return write_or_check({SUBGRAPHS / name: dump(content) for name, content in build_all().items()}, args.check,
+                          "python -m scripts.build_blueprints")
 
 
 if __name__ == "__main__":

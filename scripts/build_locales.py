@@ -21,6 +21,8 @@ import json
 import re
 from pathlib import Path
 
+from scripts.generated_files import write_or_check
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCALES = REPO_ROOT / "locales"
 # not under locales/: ComfyUI would take any folder there for a language
@@ -153,19 +155,8 @@ def main(argv=None) -> int:
         defs = english_node_defs(infos)
         print(json.dumps(english_strings(defs, categories(infos)), ensure_ascii=False, indent=1))
         return 0
-    stale = []
-    for lang, content in build_locales().items():
-        path = LOCALES / lang / "main.json"
-        if args.check:
-            if not path.is_file() or path.read_text(encoding="utf-8") != dump_locale(content):
-                stale.append(str(path.relative_to(REPO_ROOT)))
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dump_locale(content), encoding="utf-8")
-        print("wrote", path.relative_to(REPO_ROOT))
-    if stale:
-        print("stale (run python -m scripts.build_locales):", *stale, sep="\n  ")
-    return 1 if stale else 0
+    return write_or_check({LOCALES / lang / "main.json": dump_locale(content)
+                           for lang, content in build_locales().items()}, args.check, "python -m scripts.build_locales")
 
 
 if __name__ == "__main__":
