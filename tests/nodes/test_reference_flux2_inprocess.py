@@ -8,6 +8,7 @@ alone (max |Δ| = 0), α = 1 independent of reference 1's picture, α = 0.5 and 
 import pytest
 import torch
 
+from tests.custom_nodes.vmdiff_test_nodes.scorers import ForcedScorer
 from tests.support.reference_stand_ins import PassCounter, reference_image
 from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
@@ -101,21 +102,11 @@ def test_flux2_reductions(klein):
 
 
 def test_auto_tune_runs_on_flux2_references(klein):
-    class Scorer:
-        calls = 0
-
-        def score(self, images):
-            out = []
-            for _ in range(images.shape[0]):
-                Scorer.calls += 1
-                out.append({"score": (0.37 * Scorer.calls) % 0.7, "D1": 0.5, "D2": 0.4, "T1": 0.3, "T2": 0.3,
-                            "n1": 0.5, "n2": 0.5})
-            return out
-
+    scorer = ForcedScorer(lambda k: (0.37 * (k + 1)) % 0.7)
     r1, r2, _ = klein["refs"]
     counter = PassCounter(klein["model"])
-    result = VMDiffAutoTune.execute(counter.model, r1, r2, klein["cond"], klein["vae"], Scorer(), seed=3, width=W,
+    result = VMDiffAutoTune.execute(counter.model, r1, r2, klein["cond"], klein["vae"], scorer, seed=3, width=W,
                                     height=H, steps=STEPS, t_den_step=T_DEN, alpha_max_iter=3)
     image_out = result.result[0]
     assert image_out.shape == (1, H, W, 3) and torch.isfinite(image_out).all()
-    assert Scorer.calls >= 3 and set(counter.refs) == {2}
+    assert scorer.calls >= 3 and set(counter.refs) == {2}

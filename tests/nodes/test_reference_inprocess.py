@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from tests.custom_nodes.vmdiff_test_nodes.scorers import ForcedScorer
 from tests.support.reference_stand_ins import PassCounter, reference_image
 from vmdiff_cli.comfy_env import boot_comfy_inprocess, load_pack
 
@@ -184,24 +185,14 @@ def test_mix_tokens_n_weights_references(kontext):
 
 
 def test_auto_tune_runs_on_references(kontext):
-    class Scorer:
-        calls = 0
-
-        def score(self, images):
-            out = []
-            for _ in range(images.shape[0]):
-                Scorer.calls += 1
-                out.append({"score": 0.1 * Scorer.calls % 0.7, "D1": 0.5, "D2": 0.4, "T1": 0.3, "T2": 0.3,
-                            "n1": 0.5, "n2": 0.5})
-            return out
-
+    scorer = ForcedScorer(lambda k: 0.1 * (k + 1) % 0.7)
     r1, r2, _ = kontext["refs"]
     counter = PassCounter(kontext["model"])
-    result = VMDiffAutoTune.execute(counter.model, r1, r2, kontext["cond"], kontext["vae"], Scorer(), seed=3,
+    result = VMDiffAutoTune.execute(counter.model, r1, r2, kontext["cond"], kontext["vae"], scorer, seed=3,
                                     width=32, height=32, steps=4, t_den_step=1, alpha_max_iter=3)
     image_out = result.result[0]
     assert image_out.shape == (1, 32, 32, 3) and torch.isfinite(image_out).all()
-    assert Scorer.calls >= 3 and set(counter.refs) == {2}
+    assert scorer.calls >= 3 and set(counter.refs) == {2}
 
 
 def test_bad_reference_inputs_name_the_input(kontext):
