@@ -23,7 +23,8 @@ DEV_ONLY = ("tests/", "benchmarks/", ".ci/", "scripts/", "tools/", ".cache/", ".
 def comfy(tmp_path_factory):
     """Run `comfy <args>` in the repo (comfy-cli installed once into .cache/comfy-cli-venv), offline."""
     exe = CLI_VENV / "bin" / "comfy"
-    if not exe.exists():
+    # a venv made under another path (a moved checkout, a worktree sharing .cache) has scripts whose #! is gone
+    if not exe.exists() or not Path(exe.read_text().splitlines()[0].removeprefix("#!").strip()).exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(CLI_VENV)], check=True)
         subprocess.run([str(CLI_VENV / "bin" / "python"), "-m", "pip", "install", "-q", COMFY_CLI], check=True)
     home = tmp_path_factory.mktemp("comfy_cli_home")  # its config and tracking state, not the user's

@@ -1,13 +1,13 @@
-"""workflows/vmdiff_manual_scored.json through a real ComfyUI server: the manual fusion on the real-loader stand-ins,
-scored by the four scorer loaders on the tiny scorer files (vmdiff_cli/tiny_scorers), with the breakdown shown as
-text."""
+"""workflows/vmdiff_manual_scored.json through a real ComfyUI server: the manual fusion on the tiny loaders, scored
+by the four scorer loaders on the tiny scorer files (vmdiff_cli/tiny_scorers), with the breakdown shown as text."""
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.support.workflows import drop_cached_outputs, node_id, workflow_prompt
+from tests.support.tiny_folders import on_tiny_loaders
+from tests.support.workflows import drop_cached_outputs, node_id, shrink, workflow_prompt
 from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
 from vmdiff_cli.workflow_convert import ui_to_api
 
@@ -15,8 +15,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 SCORED_UI = REPO / "workflows" / "vmdiff_manual_scored.json"
 SCORED_API = REPO / "workflows" / "api" / "vmdiff_manual_scored.json"
-SMALL = {"VMDiffBlendingNoise": {"width": 64, "height": 48, "steps": 4, "t_den_step": 1},
-         "VMDiffMixingDenoise": {"steps": 4},
+SMALL = {**shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise"),
          # the release file names of the workflow → the tiny scorer files in the same models folder
          "VMDiffLoadDINOv2": {"dinov2": NAMES["dinov2"]},
          "VMDiffLoadOpenCLIP": {"model_name": NAMES["open_clip_model"], "checkpoint": NAMES["open_clip"]},
@@ -26,7 +25,9 @@ TERMS = ("S", "D1", "D2", "T1", "T2", "n1", "n2")
 
 
 def scored_prompt(server, uploaded, **inputs):
-    return workflow_prompt(server, "vmdiff_manual_scored", uploaded, overrides=SMALL, **inputs)
+    """The scored workflow at SMALL: the fusion on the tiny loaders, the scorers on their real loaders (the tiny
+    scorer files)."""
+    return on_tiny_loaders(workflow_prompt(server, "vmdiff_manual_scored", uploaded, overrides=SMALL, **inputs))
 
 
 def parse_breakdown(text):

@@ -12,7 +12,7 @@ from scripts.build_workflows import EXAMPLE_IMAGES, EXAMPLE_LABELS
 from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
 from vmdiff_cli.workflow_convert import ui_to_api
-from tests.support.reference_stand_ins import REFERENCE_STAND_INS, reference_stand_ins
+from tests.support.reference_stand_ins import REFERENCE_STAND_INS, on_clip_l, reference_stand_ins
 from vmdiff_comfy.example_inputs import EXAMPLE_INPUTS, install_example_inputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,13 +38,7 @@ def without_t5(api: dict) -> dict:
     """The stand-ins have no T5-XXL: a DualCLIPLoader becomes CLIP-L alone and each text it encodes is padded to
     Flux's 4096 wide by the test-only VMDiffTestFluxText (as tests/server/test_server_baselines.py does)."""
     for dual in [k for k, v in api.items() if v["class_type"] == "DualCLIPLoader"]:
-        api[dual] = {"class_type": "CLIPLoader", "inputs": {"clip_name": "clip_l.safetensors",
-                                                            "type": "stable_diffusion"}}
-        for text in [k for k, v in api.items() if v["inputs"].get("clip") == [dual, 0]]:
-            padded = f"9{text}"
-            for node in api.values():
-                node["inputs"].update({n: [padded, 0] for n, v in node["inputs"].items() if v == [text, 0]})
-            api[padded] = {"class_type": "VMDiffTestFluxText", "inputs": {"conditioning": [text, 0], "width": 4096}}
+        on_clip_l(api, dual, "VMDiffTestFluxText", 4096)
     return api
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.workflows import drop_cached_outputs
+from tests.support.tiny_folders import on_tiny_loaders
+from tests.support.workflows import drop_cached_outputs, shrink
 from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.workflow_convert import UnknownNodeError, WorkflowError, expand_subgraphs, ui_to_api
 
@@ -320,12 +321,12 @@ def test_templates_saved_by_the_frontend_convert(object_info):
 
 
 # --- through the server: the shipped manual workflow, partly in subgraphs --------------------------------------------
-SMALL = {"VMDiffBlendingNoise": {"width": 32, "height": 32, "steps": 2, "t_den_step": 0},
-         "VMDiffMixingDenoise": {"steps": 2}}
+SMALL = shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise")
 
 
 def manual_pixels(server, ui: dict, images: list[str], fresh: bool = True) -> tuple[np.ndarray, dict]:
-    api = ui_to_api(ui, server.object_info())
+    """``ui`` as the frontend would queue it, its loaders on the tiny stand-ins, at SMALL: its saved pixels."""
+    api = on_tiny_loaders(ui_to_api(ui, server.object_info()))
     apply_inputs(api, images, ["owl", "jar"], [], SMALL)
     if fresh:
         drop_cached_outputs(server)  # every node really runs (an equal prompt would otherwise come from the cache)
@@ -334,28 +335,28 @@ def manual_pixels(server, ui: dict, images: list[str], fresh: bool = True) -> tu
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16), api
 
 
-def test_the_manual_workflow_in_subgraphs_gives_the_flat_workflows_image(vmdiff_server, object_images):
+def test_the_manual_workflow_in_subgraphs_gives_the_flat_workflows_image(comfy_server, tiny_object_images):
     """Redux encodes + fusion prompt in one subgraph nested with Blending Noise + Mixing Denoise in another: run
     from scratch, the same image as the flat workflow (run from scratch too). With its seed promoted onto the outer
     subgraph node and set there, the prompt is the flat workflow's with that seed, and it renders another image (the
-    loaders and encodes come from the cache: three runs on stand-ins that take minutes each on a busy CPU)."""
+    loaders and encodes come from the cache). The graph is what is tested: the loaders are the tiny stand-ins."""
     manual = json.loads((REPO / "workflows" / "vmdiff_manual.json").read_text())
-    flat, flat_api = manual_pixels(vmdiff_server, manual, object_images)
+    flat, flat_api = manual_pixels(comfy_server, manual, tiny_object_images)
     inner = wrap(manual, [8, 9, 10], 30, "Encode")
     nested = wrap(inner, [30, 11, 12], 40, "Fuse")
-    api_ids = sorted(k for k in ui_to_api(nested, vmdiff_server.object_info()) if ":" in k)
+    api_ids = sorted(k for k in ui_to_api(nested, comfy_server.object_info()) if ":" in k)
     assert api_ids == ["40:11", "40:12", "40:30:10", "40:30:8", "40:30:9"]
-    wrapped, wrapped_api = manual_pixels(vmdiff_server, nested, object_images)
+    wrapped, wrapped_api = manual_pixels(comfy_server, nested, tiny_object_images)
     assert renumbered(wrapped_api) == renumbered(flat_api)
     assert flat.shape == (32, 32, 3) and flat.std() > 0 and np.array_equal(wrapped, flat)
 
     # the seed promoted onto the outer subgraph node (widgets_values of the subgraph node, not of Blending Noise)
     seeded = promote(copy.deepcopy(nested), 40, 11, "seed", "INT", 7, proxy=True)
-    other, seeded_api = manual_pixels(vmdiff_server, seeded, object_images, fresh=False)
+    other, seeded_api = manual_pixels(comfy_server, seeded, tiny_object_images, fresh=False)
     assert seeded_api["40:11"]["inputs"]["seed"] == 7
     flat_seed = copy.deepcopy(manual)
     next(n for n in flat_seed["nodes"] if n["id"] == 11)["widgets_values"][0] = 7
-    flat_seed_api = ui_to_api(flat_seed, vmdiff_server.object_info())
-    apply_inputs(flat_seed_api, object_images, ["owl", "jar"], [], SMALL)
+    flat_seed_api = ui_to_api(flat_seed, comfy_server.object_info())
+    apply_inputs(on_tiny_loaders(flat_seed_api), tiny_object_images, ["owl", "jar"], [], SMALL)
     assert renumbered(seeded_api) == renumbered(flat_seed_api)
     assert other.shape == flat.shape and not np.array_equal(other, flat)

@@ -81,3 +81,13 @@ def three_object_images(vmdiff_server, object_images, tmp_path_factory) -> list[
     path = tmp_path_factory.mktemp("inputs") / "object_3.png"
     tree.save(path)
     return [*object_images, vmdiff_server.upload_image(path, "vmdiff_object_3.png")]
+
+
+@pytest.fixture(scope="session")
+def tiny_object_images(comfy_server, tmp_path_factory) -> list[str]:
+    """The two synthetic object pictures uploaded once to the cheap server (``comfy_server``), for workflows moved
+    onto the test-only tiny loaders (tests/support/tiny_folders.on_tiny_loaders)."""
+    from vmdiff_cli.run_workflow import synthetic_objects
+
+    paths = synthetic_objects(tmp_path_factory.mktemp("tiny_objects"), size=96)
+    return [comfy_server.upload_image(p, f"vmdiff_tiny_object_{i + 1}.png") for i, p in enumerate(paths)]

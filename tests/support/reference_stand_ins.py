@@ -13,6 +13,20 @@ REFERENCE_STAND_INS = {
 FLUX2_TEXT_WIDTH = 768  # the CLIP-L stand-in file's width (the tiny FLUX.2 takes any context width)
 
 
+def on_clip_l(api: dict, loader: str, widener: str, width: int) -> dict:
+    """In place: the text-encoder loader node ``loader`` becomes CLIP-L (the stand-in file), and every conditioning
+    encoded with it passes through the test-only ``widener`` node (VMDiffTestFluxText / VMDiffTestFlux2Text), which
+    pads it to the model's text ``width``; the widened node's id is the text node's with a leading 9."""
+    api[loader] = {"class_type": "CLIPLoader", "inputs": {"clip_name": "clip_l.safetensors",
+                                                          "type": "stable_diffusion"}}
+    for text in [k for k, v in api.items() if v["inputs"].get("clip") == [loader, 0]]:
+        widened = f"9{text}"
+        for node in api.values():
+            node["inputs"].update({n: [widened, 0] for n, v in node["inputs"].items() if v == [text, 0]})
+        api[widened] = {"class_type": widener, "inputs": {"conditioning": [text, 0], "width": width}}
+    return api
+
+
 def reference_stand_ins(api: dict) -> dict:
     """In place: a Kontext file → the tiny FLUX.1-architecture file (same layout as Kontext); a FLUX.2 model / VAE
     file → the test-only tiny FLUX.2 loaders (0.8.0 cannot load a small FLUX.2 file); a FLUX.2 text encoder → CLIP-L
@@ -27,14 +41,7 @@ def reference_stand_ins(api: dict) -> dict:
         elif node["class_type"] == "VAELoader" and "flux2" in str(inputs.get("vae_name")):
             api[key] = {"class_type": "VMDiffTestTinyFlux2VAE", "inputs": {"seed": 0}}
         elif node["class_type"] == "CLIPLoader" and inputs.get("type") == "flux2":
-            api[key] = {"class_type": "CLIPLoader", "inputs": {"clip_name": "clip_l.safetensors",
-                                                               "type": "stable_diffusion"}}
-            for text in [k for k, v in api.items() if v["inputs"].get("clip") == [key, 0]]:
-                widened = f"9{text}"
-                for other in api.values():
-                    other["inputs"].update({n: [widened, 0] for n, v in other["inputs"].items() if v == [text, 0]})
-                api[widened] = {"class_type": "VMDiffTestFlux2Text",
-                                "inputs": {"conditioning": [text, 0], "width": FLUX2_TEXT_WIDTH}}
+            on_clip_l(api, key, "VMDiffTestFlux2Text", FLUX2_TEXT_WIDTH)
     return api
 
 
