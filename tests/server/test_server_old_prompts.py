@@ -8,6 +8,7 @@ import pytest
 
 from vmdiff_cli.run_workflow import apply_inputs
 from vmdiff_cli.tiny_scorers import TINY_SCORER_NAMES as NAMES
+from tests.support.tiny_folders import on_tiny_loaders
 from tests.support.workflows import shrink
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,8 @@ def test_stripped_api_twin_runs(vmdiff_server, three_object_images, name):
     loaders = sum(v["class_type"] == "LoadImage" for v in api.values())
     apply_inputs(api, three_object_images[:loaders], ["owl", "jar"] if any(
         "label_1" in v["inputs"] for v in api.values()) else [], [], SMALL)
+    if not any(v["class_type"] == "CheckpointLoaderSimple" for v in api.values()):  # a Flux graph (SD1.5: as is)
+        on_tiny_loaders(api)  # the prompt's form is tested, not the loaders (run as shipped in test_server_templates)
     for node in api.values():  # a tiny Auto-Tune search: only its required inputs are set
         if node["class_type"] == "VMDiffAutoTune":
             assert "alpha_tol" not in node["inputs"]
