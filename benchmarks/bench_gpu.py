@@ -474,8 +474,15 @@ def _sync(device: str) -> None:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory (getrusage: KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory in MiB: Linux's VmHWM (/proc/self/status), the high-water mark of this
+    program's own memory. Not getrusage's ru_maxrss, which keeps the peak of the process that forked this one
+    (kept across exec: a benchmark started by a large test process would report that process's size); elsewhere
+    ru_maxrss (KiB on Linux, bytes on macOS: read as KiB)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass

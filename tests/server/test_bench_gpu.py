@@ -84,3 +84,18 @@ def test_bad_device_choices_are_refused_with_the_fix():
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_gpu", "--device", "cpu"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "add --tiny" in done.stderr
+
+
+def test_the_peak_is_the_benchmarks_own_not_its_parents():
+    """A parent holding 1.5 GB resident starts a program that reports peak_rss_mib(): it is that program's own peak
+    (torch imported: ~0.5 GB), not the parent's size, which getrusage's ru_maxrss carries across fork and exec."""
+    code = ("import subprocess, sys\n"
+            "big = bytearray(1536 * 2**20)\n"
+            "for i in range(0, len(big), 4096): big[i] = 1\n"
+            "child = 'import resource; from benchmarks.bench_gpu import peak_rss_mib as p; "
+            "print(round(p()), round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))'\n"
+            "print(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True, check=True).stdout)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    own, inherited = map(int, done.stdout.split())
+    assert inherited > 1536 and own < 1200, (own, inherited)

@@ -1,6 +1,7 @@
-"""The shipped part-level fusion workflow (workflows/vmdiff_regional.json) through a real ComfyUI server, its loaders on
-the test-only tiny stand-ins (the regions are the graph's, not the loaders'): it runs, a constant map reproduces the plain fusion pixel for pixel, and with
-image_attention own_region the latent of one region does not move when only the other region's α changes."""
+"""The shipped part-level fusion workflow (workflows/vmdiff_regional.json) through a real ComfyUI server, its loaders
+on the test-only tiny stand-ins (the regions are the graph's, not the loaders'): it runs, a constant map reproduces
+the plain fusion pixel for pixel, and with image_attention own_region the latent of one region does not move when
+only the other region's α changes."""
 import json
 from pathlib import Path
 
