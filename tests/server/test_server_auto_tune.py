@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from tests.support.workflows import node_id, shrink, workflow_prompt
-from tests.server.test_server_workflows import manual_prompt
 
 pytestmark = pytest.mark.slow
 SMALL = shrink(VMDiffAutoTune=dict(search_steps=0, alpha_tol=0.1, beta_tol=2.0))["VMDiffAutoTune"]
@@ -44,8 +43,8 @@ def test_full_workflow_searches_saves_and_replays(vmdiff_server, object_images):
     summary = " ".join(t for out in entry["outputs"].values() for t in out.get("text", []))
     assert "5 candidates" in summary
 
-    replay = manual_prompt(vmdiff_server, object_images, alpha=params["alpha"], beta_1=params["beta_1"],
-                           beta_2=params["beta_2"], seed=params["seed"], width=32, height=32)
+    replay = workflow_prompt(vmdiff_server, "vmdiff_manual", object_images, alpha=params["alpha"],  # real loaders
+                             beta_1=params["beta_1"], beta_2=params["beta_2"], seed=params["seed"], width=32, height=32)
     replay[node_id(replay, "VMDiffBlendingNoise")]["inputs"].update(steps=2, t_den_step=0)
     replay[node_id(replay, "VMDiffMixingDenoise")]["inputs"].update(steps=2)
     replayed = vmdiff_server.run(replay, timeout=900)

@@ -1,19 +1,22 @@
-"""The baseline and N-object workflows through the real server (real-loader stand-ins, smallest sizes): Baseline 1
+"""The baseline and N-object workflows through the real server (their loaders on the tiny stand-ins, smallest sizes;
+the real loaders run these workflows as shipped in test_server_templates): Baseline 1
 (random ε + Mixing Denoise), Baseline 2 (Blending Noise + Mixing Denoise) and the core two-Redux graph side by side,
 and three-object fusion, whose result does not depend on the order of the objects (equal weights)."""
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.tiny_folders import on_tiny_loaders
 from tests.support.workflows import shrink, workflow_prompt
 
 pytestmark = pytest.mark.slow
+TINY_TEXT_WIDTH = 64  # the tiny Flux's context width (vmdiff_cli/tiny_models.tiny_flux)
 SMALL = shrink("VMDiffBlendingNoise", "VMDiffMixingDenoise", "VMDiffRandomNoise", "EmptySD3LatentImage", "KSampler")
 
 
 
 def prompt_of(server, name, images, labels):
-    return workflow_prompt(server, name, images, labels, SMALL)
+    return on_tiny_loaders(workflow_prompt(server, name, images, labels, SMALL))
 
 
 def by_class(api, class_type):
@@ -29,13 +32,14 @@ def test_baselines_side_by_side(vmdiff_server, three_object_images):
     # a seed no other server test uses: with a cached Mixing Denoise, Blending Noise would not run and show no text
     unique_seed = {k: {**v, "seed": 5301} for k, v in SMALL.items()
                    if k in ("VMDiffBlendingNoise", "VMDiffRandomNoise")}
-    api = workflow_prompt(vmdiff_server, "vmdiff_baselines", three_object_images[:2], ["owl", "jar"],
-                          {**SMALL, **unique_seed})
+    api = on_tiny_loaders(workflow_prompt(vmdiff_server, "vmdiff_baselines", three_object_images[:2], ["owl", "jar"],
+                                          {**SMALL, **unique_seed}))
     # The stand-ins have no T5-XXL: the core branch's DualCLIPLoader → CLIPTextEncode becomes the fusion prompt's
-    # CLIP-L conditioning zero-padded to Flux's 4096 (test-only node); the Redux chain and the sampler are as shipped.
+    # CLIP conditioning zero-padded to the tiny Flux's text width (test-only node); the Redux chain and the sampler are
+    # as shipped.
     (text,), (dual,), (fusion,) = by_class(api, "CLIPTextEncode"), by_class(api, "DualCLIPLoader"), \
         by_class(api, "VMDiffFusionPrompt")
-    api[text] = {"class_type": "VMDiffTestFluxText", "inputs": {"conditioning": [fusion, 0], "width": 4096}}
+    api[text] = {"class_type": "VMDiffTestFluxText", "inputs": {"conditioning": [fusion, 0], "width": TINY_TEXT_WIDTH}}
     del api[dual]
     entry = vmdiff_server.run(api, timeout=900)
     images = saved(vmdiff_server, entry)
